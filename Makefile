@@ -1,0 +1,30 @@
+# TVLT framework: set-up, tests, benchmarks.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install test bench demo clean
+
+help:  ## list targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the project with test and bench extras
+
+test: $(STAMP)  ## run the test suite
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)  ## run the benchmarks (this project vs transformers==4.40.2, same run)
+	$(BIN)/python -m bench
+
+demo: $(STAMP)  ## the main job on the embedded demo data
+	$(BIN)/python run.py experiment=mosei
+
+clean:  ## remove caches and outputs (keeps .venv)
+	rm -rf .pytest_cache outputs multirun bench/results/tmp
