@@ -232,12 +232,17 @@ class TvltImageProcessor(ProcessorConfigMixin):
         if isinstance(videos, (list, tuple)):
             if len(videos) == 0:
                 raise ValueError(f"empty list of images; {_ACCEPTED}")
-            first = videos[0]
-            if _is_frame(first):
+            if all(_is_frame(v) for v in videos):  # a list of frames is one video (as in the HF port)
                 return [self._video(list(videos), layout, "video")]
-            if isinstance(first, (list, tuple)) or (isinstance(first, (np.ndarray, torch.Tensor)) and first.ndim == 4):
-                return [self._video(v, layout, f"videos[{i}]") for i, v in enumerate(videos)]
-            raise ValueError(f"videos[0] is {type(first).__name__}; {_ACCEPTED}")
+            out = []
+            for i, v in enumerate(videos):  # a batch: each item a video, or an image = a 1-frame video
+                if _is_frame(v):
+                    v = [v]
+                elif not (isinstance(v, (list, tuple)) or (isinstance(v, (np.ndarray, torch.Tensor)) and v.ndim == 4)):
+                    shape = tuple(getattr(v, "shape", ()))
+                    raise ValueError(f"videos[{i}] is {type(v).__name__} of shape {shape}; {_ACCEPTED}")
+                out.append(self._video(v, layout, f"videos[{i}]"))
+            return out
         if _is_frame(videos):
             return [self._video([videos], layout, "image")]
         if isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 4:

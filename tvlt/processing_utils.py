@@ -142,6 +142,12 @@ class ProcessorConfigMixin:
     def _kwargs_from_config(cls, config: dict[str, Any], source: str) -> dict[str, Any]:
         if cls.section in config and isinstance(config[cls.section], dict):
             config = config[cls.section]  # combined file written by TvltProcessor.save_pretrained
+        for other in ("feature_extractor", "image_processor"):
+            if other != cls.section and f"{other}_type" in config and f"{cls.section}_type" not in config:
+                raise ValueError(
+                    f"{source} holds a {config[f'{other}_type']} config, not a {cls.__name__} one "
+                    "(TvltProcessor.from_pretrained reads such a directory, giving the other processor its defaults)"
+                )
         kwargs: dict[str, Any] = {}
         unknown = []
         for key, value in config.items():
