@@ -1,0 +1,34 @@
+"""Shared fixtures: the media folder and a tiny TVLT config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tvlt.configuration import TvltConfig
+
+MEDIA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    """../shared/media relative to the repo root (real clips for tests); fails clearly when absent."""
+    if not MEDIA_DIR.is_dir():
+        pytest.fail(f"test media folder not found: {MEDIA_DIR} (expected ../shared/media next to the repo)")
+    return MEDIA_DIR
+
+
+TINY_CONFIG = dict(
+    image_size=32, image_patch_size=[8, 8], num_frames=2,  # 16 patches per frame
+    spectrogram_length=64, frequency_length=16, audio_patch_size=[4, 4],  # up to 16 x 4 audio patches
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+    decoder_hidden_size=16, decoder_num_hidden_layers=2, decoder_num_attention_heads=2,
+    decoder_intermediate_size=32,
+)
+
+
+@pytest.fixture
+def tiny_config() -> TvltConfig:
+    """A TVLT config small enough for CPU unit tests (hidden 32, 2 layers, 32x32 frames, 16 mel bins)."""
+    return TvltConfig(**TINY_CONFIG)

@@ -1,0 +1,262 @@
+"""Transformer building blocks of TVLT: multi-head self-attention, MLP, pre-norm layer, layer stack.
+
+Module and parameter names reproduce the Hugging Face port's state-dict keys (``attention.attention.query``,
+``attention.output.dense``, ``intermediate.dense``, ``output.dense``, ``layernorm_before``/``layernorm_after``),
+because those names are a public contract: HF checkpoints load strictly.
+
+Attention has two paths of identical semantics (timm-style switch):
+
+- ``"sdpa"``: :func:`torch.nn.functional.scaled_dot_product_attention` with a boolean key mask; never
+  materialises the (B, heads, L, L) matrix when the backend can avoid it.
+- ``"eager"``: plain ``softmax(q k^T / sqrt(d)) v``; masked scores are filled with the dtype's minimum *after*
+  the product, so fp16/bf16 cannot overflow (the original release filled with -1e12, which overflows fp16).
+  Used whenever attention weights are requested.
+
+Key masks are boolean ``(B, L)``, True = a real token that may be attended to. Callers guarantee each row has
+at least one True (the CLS token is always real), so no softmax row is empty.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from tvlt.configuration import TvltConfig
+
+
+def get_activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Activation by HF name. "gelu" is the exact erf GELU (reference behaviour)."""
+    table: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "gelu": F.gelu,
+        "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+        "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+        "relu": F.relu,
+        "silu": F.silu,
+        "selu": F.selu,
+    }
+    if name not in table:
+        raise ValueError(f"hidden_act: unsupported activation {name!r}; choose from {sorted(table)}")
+    return table[name]
+
+
+class TvltSelfAttention(nn.Module):
+    """Query/key/value projections and the attention itself. Parameters: query, key, value."""
+
+    def __init__(self, hidden_size: int, num_heads: int, qkv_bias: bool, dropout: float) -> None:
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} not divisible by num_attention_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.query = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
+        self.key = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
+        self.value = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
+        self.dropout = dropout
+
+    def _project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # One GEMM for q, k and v (weights concatenated on the fly; the copy is tiny next to the GEMM).
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight], dim=0)
+        bias = None
+        if self.query.bias is not None:
+            bias = torch.cat([self.query.bias, self.key.bias, self.value.bias], dim=0)
+        b, n, _ = x.shape
+        qkv = F.linear(x, weight, bias).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return qkv[0], qkv[1], qkv[2]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        implementation: str = "sdpa",
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, L, D), key_mask (B, L) bool or None -> context (B, L, D), attention probs (B, H, L, L) or None."""
+        q, k, v = self._project_qkv(x)
+        dropout = self.dropout if self.training else 0.0
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        probs = None
+        if implementation == "sdpa" and not output_attentions:
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        else:
+            scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            probs = scores.softmax(dim=-1)
+            context = torch.matmul(F.dropout(probs, dropout, self.training), v)
+        b, _, n, _ = context.shape
+        context = context.transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim)
+        return context, probs if output_attentions else None
+
+
+class TvltSelfOutput(nn.Module):
+    """Output projection of the attention block. Parameter: dense."""
+
+    def __init__(self, hidden_size: int, dropout: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.dense(x))
+
+
+class TvltAttention(nn.Module):
+    """Self-attention plus output projection (keys ``attention.*`` and ``output.dense``)."""
+
+    def __init__(self, hidden_size: int, num_heads: int, qkv_bias: bool, attn_dropout: float,
+                 hidden_dropout: float) -> None:
+        super().__init__()
+        self.attention = TvltSelfAttention(hidden_size, num_heads, qkv_bias, attn_dropout)
+        self.output = TvltSelfOutput(hidden_size, hidden_dropout)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, implementation: str,
+                output_attentions: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        context, probs = self.attention(x, key_mask, implementation, output_attentions)
+        return self.output(context), probs
+
+
+class TvltIntermediate(nn.Module):
+    """First MLP projection and activation. Parameter: dense."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, act: str) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, intermediate_size)
+        self.act = get_activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.dense(x))
+
+
+class TvltOutput(nn.Module):
+    """Second MLP projection. Parameter: dense."""
+
+    def __init__(self, intermediate_size: int, hidden_size: int, dropout: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(intermediate_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.dense(x))
+
+
+class TvltLayer(nn.Module):
+    """Pre-LN transformer layer (ViT/ViLT): h += Attn(LN(h)); h += MLP(LN(h))."""
+
+    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, config: TvltConfig) -> None:
+        super().__init__()
+        self.attention = TvltAttention(hidden_size, num_heads, config.qkv_bias,
+                                       config.attention_probs_dropout_prob, config.hidden_dropout_prob)
+        self.intermediate = TvltIntermediate(hidden_size, intermediate_size, config.hidden_act)
+        self.output = TvltOutput(intermediate_size, hidden_size, config.hidden_dropout_prob)
+        self.layernorm_before = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.layernorm_after = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None, implementation: str = "sdpa",
+                output_attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attn, probs = self.attention(self.layernorm_before(x), key_mask, implementation, output_attentions)
+        x = x + attn
+        x = x + self.output(self.intermediate(self.layernorm_after(x)))
+        return x, probs
+
+
+def run_layers(
+    layers: nn.ModuleList,
+    x: torch.Tensor,
+    key_mask: torch.Tensor | None,
+    implementation: str,
+    output_attentions: bool,
+    output_hidden_states: bool,
+    gradient_checkpointing: bool,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+    """Apply a stack of layers; collect the input and every layer output, and attention probs, if asked."""
+    hidden_states: list[torch.Tensor] = [x] if output_hidden_states else []
+    attentions: list[torch.Tensor] = []
+    for layer in layers:
+        if gradient_checkpointing and torch.is_grad_enabled() and not output_attentions:
+            x, probs = checkpoint(layer, x, key_mask, implementation, False, use_reentrant=False)
+        else:
+            x, probs = layer(x, key_mask, implementation, output_attentions)
+        if output_hidden_states:
+            hidden_states.append(x)
+        if output_attentions:
+            attentions.append(probs)
+    return (x, tuple(hidden_states) if output_hidden_states else None,
+            tuple(attentions) if output_attentions else None)
+
+
+class TvltEncoder(nn.Module):
+    """Stack of ``num_hidden_layers`` TvltLayers (keys ``encoder.layer.N.*``)."""
+
+    def __init__(self, config: TvltConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(
+            TvltLayer(config.hidden_size, config.num_attention_heads, config.intermediate_size, config)
+            for _ in range(config.num_hidden_layers)
+        )
+        self.gradient_checkpointing = False
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, implementation: str,
+                output_attentions: bool = False, output_hidden_states: bool = False):
+        return run_layers(self.layer, x, key_mask, implementation, output_attentions, output_hidden_states,
+                          self.gradient_checkpointing)
+
+
+class TvltDecoder(nn.Module):
+    """MAE decoder: ``decoder_num_hidden_layers`` TvltLayers then a LayerNorm (keys ``decoder.decoder_layers.N``,
+    ``decoder.layernorm``). Shared by the pixel and audio streams, run on each separately without a mask."""
+
+    def __init__(self, config: TvltConfig) -> None:
+        super().__init__()
+        self.decoder_layers = nn.ModuleList(
+            TvltLayer(config.decoder_hidden_size, config.decoder_num_attention_heads,
+                      config.decoder_intermediate_size, config)
+            for _ in range(config.decoder_num_hidden_layers)
+        )
+        self.layernorm = nn.LayerNorm(config.decoder_hidden_size, eps=config.layer_norm_eps)
+        self.gradient_checkpointing = False
+
+    def forward(self, x: torch.Tensor, implementation: str) -> torch.Tensor:
+        x, _, _ = run_layers(self.decoder_layers, x, None, implementation, False, False,
+                             self.gradient_checkpointing)
+        return self.layernorm(x)
+
+
+class TvltPooler(nn.Module):
+    """dense + tanh on the first token (keys ``pooler.dense`` / ``classifier.0.dense``)."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """pooled (B, D) -> (B, D)."""
+        return torch.tanh(self.dense(pooled))
+
+
+class TvltMatchingHead(nn.Module):
+    """Video-audio matching (VAM) head: pooler on CLS then Linear(D, 1) (keys ``pooler.dense``, ``fc``)."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.pooler = TvltPooler(hidden_size)
+        self.fc = nn.Linear(hidden_size, 1)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """hidden_states (B, L, D) -> matching logits (B, 1)."""
+        return self.fc(self.pooler(hidden_states[:, 0]))
+
+
+class TvltMAEHead(nn.Module):
+    """Linear decoder-width -> patch values (key ``decoder``)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.decoder = nn.Linear(in_features, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(x)
