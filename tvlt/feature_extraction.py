@@ -84,6 +84,8 @@ def _as_float_tensor(x: Any, what: str) -> torch.Tensor:
     if np.issubdtype(arr.dtype, np.integer):
         offset, scale = _int_pcm_scale(arr.dtype)
         return torch.from_numpy((arr.astype(np.float32) - offset) / scale)
+    if arr.ndim == 0:
+        raise ValueError(f"{what}: got a single number; {_ACCEPTED_SHAPES}")
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float32)
     return torch.from_numpy(np.ascontiguousarray(arr))

@@ -1,0 +1,272 @@
+"""TvltFeatureExtractor: parity with transformers 4.40.2 (oracle), the original-release mode, robustness."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+from transformers import TvltFeatureExtractor as ReferenceFeatureExtractor
+from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
+
+from tvlt import BatchFeature, TvltFeatureExtractor
+
+ATOL = 1e-4  # issue 3 acceptance: audio_values within 1e-4 of the reference
+
+
+@pytest.fixture(scope="module")
+def reference() -> ReferenceFeatureExtractor:
+    return ReferenceFeatureExtractor()
+
+
+@pytest.fixture(scope="module")
+def wav16k(media_dir) -> tuple[np.ndarray, int]:
+    audio, rate = sf.read(media_dir / "K0m1tO3Ybyc_2.wav", dtype="float32")
+    assert audio.ndim == 1 and rate == 16000
+    return audio, rate
+
+
+@pytest.fixture(scope="module")
+def wav44k(wav16k) -> np.ndarray:
+    audio, rate = wav16k
+    return AF.resample(torch.from_numpy(audio), rate, 44100).numpy()
+
+
+def _random(n: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
+    return (scale * np.random.default_rng(seed).uniform(-1, 1, n)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------- parity (hf)
+def test_mel_filters_match_reference_bank():
+    ours = TvltFeatureExtractor().mel_filters(torch.device("cpu"), torch.float64).numpy()
+    ref = mel_filter_bank(
+        num_frequency_bins=1025, num_mel_filters=128, min_frequency=0.0, max_frequency=22050.0,
+        sampling_rate=44100, norm="slaney", mel_scale="slaney",
+    )  # fmt: skip
+    assert ours.shape == ref.shape == (1025, 128)
+    np.testing.assert_allclose(ours, ref, atol=2e-7)
+
+
+@pytest.mark.parametrize("stft_dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", ["random", "quiet_random", "real"])
+def test_parity_with_reference(reference, wav44k, case, stft_dtype):
+    audio = {"random": _random(93680), "quiet_random": _random(50000, seed=1, scale=0.01), "real": wav44k}[case]
+    ref = reference(audio, sampling_rate=44100, return_tensors="np")
+    ours = TvltFeatureExtractor(stft_dtype=stft_dtype)(audio, sampling_rate=44100, return_tensors="np")
+    assert ours["audio_values"].shape == ref["audio_values"].shape
+    assert ours["audio_values"].dtype == np.float32
+    np.testing.assert_allclose(ours["audio_values"], ref["audio_values"], atol=ATOL, rtol=0)
+    np.testing.assert_array_equal(ours["audio_mask"], ref["audio_mask"])
+    assert ours["audio_mask"].dtype == ref["audio_mask"].dtype
+
+
+def test_parity_reference_example_shape(reference):
+    # REFERENCE.md A.2: 93,680 samples -> 182 frames, padded to 192, 96 audio patches
+    ours = TvltFeatureExtractor()(_random(93680), sampling_rate=44100, return_tensors="pt")
+    assert ours.audio_values.shape == (1, 1, 192, 128)
+    assert ours.audio_mask.shape == (1, 96) and ours.audio_mask.sum().item() == 96
+    assert torch.all(ours.audio_values[0, 0, 182:] == 0.0)  # padding_value 0.0 after the 182 real frames
+
+
+def test_parity_batch_of_unequal_clips(reference, wav44k):
+    clips = [_random(30000, seed=2), wav44k, _random(9000, seed=3)]
+    ref = reference(clips, sampling_rate=44100, return_tensors="np")
+    ours = TvltFeatureExtractor()(clips, sampling_rate=44100, return_tensors="np")
+    assert ours["audio_values"].shape == ref["audio_values"].shape == (3, 1, 432, 128)
+    np.testing.assert_allclose(ours["audio_values"], ref["audio_values"], atol=ATOL, rtol=0)
+    np.testing.assert_array_equal(ours["audio_mask"], ref["audio_mask"])
+    assert ours["audio_mask"].sum(1).tolist() == [32.0, 216.0, 16.0]
+
+
+def test_torch_input_matches_numpy_and_returns_torch():
+    audio = _random(20000, seed=4)
+    fe = TvltFeatureExtractor()
+    out_np = fe(audio, sampling_rate=44100, return_tensors="np")
+    out_pt = fe(torch.from_numpy(audio), sampling_rate=44100, return_tensors="pt")
+    assert isinstance(out_pt, BatchFeature) and isinstance(out_pt.audio_values, torch.Tensor)
+    np.testing.assert_array_equal(out_pt.audio_values.numpy(), out_np["audio_values"])
+    assert isinstance(fe(audio, sampling_rate=44100)["audio_values"], np.ndarray)  # None -> numpy, as the HF port
+
+
+# ------------------------------------------------------------------------------------------ acceptance, 16 kHz
+@pytest.mark.parametrize("mode", ["hf", "original"])
+def test_native_16khz_clip_gives_432_frames_and_216_patches(wav16k, mode):
+    audio, rate = wav16k
+    out = TvltFeatureExtractor(mode=mode)(audio, sampling_rate=rate, return_tensors="pt")
+    assert out.audio_values.shape == (1, 1, 432, 128)
+    assert out.audio_mask.shape == (1, 216)
+    assert out.audio_mask.sum().item() == 216
+
+
+# ------------------------------------------------------------------------------------------- original mode
+def _original_oracle(audio: np.ndarray) -> np.ndarray:
+    """The original release's recipe re-derived from REFERENCE.md B.3 with transformers' numpy audio utilities
+    (librosa-equivalent: zero centre padding, last frame kept), then -1 padding by 16 - T % 16 and a 1024 cap."""
+    y = audio.astype(np.float64) - audio.mean()
+    filters = mel_filter_bank(
+        num_frequency_bins=1025, num_mel_filters=128, min_frequency=0.0, max_frequency=22050.0,
+        sampling_rate=44100, norm="slaney", mel_scale="slaney",
+    )  # fmt: skip
+    db = spectrogram(
+        y, window_function(2048, "hann"), frame_length=2048, hop_length=512, power=2.0,
+        mel_filters=filters, log_mel="dB", db_range=80.0, center=True, pad_mode="constant",
+    )  # fmt: skip  (128, frames)
+    values = (np.clip((db.T - 20.0) / 40.0, -2.0, 0.0) + 1.0).astype(np.float32)
+    pad = 16 - values.shape[0] % 16
+    values = np.concatenate([values, -np.ones((pad, 128), np.float32)])[:1024]
+    return values[None, None]
+
+
+@pytest.mark.parametrize("n", [40000, 15872])  # 15872 samples -> 32 frames: a whole extra patch of -1
+def test_original_mode_matches_recipe(n):
+    audio = _random(n, seed=5) + 0.3  # DC offset: removed by the original recipe
+    out = TvltFeatureExtractor(mode="original")(audio, sampling_rate=44100, return_tensors="np")
+    expected = _original_oracle(audio)
+    assert out["audio_values"].shape == expected.shape
+    np.testing.assert_allclose(out["audio_values"], expected, atol=ATOL, rtol=0)
+    frames = 1 + n // 512
+    assert out["audio_mask"].sum() == -(-frames // 16) * 8
+    if n == 15872:
+        assert out["audio_values"].shape[2] == 48 and out["audio_mask"].sum() == 16
+
+
+def test_original_mode_caps_at_1024_frames_and_pads_batch_with_minus_one():
+    fe = TvltFeatureExtractor(mode="original")
+    assert fe.padding_value == -1.0 and fe.spectrogram_length == 1024
+    long, short = _random(44100 * 13, seed=6), _random(10000, seed=7)
+    out = fe([long, short], sampling_rate=44100, return_tensors="pt")
+    assert out.audio_values.shape == (2, 1, 1024, 128)
+    assert out.audio_mask.sum(1).tolist() == [512.0, 16.0]
+    assert torch.all(out.audio_values[1, 0, 32:] == -1.0)
+
+
+def test_hf_mode_caps_at_2048_frames():
+    out = TvltFeatureExtractor()(_random(512 * 2100, seed=8), sampling_rate=44100, return_tensors="pt")
+    assert out.audio_values.shape == (1, 1, 2048, 128)
+    assert out.audio_mask.sum().item() == 1024
+
+
+# ------------------------------------------------------------------------------------------------ robustness
+@pytest.mark.parametrize("rate", [16000, 22050, 48000])
+def test_other_sampling_rates_are_resampled(rate):
+    audio = _random(rate, seed=9, scale=0.5)  # 1 s
+    fe = TvltFeatureExtractor()
+    out = fe(audio, sampling_rate=rate, return_tensors="pt")
+    by_hand = fe(AF.resample(torch.from_numpy(audio), rate, 44100), sampling_rate=44100, return_tensors="pt")
+    torch.testing.assert_close(out.audio_values, by_hand.audio_values)
+    assert out.audio_values.shape == (1, 1, 96, 128)  # 44100 samples -> 86 frames -> 6 time patches
+    assert out.audio_mask.sum().item() == 48
+
+
+def test_missing_sampling_rate_warns():
+    with pytest.warns(UserWarning, match="no sampling_rate"):
+        out = TvltFeatureExtractor()(_random(10000), return_tensors="pt")
+    assert out.audio_values.shape == (1, 1, 32, 128)
+
+
+def test_2d_array_and_list_are_batches_of_mono_clips():
+    fe = TvltFeatureExtractor()
+    batch = np.stack([_random(20000, seed=10), _random(20000, seed=11)])
+    out_2d = fe(batch, sampling_rate=44100, return_tensors="pt")
+    out_list = fe(list(batch), sampling_rate=44100, return_tensors="pt")
+    one = fe(batch[1], sampling_rate=44100, return_tensors="pt")
+    assert out_2d.audio_values.shape == (2, 1, 48, 128)
+    torch.testing.assert_close(out_2d.audio_values, out_list.audio_values)
+    torch.testing.assert_close(out_2d.audio_values[1:], one.audio_values)
+
+
+@pytest.mark.parametrize("layout", ["first", "last"])
+def test_multichannel_clip_is_averaged_to_mono(layout):
+    stereo = np.stack([_random(20000, seed=12), _random(20000, seed=13)])  # (C, N)
+    fe = TvltFeatureExtractor()
+    given = stereo if layout == "first" else stereo.T
+    out = fe(given, sampling_rate=44100, return_tensors="pt", channels=layout)
+    mono = fe(stereo.mean(0), sampling_rate=44100, return_tensors="pt")
+    assert out.audio_values.shape == (1, 1, 48, 128)
+    torch.testing.assert_close(out.audio_values, mono.audio_values)
+
+
+@pytest.mark.parametrize(
+    "dtype,scale,offset", [(np.int16, 32768.0, 0.0), (np.int32, 2.0**31, 0.0), (np.uint8, 128.0, 128.0)]
+)
+def test_integer_pcm_is_scaled(dtype, scale, offset):
+    info = np.iinfo(dtype)
+    pcm = np.random.default_rng(14).integers(info.min, info.max, 20000, endpoint=True).astype(dtype)
+    fe = TvltFeatureExtractor()
+    out = fe(pcm, sampling_rate=44100, return_tensors="pt")
+    floats = fe((pcm.astype(np.float64) - offset) / scale, sampling_rate=44100, return_tensors="pt")
+    torch.testing.assert_close(out.audio_values, floats.audio_values, atol=1e-5, rtol=0)
+    torch_out = fe(torch.from_numpy(pcm.astype(np.int16)) if dtype == np.int16 else torch.from_numpy(pcm),
+                   sampling_rate=44100, return_tensors="pt")  # fmt: skip
+    torch.testing.assert_close(torch_out.audio_values, out.audio_values)
+
+
+@pytest.mark.parametrize("mode", ["hf", "original"])
+def test_silence_is_finite_and_exactly_minus_one(mode):
+    out = TvltFeatureExtractor(mode=mode)(np.zeros(30000, np.float32), sampling_rate=44100, return_tensors="pt")
+    values = out.audio_values[0, 0, : 1 + 30000 // 512 - (mode == "hf")]
+    assert torch.isfinite(out.audio_values).all()
+    assert torch.all(values == -1.0)
+
+
+def test_audio_shorter_than_one_patch():
+    fe = TvltFeatureExtractor()
+    out = fe(_random(600), sampling_rate=44100, return_tensors="pt")  # 1 frame -> one (padded) patch
+    assert out.audio_values.shape == (1, 1, 16, 128) and out.audio_mask.sum().item() == 8
+    with pytest.raises(ValueError, match="too short for one spectrogram frame"):
+        fe(_random(100), sampling_rate=44100)
+    out = TvltFeatureExtractor(mode="original")(_random(100), sampling_rate=44100, return_tensors="pt")
+    assert out.audio_values.shape == (1, 1, 16, 128) and out.audio_mask.sum().item() == 8
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.zeros((2, 3, 1000), np.float32), "accepted audio"),
+        (np.float32(0.5), "accepted audio"),
+        ([np.zeros((2, 1000), np.float32)], "channels='first' or 'last'"),
+        (np.array([0.1, np.nan] * 1000, np.float32), "NaN"),
+        (np.zeros(0, np.float32), "empty"),
+        (np.zeros(1000, bool), "real numbers"),
+    ],
+)
+def test_bad_audio_raises_value_error(bad, match):
+    with pytest.raises(ValueError, match=match):
+        TvltFeatureExtractor()(bad, sampling_rate=44100)
+
+
+def test_constructor_validation_and_collate_attributes():
+    fe = TvltFeatureExtractor()
+    assert (fe.padding_value, fe.patch_size, fe.freq_len, fe.hop_length) == (0.0, [16, 16], 8, 512)
+    with pytest.raises(ValueError, match="mode"):
+        TvltFeatureExtractor(mode="librosa")
+    with pytest.raises(ValueError, match="num_channels"):
+        TvltFeatureExtractor(num_channels=2)
+    with pytest.raises(TypeError):
+        fe(_random(1000), sampling_rate=44100, mask_audio=True)  # the HF port silently ignores this
+
+
+def test_save_and_load_round_trip(tmp_path, reference):
+    fe = TvltFeatureExtractor(mode="original", spectrogram_length=512)
+    fe.save_pretrained(tmp_path / "ours")
+    loaded = TvltFeatureExtractor.from_pretrained(tmp_path / "ours")
+    assert loaded.to_dict() == fe.to_dict()
+    reference.save_pretrained(tmp_path / "hf")  # the HF port's file: bookkeeping keys ignored
+    from_hf = TvltFeatureExtractor.from_pretrained(tmp_path / "hf")
+    assert from_hf.to_dict() == TvltFeatureExtractor().to_dict()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "preprocessor_config.json").write_text('{"feature_size": 128, "n_ftt": 1024}')
+    with pytest.raises(ValueError, match="n_ftt"):
+        TvltFeatureExtractor.from_pretrained(tmp_path / "bad")
+    with pytest.raises(FileNotFoundError):
+        TvltFeatureExtractor.from_pretrained(tmp_path / "missing")
+
+
+def test_no_warning_when_rate_given():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = TvltFeatureExtractor()(_random(5000), sampling_rate=44100, return_tensors="pt")
+    assert out.audio_mask.sum().item() == 8
