@@ -1,0 +1,46 @@
+"""TVLT datamodules: from video/audio files on disk to padded batches (see docs/data.md).
+
+Names are imported lazily, so the isolated decode process (``datamodules._rawdecode``) does not pull in torch or
+Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> submodule that defines it
+_EXPORTS: dict[str, str] = {
+    "MoseiDataModule": "datamodules.mosei",
+    "PretrainDataModule": "datamodules.pretrain",
+    "RetrievalDataModule": "datamodules.retrieval",
+    "ClipDataModule": "datamodules.base",
+    "ClipDataset": "datamodules.datasets",
+    "ClipReader": "datamodules.decoding",
+    "Clip": "datamodules.decoding",
+    "ClipDecodeError": "datamodules.decoding",
+    "CAUSES": "datamodules.decoding",
+    "TvltCollator": "datamodules.collate",
+    "Skipped": "datamodules.collate",
+    "vam_negatives": "datamodules.collate",
+    "Manifest": "datamodules.manifests",
+    "ManifestError": "datamodules.manifests",
+    "PackedStrings": "datamodules.manifests",
+    "DemoSpec": "datamodules.demo",
+    "ensure_demo_mosei": "datamodules.demo",
+    "EMOTIONS": "datamodules.demo",
+    "ClipCache": "datamodules.cache",
+    "build_cache": "datamodules.cache",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'datamodules' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,203 @@
+"""Shared LightningDataModule machinery: processors, readers, DataLoaders, skip counting and logging."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader
+
+from datamodules.collate import TvltCollator
+from datamodules.datasets import ON_ERROR, ClipDataset
+from datamodules.decoding import ClipReader
+from datamodules.manifests import Manifest, Row, build_manifest
+
+__all__ = ["ClipDataModule"]
+
+log = logging.getLogger(__name__)
+
+
+class ClipDataModule(pl.LightningDataModule):
+    """Base class of the TVLT datamodules. Subclasses implement :meth:`_rows` (manifest rows of a split) and set
+    ``label_range``/``label_transform``/``vam``.
+
+    Args (common to all datamodules; every one is a key of ``conf/data/*.yaml``):
+        batch_size: clips per batch per device (the global batch is batch_size x devices x accumulation).
+        num_workers, persistent_workers, pin_memory: passed to every DataLoader (persistent_workers only takes
+            effect with num_workers > 0).
+        num_frames: frames per clip (8 for MOSEI and retrieval, 4 for pretraining as in the original release).
+        processor_mode: ``"hf"`` (Hugging Face port preprocessing) or ``"original"`` (original release).
+        decoder_threads: decord threads per DataLoader worker.
+        decode_timeout: seconds before a decode counts as failed (None: no isolation, see decoding.py).
+        on_error: ``"raise"`` (default; curated sets fail loudly) or ``"skip"`` (drop failed clips, count them by
+            cause and log the counts each epoch).
+        drop_invalid: drop manifest rows that fail validation (missing file, non-finite or out-of-range label)
+            with a logged summary, instead of failing at set-up.
+        cache_dir: a pre-extraction cache built by ``python -m datamodules.cache`` (None: decode every epoch).
+    """
+
+    label_range: tuple[float, float] | None = None
+    vam: bool = False
+    splits: dict[str, str] = {"fit": "train", "validate": "valid", "test": "test"}
+
+    def __init__(
+        self,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        persistent_workers: bool = False,
+        pin_memory: bool = False,
+        num_frames: int = 8,
+        processor_mode: str = "hf",
+        decoder_threads: int = 1,
+        decode_timeout: float | None = 30.0,
+        on_error: str = "raise",
+        drop_invalid: bool = False,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.persistent_workers = persistent_workers
+        self.pin_memory = pin_memory
+        self.num_frames = num_frames
+        self.processor_mode = processor_mode
+        self.on_error = on_error
+        self.drop_invalid = drop_invalid
+        self.cache_dir = cache_dir
+        self.reader = ClipReader(num_frames=num_frames, decoder_threads=decoder_threads, decode_timeout=decode_timeout)
+        from tvlt.feature_extraction import TvltFeatureExtractor
+        from tvlt.image_processing import TvltImageProcessor
+
+        self.image_processor = TvltImageProcessor(mode=processor_mode, num_frames=num_frames)
+        self.feature_extractor = TvltFeatureExtractor(mode=processor_mode)
+        self.manifests: dict[str, Manifest] = {}
+        self.datasets: dict[str, ClipDataset] = {}
+        self.skipped: dict[str, Counter] = {}  # "{stage} epoch {n}" -> cause -> count
+        self._skip_key: str | None = None
+
+    # ----------------------------------------------------------------------------------------- manifests
+    def _rows(self, split: str) -> list[Row]:
+        raise NotImplementedError
+
+    def _dataset(self, split: str, manifest: Manifest) -> ClipDataset:
+        raise NotImplementedError
+
+    def manifest(self, split: str) -> Manifest:
+        """The validated manifest of ``split`` (built once)."""
+        if split not in self.manifests:
+            self.manifests[split] = build_manifest(
+                self._rows(split), f"{type(self).__name__}[{split}]", self.label_range, True, self.drop_invalid
+            )
+        return self.manifests[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ["train", "valid"], "validate": ["valid"], "test": ["test"], "predict": ["test"]}
+        for split in wanted.get(stage, ["train", "valid", "test"]) if stage else ["train", "valid", "test"]:
+            if split in self.datasets or not self._has_split(split):
+                continue
+            self.datasets[split] = self._dataset(split, self.manifest(split))
+        log.info(
+            "%s: split sizes %s",
+            type(self).__name__,
+            ", ".join(f"{s}={len(d)}" for s, d in self.datasets.items()),
+        )
+
+    def _has_split(self, split: str) -> bool:
+        return True
+
+    def _cache(self, split: str) -> Any:
+        if self.cache_dir is None:
+            return None
+        from datamodules.cache import ClipCache
+
+        return ClipCache.open(Path(self.cache_dir) / split, self.num_frames, self.processor_mode)
+
+    # ----------------------------------------------------------------------------------------- loaders
+    def collator(self) -> TvltCollator:
+        return TvltCollator(
+            patches_per_frame=self.image_processor.patches_per_frame,
+            pixel_padding_value=self.image_processor.padding_value,
+            audio_padding_value=self.feature_extractor.padding_value,
+            freq_len=self.feature_extractor.freq_len,
+            audio_patch_height=self.feature_extractor.patch_size[0],
+            vam=self.vam,
+        )
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader | list:
+        if split not in self.datasets:
+            self.setup({"train": "fit", "valid": "validate", "test": "test"}[split])
+        if split not in self.datasets:
+            return []
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            collate_fn=self.collator(),
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader("valid", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader | list:
+        return self._loader("test", shuffle=False)
+
+    # ----------------------------------------------------------------------------------------- skip counting
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Pop the collator's ``skipped`` list (on_error=skip), count it per stage and epoch, and log the counts of
+        a finished epoch when the next one starts (and at teardown). All-failed batches become ``None``."""
+        if not isinstance(batch, dict):
+            return batch
+        skipped = batch.pop("skipped", None)
+        trainer = self.trainer
+        key = None
+        if trainer is not None:
+            key = f"{trainer.state.stage.value if trainer.state.stage else 'run'} epoch {trainer.current_epoch}"
+        if key != self._skip_key:
+            self.log_skipped()
+            self._skip_key = key
+        if skipped:
+            self.skipped.setdefault(str(key), Counter()).update(cause for _, cause in skipped)
+        return None if batch.pop("empty", False) else batch
+
+    def log_skipped(self) -> None:
+        """Log the skip counts of the current stage/epoch, if any (python logging and the trainer's loggers)."""
+        counts = self.skipped.get(str(self._skip_key))
+        if not counts:
+            return
+        total = sum(counts.values())
+        log.warning(
+            "%s: skipped %d clip(s) in %s: %s",
+            type(self).__name__, total, self._skip_key, ", ".join(f"{k}={v}" for k, v in sorted(counts.items())),
+        )
+        trainer = self.trainer
+        if trainer is not None:
+            stage = str(self._skip_key).split(" ")[0]
+            for logger in trainer.loggers:
+                logger.log_metrics({f"data/skipped_{stage}": float(total)}, step=trainer.global_step)
+
+    def teardown(self, stage: str) -> None:
+        self.log_skipped()
+        self._skip_key = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped": {k: dict(v) for k, v in self.skipped.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skipped = {k: Counter(v) for k, v in state_dict.get("skipped", {}).items()}

@@ -1,0 +1,154 @@
+"""Collation: pad clips to the batch maximum, masks from true lengths, VAM negatives for pretraining.
+
+Batch contract (what every datamodule's DataLoader yields and the LightningModules consume)::
+
+    batch = {
+        "pixel_values": float32 (B, T, 3, H, W)  frames, padded to the batch's largest frame count T with the
+                        image processor's ``padding_value`` (0.0 hf, -1.0 original)
+        "pixel_mask":   int64 (B, T * patches_per_frame)  1 = patch of a real frame, 0 = padding
+        "audio_values": float32 (B, 1, Ta, 128)  log-mel, padded to the batch's longest clip with the feature
+                        extractor's ``padding_value`` (Ta a multiple of 16)
+        "audio_mask":   int64 (B, Ta / 16 * 8)  1 = audio patch holding real frames, time-major
+        "labels":       sentiment: float32 (B,) in [-3, 3]
+                        emotion:   float32 (B, 6) 0/1, order happy, sad, angry, fear, disgust, surprise
+                        pretraining: float32 (B,) VAM targets, 1 = matched, 0 = video swapped
+                        retrieval: absent
+        "pixel_values_mixed", "pixel_mask_mixed": pretraining only; the video each sample's audio is matched
+                        against (another clip's video where labels == 0, about half of the batch)
+        "ids":          list[str] sample ids (file stems)
+    }
+
+Masks come from the true lengths reported by the dataset (frames decoded, audio patches from the feature
+extractor), never from pixel or spectrogram values: a black frame or silence is real content.
+
+In ``on_error="skip"`` mode failed samples arrive as :class:`Skipped` markers; they are dropped here and listed in
+``batch["skipped"]`` (a list of (id, cause)), which the datamodule pops and counts before the batch reaches the model
+(``on_before_batch_transfer``). A batch whose every sample failed reaches the model as ``None``: Lightning skips
+``None`` training batches, and the LightningModules' evaluation steps must return early on ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["Skipped", "TvltCollator", "vam_negatives"]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A sample that failed to load in ``on_error="skip"`` mode."""
+
+    id: str
+    cause: str
+    message: str = ""
+
+
+class TvltCollator:
+    """Pads dataset items into the batch contract above.
+
+    Each item is a dict with ``id`` (str), ``pixel_values`` float (T, 3, H, W), ``audio_values`` float
+    (1, Ta, 128) (Ta a multiple of the patch height), ``audio_patches`` (int: real audio patches, from the feature
+    extractor's mask) and optionally ``labels`` (float tensor) — or a :class:`Skipped` marker.
+
+    Args:
+        patches_per_frame: pixel patches per frame (image processor's ``patches_per_frame``; 196 at 224x224).
+        pixel_padding_value: the image processor's ``padding_value`` (0.0 hf, -1.0 original).
+        audio_padding_value: the feature extractor's ``padding_value`` (0.0 hf, -1.0 original).
+        freq_len: audio patches per time step (feature extractor's ``freq_len``, 8).
+        audio_patch_height: spectrogram frames per audio patch (feature extractor's ``patch_size[0]``, 16).
+        vam: add ``pixel_values_mixed``/``pixel_mask_mixed`` and VAM ``labels`` (pretraining).
+        vam_negative_prob: probability that a sample's video is swapped for another clip's (0.5).
+    """
+
+    def __init__(
+        self,
+        patches_per_frame: int,
+        pixel_padding_value: float,
+        audio_padding_value: float,
+        freq_len: int = 8,
+        audio_patch_height: int = 16,
+        vam: bool = False,
+        vam_negative_prob: float = 0.5,
+    ) -> None:
+        self.patches_per_frame = int(patches_per_frame)
+        self.pixel_padding_value = float(pixel_padding_value)
+        self.audio_padding_value = float(audio_padding_value)
+        self.freq_len = int(freq_len)
+        self.audio_patch_height = int(audio_patch_height)
+        self.vam = vam
+        self.vam_negative_prob = vam_negative_prob
+
+    def __call__(self, items: list[dict[str, Any] | Skipped]) -> dict[str, Any] | None:
+        skipped = [(s.id, s.cause) for s in items if isinstance(s, Skipped)]
+        items = [it for it in items if not isinstance(it, Skipped)]
+        if not items:
+            return None if not skipped else {"skipped": skipped, "empty": True}
+        frames = [it["pixel_values"] for it in items]
+        batch: dict[str, Any] = {}
+        batch["pixel_values"], batch["pixel_mask"] = self.pad_frames(frames)
+        batch["audio_values"], batch["audio_mask"] = self.pad_audio(
+            [it["audio_values"] for it in items], [int(it["audio_patches"]) for it in items]
+        )
+        if self.vam:
+            order, labels = vam_negatives(len(items), self.vam_negative_prob)
+            batch["pixel_values_mixed"], batch["pixel_mask_mixed"] = self.pad_frames([frames[j] for j in order])
+            batch["labels"] = labels
+        elif "labels" in items[0] and items[0]["labels"] is not None:
+            batch["labels"] = torch.stack([torch.as_tensor(it["labels"], dtype=torch.float32) for it in items])
+        batch["ids"] = [str(it["id"]) for it in items]
+        if skipped:
+            batch["skipped"] = skipped
+        return batch
+
+    def pad_frames(self, frames: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T_i, 3, H, W) clips -> (B, T, 3, H, W) padded with ``pixel_padding_value``, int64 mask
+        (B, T * patches_per_frame)."""
+        lengths = [f.shape[0] for f in frames]
+        t_max = max(lengths)
+        out = frames[0].new_full((len(frames), t_max, *frames[0].shape[1:]), self.pixel_padding_value)
+        for i, f in enumerate(frames):
+            out[i, : f.shape[0]] = f
+        real = torch.tensor(lengths)[:, None] * self.patches_per_frame
+        mask = (torch.arange(t_max * self.patches_per_frame)[None, :] < real).long()
+        return out, mask
+
+    def pad_audio(self, specs: list[torch.Tensor], patches: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1, Ta_i, F) spectrograms -> (B, 1, Ta, F) padded with ``audio_padding_value``, int64 mask
+        (B, Ta / audio_patch_height * freq_len) with ``patches[i]`` leading ones."""
+        t_max = max(s.shape[-2] for s in specs)
+        if t_max % self.audio_patch_height:
+            raise ValueError(f"audio_values time length {t_max} is not a multiple of {self.audio_patch_height}")
+        out = specs[0].new_full((len(specs), 1, t_max, specs[0].shape[-1]), self.audio_padding_value)
+        for i, s in enumerate(specs):
+            out[i, :, : s.shape[-2]] = s
+        width = t_max // self.audio_patch_height * self.freq_len
+        mask = (torch.arange(width)[None, :] < torch.tensor(patches)[:, None]).long()
+        return out, mask
+
+
+def vam_negatives(batch_size: int, negative_prob: float = 0.5) -> tuple[list[int], torch.Tensor]:
+    """Video-audio matching pairs within a batch: ``order[i]`` is the clip whose video sample i's audio is paired
+    with, ``labels[i]`` = 1.0 if ``order[i] == i`` else 0.0.
+
+    Each sample is chosen as a negative with probability ``negative_prob`` (torch's global RNG, which DataLoader
+    seeds per worker); the chosen ones receive the video of another clip (a cyclic shift among them, or a random
+    other clip when only one is chosen). With one sample in the batch no negative is possible and the label is 1.
+    """
+    order = list(range(batch_size))
+    if batch_size < 2:
+        return order, torch.ones(batch_size)
+    chosen = torch.nonzero(torch.rand(batch_size) < negative_prob).flatten().tolist()
+    if len(chosen) == 1:
+        i = chosen[0]
+        j = int(torch.randint(batch_size - 1, ()).item())
+        order[i] = j + (j >= i)
+    elif len(chosen) > 1:
+        perm = torch.randperm(len(chosen)).tolist()
+        shuffled = [chosen[k] for k in perm]
+        for a, b in zip(shuffled, shuffled[1:] + shuffled[:1]):
+            order[a] = b
+    labels = torch.tensor([1.0 if order[i] == i else 0.0 for i in range(batch_size)])
+    return order, labels

@@ -1,0 +1,125 @@
+"""ClipDataset: manifest row -> decoded clip -> processors -> one item for :class:`datamodules.collate.TvltCollator`."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from datamodules.collate import Skipped
+from datamodules.decoding import ClipDecodeError, ClipReader
+from datamodules.manifests import Manifest
+
+__all__ = ["ClipDataset", "ON_ERROR"]
+
+ON_ERROR = ("raise", "skip")
+
+
+class ClipDataset(Dataset):
+    """Items ``{"id", "pixel_values" (T, 3, H, W), "audio_values" (1, Ta, 128), "audio_patches", "labels"?}``.
+
+    Args:
+        manifest: the split's clips (worker-safe storage, see :mod:`datamodules.manifests`).
+        reader: decodes frames and audio (:class:`datamodules.decoding.ClipReader`).
+        image_processor, feature_extractor: the ``tvlt`` processors; their output is used as is.
+        sampling: ``"uniform"`` (evaluation; deterministic) or ``"random"`` (training: random window + jitter).
+        window_seconds: length of the random window (None: the whole clip).
+        seeded_eval: with ``sampling="random"``, seed each index with itself, so that a validation set of random
+            windows is the same every epoch (pretraining validation).
+        on_error: ``"raise"`` re-raises :class:`ClipDecodeError`; ``"skip"`` returns a :class:`Skipped` marker that
+            the collator drops and the datamodule counts.
+        label_transform: maps the manifest's float32 label row to the item's ``labels`` tensor (None: no labels).
+        cache: a :class:`datamodules.cache.ClipCache` holding this split's clips (frames and log-mel), or None.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        reader: ClipReader,
+        image_processor: Any,
+        feature_extractor: Any,
+        sampling: str = "uniform",
+        window_seconds: float | None = None,
+        seeded_eval: bool = False,
+        on_error: str = "raise",
+        label_transform: Callable[[np.ndarray], torch.Tensor] | None = None,
+        cache: Any = None,
+    ) -> None:
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        if sampling not in ("uniform", "random"):
+            raise ValueError(f"sampling must be 'uniform' or 'random', got {sampling!r}")
+        self.manifest = manifest
+        self.reader = reader
+        self.image_processor = image_processor
+        self.feature_extractor = feature_extractor
+        self.sampling = sampling
+        self.window_seconds = window_seconds
+        self.seeded_eval = seeded_eval
+        self.on_error = on_error
+        self.label_transform = label_transform
+        self.cache = cache
+        self._cache_rows = cache.rows_for(manifest) if cache is not None else None
+        if cache is not None:
+            # Cached frames are already resized and cropped to the model resolution: only rescale and normalize.
+            self._cached_image_processor = copy.copy(image_processor)
+            for name, value in (("do_resize", False), ("do_center_crop", False), ("dark_border_threshold", None)):
+                setattr(self._cached_image_processor, name, value)
+
+    def __len__(self) -> int:
+        return len(self.manifest)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | Skipped:
+        clip_id = self.manifest.ids[index]
+        try:
+            if self._cache_rows is not None:
+                item = self._from_cache(index)
+            else:
+                item = self._decode(index)
+        except ClipDecodeError as e:
+            if self.on_error == "raise":
+                raise
+            return Skipped(clip_id, e.cause, str(e))
+        item["id"] = clip_id
+        if self.label_transform is not None and self.manifest.labels is not None:
+            item["labels"] = self.label_transform(self.manifest.labels[index])
+        return item
+
+    def _seed(self, index: int) -> int | None:
+        if self.sampling != "random":
+            return None
+        if self.seeded_eval:
+            return int(index)
+        # torch's global RNG is seeded per DataLoader worker and per epoch (seed_everything(workers=True) makes it
+        # reproducible), unlike numpy's, which forked workers would share.
+        return int(torch.randint(0, 2**62, ()).item())
+
+    def _decode(self, index: int) -> dict[str, Any]:
+        clip = self.reader.read(
+            self.manifest.videos[index],
+            self.manifest.audio(index),
+            mode=self.sampling,
+            window_seconds=self.window_seconds,
+            seed=self._seed(index),
+        )
+        item = self.process_frames(clip.frames, self.image_processor)
+        item.update(self.process_audio(clip.waveform, clip.sampling_rate))
+        return item
+
+    def _from_cache(self, index: int) -> dict[str, Any]:
+        frames, audio_values, audio_patches = self.cache.load(int(self._cache_rows[index]))
+        item = self.process_frames(frames, self._cached_image_processor)
+        item["audio_values"] = torch.from_numpy(audio_values.astype(np.float32))[None]
+        item["audio_patches"] = audio_patches
+        return item
+
+    def process_frames(self, frames: np.ndarray, processor: Any) -> dict[str, Any]:
+        out = processor(frames, return_tensors="pt", num_frames=self.reader.num_frames)
+        return {"pixel_values": out["pixel_values"][0]}
+
+    def process_audio(self, waveform: np.ndarray, sampling_rate: int) -> dict[str, Any]:
+        out = self.feature_extractor(waveform, sampling_rate=sampling_rate, return_tensors="pt")
+        return {"audio_values": out["audio_values"][0], "audio_patches": int(out["audio_mask"][0].sum().item())}

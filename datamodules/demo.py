@@ -1,0 +1,177 @@
+"""The embedded demo dataset: a small CMU-MOSEI-layout set generated locally and deterministically (no download).
+
+Layout (the original release's processed MOSEI layout, see docs/data.md)::
+
+    root/{train,valid,test}/video/{id}.mp4        H.264 (libx264, yuv420p), ``size`` x ``size``, ``fps`` fps, no audio
+    root/{train,valid,test}/audio_wav/{id}.wav    16 kHz mono 16-bit PCM (MOSEI ships 16 kHz mono float32; PCM keeps the bytes deterministic: libsndfile stamps float wavs with the write time)
+    root/labels/label_file_{split}.csv            FileName,sentiment_score
+    root/labels_emotion/label_file_{split}.csv    FileName,sentiment_score,sentiment_class,happy,sad,angry,fear,
+                                                  disgust,surprise (intensities in [0, 3])
+
+Learnable from either modality alone:
+- sentiment: the score's sign sets the frame's hue (warm for >= 0, cool for < 0) and the audio's base tone (660 Hz
+  for >= 0, 220 Hz for < 0); its magnitude sets brightness and loudness. A moving noise texture and background noise
+  keep the task from being a constant lookup.
+- emotion k (order happy, sad, angry, fear, disgust, surprise) is present iff its intensity > 0; present emotions
+  light cell k of a 6-cell strip at the bottom of the frame and add a partial tone at ``1000 + 350 k`` Hz.
+
+Determinism: every value comes from ``numpy.random.default_rng(seed)`` and x264 runs single-threaded, so the same
+arguments give the same bytes (checked in tests/test_demo.py) with the same PyAV/libx264 build, and always the
+same decoded content.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["DemoSpec", "EMOTIONS", "ensure_demo_mosei", "make_demo_mosei", "write_mp4"]
+
+log = logging.getLogger(__name__)
+
+#: Emotion order of the original release's MOSEI-emotion loader and metrics.
+EMOTIONS = ("happy", "sad", "angry", "fear", "disgust", "surprise")
+SPLITS = ("train", "valid", "test")
+_MARKER = "DEMO_DONE.json"
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    seed: int = 0
+    num_train: int = 32
+    num_valid: int = 8
+    num_test: int = 8
+    seconds: float = 2.0
+    size: int = 64
+    fps: int = 8
+    audio_rate: int = 16000
+    version: int = 1  # bump when the generator changes
+
+    def count(self, split: str) -> int:
+        return {"train": self.num_train, "valid": self.num_valid, "test": self.num_test}[split]
+
+
+def ensure_demo_mosei(root: str | os.PathLike, spec: DemoSpec | None = None) -> Path:
+    """Make the demo set under ``root`` unless an identical one (same :class:`DemoSpec`) is already there.
+
+    Generation writes into a temporary sibling directory and renames it, so an interrupted run never leaves a
+    half-made set that looks complete.
+    """
+    spec = spec or DemoSpec()
+    root = Path(root).resolve()
+    marker = root / _MARKER
+    if marker.is_file() and json.loads(marker.read_text()) == asdict(spec):
+        log.info("Using the embedded demo MOSEI dataset at %s", root)
+        return root
+    log.warning(
+        "No MOSEI data root given: generating the embedded demo dataset (%d/%d/%d synthetic clips) into %s",
+        spec.num_train, spec.num_valid, spec.num_test, root,
+    )
+    tmp = root.with_name(root.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    make_demo_mosei(tmp, spec)
+    if root.exists():
+        shutil.rmtree(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(root)
+    return root
+
+
+def make_demo_mosei(root: str | os.PathLike, spec: DemoSpec) -> None:
+    """Write the whole demo set into ``root`` (which is created)."""
+    import soundfile as sf
+
+    root = Path(root)
+    rng = np.random.default_rng(spec.seed)
+    for split in SPLITS:
+        (root / split / "video").mkdir(parents=True, exist_ok=True)
+        (root / split / "audio_wav").mkdir(parents=True, exist_ok=True)
+        rows = []
+        n = spec.count(split)
+        # Balanced signs: half non-negative, half negative, shuffled.
+        signs = rng.permutation(np.where(np.arange(n) < (n + 1) // 2, 1.0, -1.0))
+        for i in range(n):
+            clip_id = f"demo_{split}_{i:03d}"
+            score = float(np.round(signs[i] * rng.uniform(0.4, 3.0), 4))
+            emotions = _emotions(score, rng)
+            frames = _frames(score, emotions, spec, rng)
+            audio = _audio(score, emotions, spec, rng)
+            write_mp4(root / split / "video" / f"{clip_id}.mp4", frames, spec.fps)
+            sf.write(root / split / "audio_wav" / f"{clip_id}.wav", audio, spec.audio_rate, subtype="PCM_16")
+            rows.append((clip_id, score, emotions))
+        _write_labels(root, split, rows)
+    (root / _MARKER).write_text(json.dumps(asdict(spec)))
+
+
+def _emotions(score: float, rng: np.random.Generator) -> np.ndarray:
+    """Six intensities in [0, 3] (multiples of 1/3 as in MOSEI): happy follows positive, sad negative sentiment."""
+    present = rng.random(6) < 0.3
+    present[0] = score >= 0 and rng.random() < 0.8
+    present[1] = score < 0 and rng.random() < 0.8
+    intensity = np.round(rng.uniform(1, 9, size=6)) / 3.0
+    return np.where(present, intensity, 0.0).round(4)
+
+
+def _frames(score: float, emotions: np.ndarray, spec: DemoSpec, rng: np.random.Generator) -> np.ndarray:
+    t, s = int(round(spec.seconds * spec.fps)), spec.size
+    warm, cool = np.array([230.0, 150.0, 40.0]), np.array([40.0, 90.0, 230.0])
+    base = (warm if score >= 0 else cool) * (0.35 + 0.65 * abs(score) / 3.0)
+    noise = rng.normal(0.0, 18.0, size=(t, s, s, 1))
+    ramp = np.linspace(-20, 20, s)[None, None, :, None] * np.cos(np.arange(t) / max(t, 1) * 2 * np.pi)[:, None, None, None]
+    frames = base[None, None, None, :] + noise + ramp
+    strip = s // 6
+    y0 = s - max(strip, 4)
+    for k, value in enumerate(emotions):
+        frames[:, y0:, k * strip : (k + 1) * strip, :] = 255.0 if value > 0 else 0.0
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+def _audio(score: float, emotions: np.ndarray, spec: DemoSpec, rng: np.random.Generator) -> np.ndarray:
+    n = int(round(spec.seconds * spec.audio_rate))
+    time = np.arange(n) / spec.audio_rate
+    base = 660.0 if score >= 0 else 220.0
+    y = (0.1 + 0.25 * abs(score) / 3.0) * np.sin(2 * np.pi * base * time)
+    for k, value in enumerate(emotions):
+        if value > 0:
+            y += 0.05 * np.sin(2 * np.pi * (1000.0 + 350.0 * k) * time)
+    y += rng.normal(0.0, 0.01, size=n)
+    return y.astype(np.float32)
+
+
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int, crf: int = 18) -> None:
+    """Encode uint8 (T, H, W, 3) RGB frames as a single-threaded libx264 mp4 (even H and W required by yuv420p)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.height, stream.width = frames.shape[1], frames.shape[2]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": str(crf)}
+        stream.codec_context.thread_count = 1
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _write_labels(root: Path, split: str, rows: list[tuple[str, float, np.ndarray]]) -> None:
+    (root / "labels").mkdir(exist_ok=True)
+    (root / "labels_emotion").mkdir(exist_ok=True)
+    with open(root / "labels" / f"label_file_{split}.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["FileName", "sentiment_score"])
+        for clip_id, score, _ in rows:
+            w.writerow([clip_id, f"{score:.4f}"])
+    with open(root / "labels_emotion" / f"label_file_{split}.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["FileName", "sentiment_score", "sentiment_class", *EMOTIONS])
+        for clip_id, score, emotions in rows:
+            w.writerow([clip_id, f"{score:.4f}", int(score >= 0), *(f"{e:.4f}" for e in emotions)])

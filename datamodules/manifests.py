@@ -1,0 +1,324 @@
+"""Manifests: which clips make a split, where their files are, their labels; validation; worker-safe storage.
+
+Layouts read here:
+- the original release's processed CMU-MOSEI layout (:func:`mosei_original`);
+- a plain CSV manifest with a ``split`` column (:func:`csv_manifest`);
+- a folder of videos or a CSV of videos for pretraining (:func:`video_folder`, :func:`csv_manifest`);
+- MSR-VTT in the frozen-in-time layout for retrieval (:func:`msrvtt`).
+
+Storage: a :class:`Manifest` keeps its strings in one bytes buffer plus offsets (:class:`PackedStrings`) and its
+labels in one float32 array, so DataLoader workers forked from the main process read them without touching
+per-row Python objects: reference counting on millions of small ``str``/``dict`` objects would otherwise copy the
+pages they live in into every worker, and memory would grow with epochs (pytorch/pytorch#13246).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from datamodules.demo import EMOTIONS
+
+__all__ = [
+    "ManifestError",
+    "PackedStrings",
+    "Manifest",
+    "Row",
+    "build_manifest",
+    "mosei_original",
+    "csv_manifest",
+    "video_folder",
+    "msrvtt",
+    "SENTIMENT_RANGE",
+    "EMOTION_RANGE",
+    "VIDEO_EXTENSIONS",
+]
+
+log = logging.getLogger(__name__)
+
+SENTIMENT_RANGE = (-3.0, 3.0)  # CMU-MOSEI sentiment score
+EMOTION_RANGE = (0.0, 3.0)  # CMU-MOSEI emotion intensities
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+CONTAINER = "container"  # audio column value: take the audio from the video file itself
+
+
+class ManifestError(ValueError):
+    """A manifest problem; the message names the file and the line of each offending row."""
+
+
+class PackedStrings:
+    """An immutable sequence of str stored as one uint8 buffer and int64 offsets (no per-item Python objects)."""
+
+    def __init__(self, items: Sequence[str]) -> None:
+        encoded = [s.encode("utf-8") for s in items]
+        self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in encoded], out=self._offsets[1:])
+        self._buffer = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        return self._buffer[self._offsets[i] : self._offsets[i + 1]].tobytes().decode("utf-8")
+
+    def select(self, keep: np.ndarray) -> "PackedStrings":
+        return PackedStrings([self[int(i)] for i in keep])
+
+    @property
+    def nbytes(self) -> int:
+        return self._buffer.nbytes + self._offsets.nbytes
+
+
+@dataclass
+class Row:
+    """One manifest row before packing. ``line`` is its line in ``source`` (header = line 1), for error messages."""
+
+    id: str
+    video: str
+    audio: str | None  # sidecar path, "container", or None (no audio)
+    labels: Sequence[float] | float | None = None
+    source: str = ""
+    line: int = 0
+
+
+@dataclass
+class Manifest:
+    """A split's clips: ``ids``, ``videos``, ``audios`` (sidecar path, ``"container"`` or ``""`` = none) and
+    ``labels`` float32 (N,) / (N, K) or None."""
+
+    ids: PackedStrings
+    videos: PackedStrings
+    audios: PackedStrings
+    labels: np.ndarray | None = None
+    name: str = ""
+    dropped: Counter = field(default_factory=Counter)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def audio(self, i: int) -> str | None:
+        value = self.audios[i]
+        return value or None
+
+
+def build_manifest(
+    rows: list[Row],
+    name: str,
+    label_range: tuple[float, float] | None = None,
+    check_files: bool = True,
+    drop_invalid: bool = False,
+) -> Manifest:
+    """Validate rows (files exist, labels finite and within ``label_range``) and pack them.
+
+    Raises:
+        ManifestError: listing every problem as ``source line N (id): problem`` unless ``drop_invalid``, in which
+            case the offending rows are dropped and a summary by problem kind is logged.
+    """
+    problems: list[tuple[Row, str, str]] = []  # (row, kind, message)
+    for row in rows:
+        kind_msg = _check_row(row, label_range, check_files)
+        if kind_msg is not None:
+            problems.append((row, *kind_msg))
+    bad = {id(r) for r, _, _ in problems}
+    dropped = Counter(kind for _, kind, _ in problems)
+    if problems and not drop_invalid:
+        shown = "\n".join(f"  {r.source} line {r.line} ({r.id}): {msg}" for r, _, msg in problems[:25])
+        more = f"\n  ... and {len(problems) - 25} more" if len(problems) > 25 else ""
+        raise ManifestError(
+            f"{name}: {len(problems)} invalid row(s) of {len(rows)} (set drop_invalid: true to drop them)\n"
+            f"{shown}{more}"
+        )
+    if problems:
+        log.warning(
+            "%s: dropped %d of %d rows (%s); first: %s line %d (%s): %s",
+            name, len(problems), len(rows), ", ".join(f"{k}={v}" for k, v in sorted(dropped.items())),
+            problems[0][0].source, problems[0][0].line, problems[0][0].id, problems[0][2],
+        )
+    kept = [r for r in rows if id(r) not in bad]
+    if not kept:
+        raise ManifestError(f"{name}: no usable rows (of {len(rows)})")
+    labels = None
+    if kept[0].labels is not None:
+        labels = np.asarray([r.labels for r in kept], dtype=np.float32)
+    return Manifest(
+        ids=PackedStrings([r.id for r in kept]),
+        videos=PackedStrings([r.video for r in kept]),
+        audios=PackedStrings([r.audio or "" for r in kept]),
+        labels=labels,
+        name=name,
+        dropped=dropped,
+    )
+
+
+def _check_row(row: Row, label_range: tuple[float, float] | None, check_files: bool) -> tuple[str, str] | None:
+    if row.labels is not None:
+        values = np.atleast_1d(np.asarray(row.labels, dtype=np.float64))
+        if not np.all(np.isfinite(values)):
+            return "non_finite_label", f"label {_fmt(values)} is not finite"
+        if label_range is not None and (values.min() < label_range[0] or values.max() > label_range[1]):
+            return "label_out_of_range", f"label {_fmt(values)} outside [{label_range[0]:g}, {label_range[1]:g}]"
+    if check_files:
+        if not os.path.isfile(row.video):
+            return "missing_file", f"video file not found: {row.video}"
+        if row.audio not in (None, CONTAINER) and not os.path.isfile(row.audio):
+            return "missing_file", f"audio file not found: {row.audio}"
+    return None
+
+
+def _fmt(values: np.ndarray) -> str:
+    return str(values[0]) if values.size == 1 else "[" + ", ".join(f"{v:g}" for v in values) + "]"
+
+
+def _float(text: str, source: str, line: int, column: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        # An unparsable label is reported like a non-finite one (NaN fails the finiteness check with the row).
+        log.debug("%s line %d: column %s value %r is not a number", source, line, column, text)
+        return math.nan
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    if not path.is_file():
+        raise ManifestError(f"manifest file not found: {path}")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None:
+            raise ManifestError(f"{path}: empty manifest (no header line)")
+        rows = [(reader.line_num, dict(r)) for r in reader]
+    return list(reader.fieldnames), rows
+
+
+def _require(columns: list[str], needed: Sequence[str], path: Path) -> None:
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise ManifestError(f"{path}: missing column(s) {missing}; found {columns}")
+
+
+# ------------------------------------------------------------------------------------------------ CMU-MOSEI
+
+
+def mosei_original(root: str | os.PathLike, split: str, task: str = "sentiment") -> list[Row]:
+    """Rows of the original release's processed layout.
+
+    ``{root}/{split}/video/{id}.mp4``, ``{root}/{split}/audio_wav/{id}.wav``; sentiment labels from
+    ``labels/label_file_{split}.csv`` (``FileName,sentiment_score``); emotion intensities from
+    ``labels_emotion/label_file_{split}.csv``: the columns named happy..surprise when present, else the six columns
+    from the fourth on (the release's loader reads ``iloc[:, 3:]``). ``split`` is train, valid or test.
+    """
+    root = Path(root)
+    if split not in ("train", "valid", "test"):
+        raise ValueError(f"MOSEI split must be train, valid or test, got {split!r}")
+    if task == "sentiment":
+        path = root / "labels" / f"label_file_{split}.csv"
+        columns, records = _read_csv(path)
+        _require(columns, ["FileName", "sentiment_score"], path)
+        label_columns = ["sentiment_score"]
+    elif task == "emotion":
+        path = root / "labels_emotion" / f"label_file_{split}.csv"
+        columns, records = _read_csv(path)
+        _require(columns, ["FileName"], path)
+        if all(e in columns for e in EMOTIONS):
+            label_columns = list(EMOTIONS)
+        elif len(columns) >= 9:
+            label_columns = columns[3:9]
+        else:
+            raise ManifestError(f"{path}: expected the six emotion columns {EMOTIONS} or >= 9 columns, got {columns}")
+    else:
+        raise ValueError(f"task must be 'sentiment' or 'emotion', got {task!r}")
+    rows = []
+    for line, rec in records:
+        clip = rec["FileName"].strip()
+        values = [_float(rec[c], str(path), line, c) for c in label_columns]
+        rows.append(
+            Row(
+                id=clip,
+                video=str(root / split / "video" / f"{clip}.mp4"),
+                audio=str(root / split / "audio_wav" / f"{clip}.wav"),
+                labels=values[0] if task == "sentiment" else values,
+                source=str(path),
+                line=line,
+            )
+        )
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ plain CSV
+
+
+def csv_manifest(
+    path: str | os.PathLike,
+    split: str | None = None,
+    label_columns: Sequence[str] | None = None,
+    default_audio: str | None = CONTAINER,
+) -> list[Row]:
+    """Rows of a CSV with columns ``video`` (required), ``audio`` (optional: a wav/flac path, ``container``, or
+    empty for ``default_audio``), ``id`` (optional, default: the video's file stem), ``split`` (optional; when
+    ``split`` is given only matching rows are kept) and ``label_columns``. Relative paths are relative to the CSV's
+    folder."""
+    path = Path(path)
+    columns, records = _read_csv(path)
+    _require(columns, ["video", *(label_columns or [])], path)
+    if split is not None and "split" not in columns:
+        raise ManifestError(f"{path}: a 'split' column is needed to select split {split!r}; found {columns}")
+    base = path.parent
+    rows = []
+    for line, rec in records:
+        if split is not None and rec["split"].strip() != split:
+            continue
+        video = _resolve(base, rec["video"])
+        audio_text = (rec.get("audio") or "").strip()
+        audio = default_audio if not audio_text else (CONTAINER if audio_text == CONTAINER else _resolve(base, audio_text))
+        labels = None
+        if label_columns:
+            values = [_float(rec[c], str(path), line, c) for c in label_columns]
+            labels = values[0] if len(values) == 1 else values
+        clip = (rec.get("id") or "").strip() or Path(video).stem
+        rows.append(Row(clip, video, audio, labels, str(path), line))
+    return rows
+
+
+def _resolve(base: Path, text: str) -> str:
+    p = Path(text.strip()).expanduser()
+    return str(p if p.is_absolute() else base / p)
+
+
+# ------------------------------------------------------------------------------------------------ pretraining
+
+
+def video_folder(root: str | os.PathLike) -> list[Row]:
+    """Every video under ``root`` (recursively, sorted), audio from the container (HowTo100M/YTTemporal style)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ManifestError(f"video folder not found: {root}")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    return [Row(p.stem, str(p), CONTAINER, None, str(root), 0) for p in paths]
+
+
+# ------------------------------------------------------------------------------------------------ retrieval
+
+
+def msrvtt(root: str | os.PathLike, split: str, cut: str = "miech") -> list[Row]:
+    """MSR-VTT in the frozen-in-time layout: ids from ``high-quality/structured-symlinks/{split}_list_{cut}.txt``
+    (one id per line), videos at ``videos/all/{id}.mp4``, audio from the same mp4. ``split``: train or test."""
+    root = Path(root)
+    path = root / "high-quality" / "structured-symlinks" / f"{split}_list_{cut}.txt"
+    if not path.is_file():
+        raise ManifestError(f"MSR-VTT split list not found: {path}")
+    rows = []
+    for line, text in enumerate(path.read_text().splitlines(), start=1):
+        clip = text.strip()
+        if clip:
+            rows.append(Row(clip, str(root / "videos" / "all" / f"{clip}.mp4"), CONTAINER, None, str(path), line))
+    return rows
