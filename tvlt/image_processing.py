@@ -275,7 +275,11 @@ class TvltImageProcessor(ProcessorConfigMixin):
         if hasattr(frame, "getbands"):  # PIL image
             if frame.mode not in ("RGB", "L", "RGBA"):
                 frame = frame.convert("RGB")
-            frame = np.asarray(frame)
+            frame = np.array(frame)  # a writable copy
+        if not isinstance(frame, (np.ndarray, torch.Tensor)):
+            raise ValueError(f"{what} is {type(frame).__name__}; {_ACCEPTED}")
+        if isinstance(frame, np.ndarray) and not (frame.dtype.kind in "uif"):
+            raise ValueError(f"{what}: pixel dtype {frame.dtype} is not supported; {_ACCEPTED}")
         x = frame if isinstance(frame, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frame))
         if x.ndim == 2:
             x = x[None]
@@ -336,7 +340,7 @@ class TvltImageProcessor(ProcessorConfigMixin):
                 top, left = math.ceil((h - side) / 2), math.ceil((w - side) / 2)
                 x = x[..., top : top + side, left : left + side]
             if self.do_resize:
-                x = _resize(x, (self.crop_size["height"], self.crop_size["width"]), interpolation, antialias=False)
+                x = _resize_like_torchvision_v1(x, (self.crop_size["height"], self.crop_size["width"]), interpolation)
             return x
         if self.do_resize:
             x = _resize(x, self._resized_size(*x.shape[-2:]), interpolation, antialias=True)
@@ -465,3 +469,16 @@ def _resize(x: torch.Tensor, size: tuple[int, int], interpolation: Interpolation
         x = x.to(torch.float32)
     x = x.contiguous()
     return TF.resize(x, list(size), interpolation=interpolation, antialias=antialias)
+
+
+def _resize_like_torchvision_v1(x: torch.Tensor, size: tuple[int, int], interpolation: InterpolationMode) -> torch.Tensor:
+    """Resize without antialiasing as torchvision <= 0.16 did on uint8 tensors (the original release): interpolate in
+    float, clamp to [0, 255], round, back to uint8. (``transforms.v2`` uses another uint8 bicubic kernel: up to 27
+    levels apart on noise.)"""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    dtype = x.dtype
+    y = TF.resize(x.to(torch.float32), list(size), interpolation=interpolation, antialias=False)
+    if dtype == torch.uint8:
+        y = y.clamp(0, 255).round().to(torch.uint8)
+    return y

@@ -1,0 +1,214 @@
+"""TvltImageProcessor: parity with transformers 4.40.2 (oracle), the original-release mode, robustness."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import TvltImageProcessor as ReferenceImageProcessor
+
+from tvlt import TvltImageProcessor
+
+ONE_LEVEL = 2 / 255 + 1e-6  # one 8-bit level in [-1, 1] units (mean = std = 0.5)
+
+
+@pytest.fixture(scope="module")
+def reference() -> ReferenceImageProcessor:
+    return ReferenceImageProcessor()
+
+
+def _video(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """uint8 (F, H, W, 3): noise frames and smooth gradient frames (resampling differences show on both)."""
+    rng = np.random.default_rng(seed)
+    video = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:height, 0:width]
+    gradient = np.stack([xx * 255 // width, yy * 255 // height, (xx + yy) * 255 // (height + width)], -1)
+    video[1::2] = gradient.astype(np.uint8)
+    return video
+
+
+def _value(level: float) -> float:
+    return (level / 255 - 0.5) / 0.5
+
+
+# ----------------------------------------------------------------------------------------------- parity (hf)
+@pytest.mark.parametrize("size", [(480, 640), (225, 301), (720, 406)])
+@pytest.mark.parametrize("kind", ["numpy", "torch", "torch_channels_first", "pil"])
+def test_parity_with_reference(reference, size, kind):
+    video = _video(2, *size)
+    ref = reference(video, return_tensors="np")
+    given = {
+        "numpy": video,
+        "torch": torch.from_numpy(video),
+        "torch_channels_first": torch.from_numpy(video).permute(0, 3, 1, 2),
+        "pil": [PIL.Image.fromarray(frame) for frame in video],
+    }[kind]
+    ours = TvltImageProcessor()(given, return_tensors="np")
+    assert ours["pixel_values"].shape == ref["pixel_values"].shape == (1, 2, 3, 224, 224)
+    assert ours["pixel_values"].dtype == np.float32
+    diff = np.abs(ours["pixel_values"] - ref["pixel_values"])
+    assert diff.max() <= ONE_LEVEL
+    assert (diff > 1e-6).mean() < 0.01  # almost every value is identical
+    np.testing.assert_array_equal(ours["pixel_mask"], ref["pixel_mask"])
+    assert ours["pixel_mask"].dtype == ref["pixel_mask"].dtype == np.int64
+
+
+def test_parity_5d_batch_and_single_image(reference):
+    batch = np.stack([_video(3, 240, 320, seed=1), _video(3, 240, 320, seed=2)])
+    ref, ours = reference(batch, return_tensors="np"), TvltImageProcessor()(batch, return_tensors="np")
+    assert ours["pixel_values"].shape == (2, 3, 3, 224, 224)
+    assert np.abs(ours["pixel_values"] - ref["pixel_values"]).max() <= ONE_LEVEL
+    image = _video(1, 300, 200, seed=3)[0]
+    ref, ours = reference(image, return_tensors="np"), TvltImageProcessor()(image, return_tensors="np")
+    assert ours["pixel_values"].shape == (1, 1, 3, 224, 224) and ours["pixel_mask"].sum() == 196
+    assert np.abs(ours["pixel_values"] - ref["pixel_values"]).max() <= ONE_LEVEL
+    ref_mixed = reference(image, is_mixed=True, return_tensors="np")
+    ours_mixed = TvltImageProcessor()(image, is_mixed=True, return_tensors="np")
+    assert sorted(ours_mixed) == sorted(ref_mixed) == ["pixel_mask_mixed", "pixel_values_mixed"]
+
+
+# ------------------------------------------------------------------------------------------------ robustness
+def test_video_forms_agree():
+    video = _video(4, 120, 160, seed=4)
+    ip = TvltImageProcessor()
+    expected = ip(video, return_tensors="pt").pixel_values
+    for given in (
+        torch.from_numpy(video),
+        torch.from_numpy(video).permute(0, 3, 1, 2),
+        list(video),
+        [torch.from_numpy(f).permute(2, 0, 1) for f in video],
+        video[None],
+        [video],
+    ):
+        torch.testing.assert_close(ip(given, return_tensors="pt").pixel_values, expected)
+
+
+def test_mixed_frame_counts_are_padded_and_masked():
+    ip = TvltImageProcessor()
+    image, video = _video(1, 100, 120, seed=5)[0], _video(8, 100, 120, seed=6)
+    out = ip([image, video], return_tensors="pt")
+    assert out.pixel_values.shape == (2, 8, 3, 224, 224)
+    assert out.pixel_mask.shape == (2, 8 * 196)
+    assert out.pixel_mask.sum(1).tolist() == [196, 1568]
+    assert torch.all(out.pixel_values[0, 1:] == 0.0)  # padding_value in hf mode
+    torch.testing.assert_close(out.pixel_values[0, :1], ip(image, return_tensors="pt").pixel_values[0])
+    out_original = TvltImageProcessor(mode="original")([image, video], return_tensors="pt")
+    assert torch.all(out_original.pixel_values[0, 1:] == -1.0)
+
+
+def test_frames_over_limit_subsample_or_error():
+    levels = np.arange(20) * 10
+    video = np.broadcast_to(levels[:, None, None, None], (20, 32, 32, 3)).astype(np.uint8)
+    ip = TvltImageProcessor()
+    out = ip(video, return_tensors="pt")
+    assert out.pixel_values.shape == (1, 8, 3, 224, 224)
+    picked = [0, 2, 5, 7, 10, 12, 15, 17]  # linspace(0, 20, 8, endpoint=False) floored
+    expected = torch.tensor([_value(10 * i) for i in picked])
+    torch.testing.assert_close(out.pixel_values[0, :, 0, 0, 0], expected)
+    out4 = ip(video, num_frames=4, return_tensors="pt")
+    assert out4.pixel_values.shape[1] == 4 and out4.pixel_mask.sum().item() == 4 * 196
+    with pytest.raises(ValueError, match="20 frames, more than num_frames=8"):
+        TvltImageProcessor(frames_over_limit="error")(video)
+    with pytest.raises(ValueError, match="more than num_frames"):
+        ip(video, frames_over_limit="error")
+
+
+def test_grayscale_and_rgba_become_rgb():
+    rgb = _video(2, 64, 64, seed=7)
+    gray = rgb[..., 0]
+    ip = TvltImageProcessor()
+    as_rgb = ip(np.repeat(gray[..., None], 3, -1), return_tensors="pt").pixel_values
+    torch.testing.assert_close(ip(gray[..., None], return_tensors="pt").pixel_values, as_rgb)  # (F, H, W, 1)
+    torch.testing.assert_close(ip([PIL.Image.fromarray(g) for g in gray], return_tensors="pt").pixel_values, as_rgb)
+    single = ip(gray[0], return_tensors="pt").pixel_values  # (H, W): one grayscale image
+    assert single.shape == (1, 1, 3, 224, 224)
+    rgba = np.concatenate([rgb, np.full((2, 64, 64, 1), 7, np.uint8)], -1)
+    torch.testing.assert_close(ip(rgba, return_tensors="pt").pixel_values, ip(rgb, return_tensors="pt").pixel_values)
+    pil_rgba = [PIL.Image.fromarray(f, mode="RGBA") for f in rgba]
+    assert ip(pil_rgba, return_tensors="pt").pixel_values.shape == (1, 2, 3, 224, 224)
+
+
+def test_patches_per_frame_follow_the_crop_size():
+    ip = TvltImageProcessor(size={"shortest_edge": 160}, crop_size={"height": 160, "width": 128})
+    assert ip.patches_per_frame == 10 * 8
+    out = ip(_video(2, 200, 300, seed=8), return_tensors="pt")
+    assert out.pixel_values.shape == (1, 2, 3, 160, 128)
+    assert out.pixel_mask.shape == (1, 160) and out.pixel_mask.sum().item() == 160
+    default = TvltImageProcessor()
+    assert (default.patches_per_frame, default.num_frames, default.padding_value) == (196, 8, 0.0)
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.zeros((2, 2, 2, 8, 8, 3), np.uint8), "accepted images/videos"),
+        (np.zeros((4, 8, 8, 5), np.uint8), "cannot find the channel axis"),
+        (np.zeros((8, 8, 2), np.uint8), "cannot find the channel axis"),
+        ([], "empty list"),
+        ([["not an image"]], "accepted images/videos"),
+        (np.zeros(5, np.uint8), "accepted images/videos"),
+    ],
+)
+def test_bad_images_raise_value_error(bad, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        TvltImageProcessor()(bad)
+
+
+def test_unsupported_options_are_rejected():
+    with pytest.raises(ValueError, match="frames_over_limit"):
+        TvltImageProcessor(frames_over_limit="drop")
+    with pytest.raises(ValueError, match="lanczos"):
+        TvltImageProcessor(resample=1)
+    with pytest.raises(TypeError):
+        TvltImageProcessor()(_video(1, 32, 32)[0], mask_pixel=True)  # the HF port silently ignores this
+
+
+# ------------------------------------------------------------------------------------------- original mode
+def _original_frame_oracle(frame: np.ndarray) -> torch.Tensor:
+    """REFERENCE.md B.4 re-derived with plain torch: square centre crop (start ceil((long - short) / 2)),
+    bicubic interpolation without antialiasing, clamp, round to uint8, then (x / 255 - 0.5) / 0.5."""
+    x = torch.from_numpy(frame).permute(2, 0, 1).float()[None]
+    h, w = x.shape[-2:]
+    side = min(h, w)
+    top, left = math.ceil((h - side) / 2), math.ceil((w - side) / 2)
+    x = x[..., top : top + side, left : left + side]
+    x = F.interpolate(x, size=(224, 224), mode="bicubic", align_corners=False).clamp(0, 255).round()
+    return (x[0] / 255 - 0.5) / 0.5
+
+
+@pytest.mark.parametrize("size", [(481, 640), (300, 201)])
+def test_original_mode_square_crop_and_bicubic(size):
+    video = _video(2, *size, seed=9)
+    video[video < 31] = 31  # no dark border to crop
+    out = TvltImageProcessor(mode="original")(video, return_tensors="pt")
+    assert out.pixel_values.shape == (1, 2, 3, 224, 224)
+    for i in range(2):
+        torch.testing.assert_close(out.pixel_values[0, i], _original_frame_oracle(video[i]), atol=1e-6, rtol=0)
+
+
+def test_original_mode_crops_dark_borders():
+    inner = _video(2, 100, 150, seed=10)
+    inner[inner < 31] = 31
+    framed = np.zeros((2, 140, 190, 3), np.uint8)  # black letterbox / pillarbox
+    framed[:, 20:120, 25:175] = inner
+    ip = TvltImageProcessor(mode="original")
+    torch.testing.assert_close(ip(framed, return_tensors="pt").pixel_values, ip(inner, return_tensors="pt").pixel_values)
+    no_crop = TvltImageProcessor(mode="original", dark_border_threshold=None)(framed, return_tensors="pt")
+    assert not torch.allclose(no_crop.pixel_values, ip(inner, return_tensors="pt").pixel_values)
+    black = np.zeros((1, 50, 80, 3), np.uint8)  # nothing bright: the whole frame is kept
+    assert torch.all(ip(black, return_tensors="pt").pixel_values == -1.0)
+
+
+def test_save_and_load_round_trip(tmp_path, reference):
+    ip = TvltImageProcessor(mode="original", num_frames=4, frames_over_limit="error")
+    ip.save_pretrained(tmp_path / "ours")
+    loaded = TvltImageProcessor.from_pretrained(tmp_path / "ours")
+    assert loaded.to_dict() == ip.to_dict()
+    assert (loaded.mode, loaded.num_frames, loaded.resample) == ("original", 4, "bicubic")
+    ReferenceImageProcessor(num_frames=6).save_pretrained(tmp_path / "hf")
+    from_hf = TvltImageProcessor.from_pretrained(tmp_path / "hf")
+    assert (from_hf.num_frames, from_hf.resample, from_hf.mode) == (6, "bilinear", "hf")
