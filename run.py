@@ -1,0 +1,261 @@
+"""Train, test or predict with TVLT: the Hydra entry point.
+
+    python run.py experiment=mosei                         # fit, validate, test the best checkpoint (demo data)
+    python run.py experiment=mosei data.root=/data/mosei model.pretrained=/ckpt/TVLT.ckpt
+    python run.py experiment=mosei ckpt_path=logs/mosei/runs/<run>/checkpoints/last.ckpt   # resume
+    python run.py -m experiment=mosei model.optimizer.lr=1e-4,5e-5                        # sweep
+    python run.py mode=predict experiment=mosei ckpt_path=<best.ckpt> input=clip.mp4       # one clip
+
+See docs/training.md. The run function returns the value of ``optimized_metric`` so sweepers can optimize it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger("run")
+
+# config keys holding file paths: relative values are made absolute against the launch directory, once, before
+# any DDP process or multirun job starts (DDP children re-run this file from the same directory and agree)
+PATH_KEYS = ("data.root", "data.manifest", "data.demo_dir", "data.cache_dir", "model.pretrained", "ckpt_path",
+             "input", "input_audio")
+
+
+# ---------------------------------------------------------------------------------------------------- set-up
+def _rank_zero() -> bool:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def apply_demo_preset(cfg: DictConfig) -> DictConfig:
+    """With no data given (``data.root`` and ``data.manifest`` null: the embedded demo dataset), an experiment that
+    names a ``demo_preset`` is re-composed as that preset, keeping every command-line override. The full-size
+    schedule (TVLT-base, effective batch 128, 10 epochs) would take days on a CPU and means nothing on 32 clips."""
+    preset = cfg.get("demo_preset")
+    data = cfg.get("data") or {}
+    if not preset or data.get("root") is not None or data.get("manifest") is not None:
+        return cfg
+    from hydra import compose
+
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.split("=")[0].lstrip("+~") == "experiment"]
+    if _rank_zero():
+        log.warning("No data.root given: using the embedded demo dataset with the demo preset experiment=%s "
+                    "(demo-size model, short schedule). Pass data.root=<MOSEI folder> for the real experiment.",
+                    preset)
+    new = compose(config_name=HydraConfig.get().job.config_name, overrides=[f"experiment={preset}", *overrides])
+    with open_dict(new):
+        new.demo_from = OmegaConf.select(cfg, "task_name")
+    return new
+
+
+def resolve_paths(cfg: DictConfig) -> None:
+    """Make the file paths in :data:`PATH_KEYS` absolute against the launch directory (in place)."""
+    for key in PATH_KEYS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            OmegaConf.update(cfg, key, to_absolute_path(value), merge=False, force_add=False)
+
+
+def wandb_has_credentials() -> bool:
+    """An API key in WANDB_API_KEY or in ~/.netrc (what ``wandb login`` writes)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators(os.environ.get("WANDB_BASE_URL", "api.wandb.ai").split("//")[-1])\
+            is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def configure_wandb(cfg: DictConfig) -> None:
+    """W&B without an account: offline (no network), synced later with ``wandb sync``. Set before any DDP child
+    starts, so children inherit it."""
+    if "wandb" not in (cfg.get("logger") or {}):
+        return
+    if "WANDB_MODE" not in os.environ and not wandb_has_credentials():
+        os.environ["WANDB_MODE"] = "offline"
+        if _rank_zero():
+            log.info("W&B: no API key configured, logging offline (sync later with `wandb sync <run dir>`)")
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def print_config(cfg: DictConfig) -> None:
+    """The composed config as a rich tree (rank zero), also saved to <output_dir>/config_tree.log."""
+    if not _rank_zero():
+        return
+    import rich
+    import rich.syntax
+    import rich.tree
+
+    tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")
+    order = ["data", "model", "trainer", "callbacks", "logger", "paths"]
+    keys = order + [k for k in cfg if k not in order]
+    for key in keys:
+        if key not in cfg:
+            continue
+        value = cfg[key]
+        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        tree.add(key, style="dim", guide_style="dim").add(rich.syntax.Syntax(text, "yaml"))
+    rich.print(tree)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "config_tree.log", "w") as f:
+        rich.print(tree, file=f)
+
+
+def _instantiate_group(group: DictConfig | None) -> list[Any]:
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+# ---------------------------------------------------------------------------------------------------- train/test
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit (unless ``train=false``), test the best checkpoint, export it with save_pretrained. Returns the
+    trainer's metrics. Loggers are closed even when the run fails."""
+    import lightning.pytorch as pl
+
+    from tvlt.lit.callbacks import Summaries
+
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, _convert_="all")
+    callbacks = _instantiate_group(cfg.get("callbacks")) + [Summaries()]
+    loggers = _instantiate_group(cfg.get("logger"))
+    if not loggers or cfg.trainer.get("fast_dev_run"):
+        # nothing to monitor into (fast_dev_run turns loggers off); LearningRateMonitor would refuse to start
+        callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    failed = True
+    metrics: dict[str, float] = {}
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+        for lg in trainer.loggers:
+            lg.log_hyperparams(container)  # rank zero only (Lightning loggers)
+        mode = cfg.get("mode", "train")
+        if mode == "train" and cfg.get("train", True):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+            metrics.update(_floats(trainer.callback_metrics))
+        best = _best_checkpoint(trainer) if mode == "train" else cfg.get("ckpt_path")
+        if mode == "test" and not best:
+            raise ValueError("mode=test needs ckpt_path=<checkpoint>")
+        if cfg.get("test", True):
+            if mode == "train" and not best:
+                log.warning("No best checkpoint (fast_dev_run, or no validation): testing the current weights")
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+            metrics.update(_floats(trainer.callback_metrics))
+        if cfg.get("export_pretrained") and best and mode == "train":
+            _export(model, best, cfg, trainer, tested=bool(cfg.get("test", True)))
+        failed = False
+    finally:
+        _close_loggers(trainer, failed)
+    return metrics
+
+
+def _floats(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _best_checkpoint(trainer) -> str | None:
+    cb = trainer.checkpoint_callback
+    if cb is None or trainer.fast_dev_run:
+        return None
+    return cb.best_model_path or cb.last_model_path or None
+
+
+def _export(model, best: str, cfg: DictConfig, trainer, tested: bool) -> None:
+    """Best weights as ``<output_dir>/pretrained/{config.json, model.safetensors}`` (rank zero)."""
+    if not trainer.is_global_zero:
+        return
+    import torch
+
+    if not tested:  # trainer.test has already loaded the best weights into the module otherwise
+        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    out = model.export_pretrained(Path(cfg.paths.output_dir) / "pretrained")
+    log.info("Exported the best weights (%s) with save_pretrained to %s", Path(best).name, out)
+
+
+def _close_loggers(trainer, failed: bool) -> None:
+    """Finish the W&B run (Lightning's WandbLogger leaves it open), also after a crash."""
+    for lg in getattr(trainer, "loggers", []):
+        if type(lg).__name__ == "WandbLogger":
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish(exit_code=1 if failed else 0)
+
+
+# ---------------------------------------------------------------------------------------------------- predict
+def predict(cfg: DictConfig) -> list[str]:
+    """Print the prediction of the checkpoint ``ckpt_path`` for the clip ``input`` (video with its audio track,
+    or ``input_audio=<wav>`` for a sidecar file). Returns the printed lines."""
+    import torch
+
+    from datamodules.decoding import ClipReader
+    from tvlt.feature_extraction import TvltFeatureExtractor
+    from tvlt.image_processing import TvltImageProcessor
+    from tvlt.lit.base import load_lit_checkpoint
+
+    if not cfg.get("ckpt_path") or not cfg.get("input"):
+        raise ValueError("mode=predict needs ckpt_path=<checkpoint .ckpt> and input=<video file>")
+    module = load_lit_checkpoint(cfg.ckpt_path)
+    if not hasattr(module, "describe"):
+        raise ValueError(f"mode=predict supports the MOSEI sentiment/emotion modules, not {type(module).__name__}")
+    data = cfg.get("data") or {}
+    num_frames = int(data.get("num_frames", 8))
+    mode = str(data.get("processor_mode", "hf"))
+    audio = cfg.get("input_audio") or "container"
+    clip = ClipReader(num_frames=num_frames).read(cfg.input, audio=audio, mode="uniform")
+    if clip.waveform is None:
+        raise ValueError(f"{cfg.input}: no audio; pass input_audio=<wav> for a sidecar audio file")
+    pixels = TvltImageProcessor(mode=mode, num_frames=num_frames)(clip.frames, return_tensors="pt",
+                                                                   num_frames=num_frames)
+    audio_in = TvltFeatureExtractor(mode=mode)(clip.waveform, sampling_rate=clip.sampling_rate, return_tensors="pt")
+    batch = {"pixel_values": pixels["pixel_values"], "pixel_mask": pixels["pixel_mask"],
+             "audio_values": audio_in["audio_values"], "audio_mask": audio_in["audio_mask"], "ids": [str(cfg.input)]}
+    with torch.inference_mode():
+        out = module.predict_step(batch)
+    lines = [f"{cfg.input}: {text}" for text in module.describe(out["preds"])]
+    for line in lines:
+        print(line)
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------------- main
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    cfg = apply_demo_preset(cfg)
+    resolve_paths(cfg)
+    if cfg.get("mode") == "predict":
+        predict(cfg)
+        return None
+    configure_wandb(cfg)
+    print_config(cfg)
+    metrics = train(cfg)
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        log.warning("optimized_metric %r was not computed (metrics: %s)", name, sorted(metrics))
+        return None
+    value = metrics[name]
+    if _rank_zero():
+        log.info("%s = %.4f", name, value)
+    return None if math.isnan(value) else value
+
+
+if __name__ == "__main__":
+    main()

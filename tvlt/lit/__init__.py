@@ -1,0 +1,12 @@
+"""LightningModules for TVLT: pretraining (MAE + VAM), CMU-MOSEI sentiment and emotion, video-audio retrieval.
+
+Built by Hydra from ``conf/model/*.yaml`` + ``conf/experiment/*.yaml``; see ``docs/training.md``.
+"""
+
+from tvlt.lit.base import NonFiniteLossError, TvltLitModule
+from tvlt.lit.pretrain import PretrainModule
+from tvlt.lit.retrieval import RetrievalModule
+from tvlt.lit.sentiment import EmotionModule, SentimentModule
+
+__all__ = ["EmotionModule", "NonFiniteLossError", "PretrainModule", "RetrievalModule", "SentimentModule",
+           "TvltLitModule"]

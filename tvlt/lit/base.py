@@ -1,0 +1,163 @@
+"""What every TVLT LightningModule shares: building the model from a config, loading a pretrained checkpoint,
+the optimizer and schedule, the non-finite-loss guard, and exporting weights with ``save_pretrained``."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+
+from tvlt.configuration import TvltConfig
+from tvlt.lit.optim import param_groups, warmup_cosine
+
+log = logging.getLogger(__name__)
+
+MODEL_INPUTS = ("pixel_values", "audio_values", "pixel_mask", "audio_mask")
+
+# The original release's optimizer (REFERENCE.md B.6), used when none is configured.
+DEFAULT_OPTIMIZER = partial(torch.optim.AdamW, lr=1e-4, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.001)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training or evaluation loss was NaN or infinite; the message names the batch's sample ids."""
+
+
+class TvltLitModule(pl.LightningModule):
+    """Base class. Subclasses set the model class and the task's config fields and implement the steps.
+
+    Args:
+        config: TvltConfig fields on top of the spec's defaults (``{}`` = TVLT-base). Task fields (num_labels,
+            loss_type, task_mae, ...) are set by the subclass.
+        optimizer: a partial optimizer (``_partial_: true`` in Hydra) called with the parameter groups;
+            default AdamW(lr 1e-4, betas (0.9, 0.98), eps 1e-8, weight decay 0.001).
+        scheduler: ``{warmup_steps, total_steps, min_lr_ratio}`` of :func:`tvlt.lit.optim.warmup_cosine`, stepped
+            per optimizer step; ``total_steps: null`` = the trainer's estimated optimizer steps; ``None`` = constant.
+        pretrained: a checkpoint to start from, any format :func:`tvlt.checkpoints.load_checkpoint` reads.
+        exclude_no_decay: no weight decay for biases, norms and embedding tables.
+    """
+
+    model_class: type[nn.Module]
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        pretrained: str | None = None,
+        exclude_no_decay: bool = False,
+    ) -> None:
+        super().__init__()
+        # the optimizer factory is code, not data: kept out of the checkpoint so it loads with weights_only=True
+        self.save_hyperparameters(ignore=["optimizer"], logger=False)
+        self.optimizer_factory = optimizer if optimizer is not None else DEFAULT_OPTIMIZER
+        fields = {**dict(config or {}), **self.task_config_fields()}
+        self.model = self.model_class(TvltConfig(**fields))
+        self.loaded_checkpoint: str | None = None
+        if pretrained:
+            self.load_pretrained(pretrained)
+
+    # ---------------------------------------------------------------- subclass hooks
+    def task_config_fields(self) -> dict[str, Any]:
+        """TvltConfig fields the task fixes (e.g. num_labels); override."""
+        return {}
+
+    # ---------------------------------------------------------------- model
+    def load_pretrained(self, path: str) -> None:
+        from tvlt.checkpoints import load_checkpoint
+
+        report = load_checkpoint(self.model, path)
+        self.loaded_checkpoint = str(path)
+        log.info("Loaded pretrained weights from %s: %s", path, report)
+
+    def model_inputs(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        return {k: batch[k] for k in MODEL_INPUTS if batch.get(k) is not None}
+
+    def summary(self) -> str:
+        """One line: model class, parameters, and what it was initialised from."""
+        n = sum(p.numel() for p in self.model.parameters())
+        c = self.model.config
+        source = f"loaded from {self.loaded_checkpoint}" if self.loaded_checkpoint else "randomly initialised"
+        return (f"Model: {type(self.model).__name__} (hidden {c.hidden_size} x {c.num_hidden_layers} layers), "
+                f"{n / 1e6:.2f} M parameters, {source}")
+
+    def export_pretrained(self, directory: str | Path) -> Path:
+        """``save_pretrained`` of the wrapped model: ``config.json`` + ``model.safetensors``."""
+        directory = Path(directory)
+        self.model.save_pretrained(directory)
+        return directory
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # which module class to rebuild in predict mode (looked up in tvlt.lit only, never imported by name)
+        checkpoint["tvlt_module"] = type(self).__name__
+
+    # ---------------------------------------------------------------- guards and logging
+    def check_finite(self, loss: Tensor, batch: Mapping[str, Any], stage: str) -> None:
+        """Stop the run on a NaN/inf loss, naming the samples. Under DDP every rank takes the same decision (one
+        all-reduce of a flag), so no rank is left waiting in a collective."""
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        any_bad = bad
+        trainer = self._trainer  # None when the module is used without a Trainer
+        if trainer is not None and trainer.world_size > 1:
+            any_bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if any_bad:
+            where = f"{stage} step {self.global_step}, epoch {self.current_epoch}"
+            if bad:
+                raise NonFiniteLossError(
+                    f"non-finite {stage} loss ({loss.detach().float().cpu().tolist()}) at {where}; "
+                    f"samples: {list(batch.get('ids', []))}")
+            raise NonFiniteLossError(f"non-finite {stage} loss on another process at {where}")
+
+    def log_metrics(self, metrics: Mapping[str, Tensor | float], stage: str) -> None:
+        values = {f"{stage}/{k}": float(v) for k, v in metrics.items()}
+        self.log_dict(values, sync_dist=True)
+
+    # ---------------------------------------------------------------- optimization
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = param_groups(self.model.named_parameters(), bool(self.hparams.get("exclude_no_decay")))
+        optimizer = self.optimizer_factory(groups)
+        sched = self.hparams.get("scheduler")
+        if not sched:
+            return {"optimizer": optimizer}
+        total = sched.get("total_steps") or int(self.trainer.estimated_stepping_batches)
+        if not math.isfinite(total) or total <= 0:
+            raise ValueError("scheduler.total_steps is unset and the trainer has no finite length (max_steps or "
+                             "max_epochs); set model.scheduler.total_steps")
+        warmup = int(sched.get("warmup_steps", 0))
+        if warmup >= total:
+            new = max(1, total // 10)
+            log.warning("scheduler: warmup_steps %d >= total optimizer steps %d; using %d warm-up steps",
+                        warmup, total, new)
+            warmup = new
+        scheduler = warmup_cosine(optimizer, warmup, int(total), float(sched.get("min_lr_ratio", 0.0)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+
+def load_lit_checkpoint(path: str | Path, map_location: str = "cpu") -> TvltLitModule:
+    """Rebuild a TVLT LightningModule from a checkpoint written by this project's training (``last.ckpt`` or the
+    best one) for inference. Read with ``weights_only=True``; the module class must be one of ``tvlt.lit``'s.
+
+    Raises:
+        ValueError: the file is not such a checkpoint (the message says what is missing).
+    """
+    import tvlt.lit as lit
+
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    name = ckpt.get("tvlt_module") if isinstance(ckpt, dict) else None
+    if name is None or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not a TVLT Lightning checkpoint (no 'tvlt_module' / 'state_dict' entry)")
+    cls = getattr(lit, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, TvltLitModule)):
+        raise ValueError(f"{path}: unknown module class {name!r}")
+    hparams = dict(ckpt.get("hyper_parameters") or {})
+    hparams["pretrained"] = None  # the weights come from the checkpoint
+    module = cls(**hparams)
+    module.load_state_dict(ckpt["state_dict"])
+    module.loaded_checkpoint = str(path)
+    return module.eval()

@@ -1,0 +1,140 @@
+"""Callbacks: MAE reconstructions drawn next to their inputs, and one-line data/model summaries."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor
+
+from tvlt.masking import unpatchify_audio, unpatchify_pixels
+
+log = logging.getLogger(__name__)
+
+
+def _to_unit(x: Tensor) -> Tensor:
+    """Processor range [-1, 1] -> [0, 1] for display."""
+    return ((x.float() + 1) / 2).clamp(0, 1)
+
+
+def reconstruction_panels(batch: dict, outputs: dict, config, max_frames: int = 4) -> dict[str, Tensor]:
+    """Images of the first sample: rows of (input | masked input | reconstruction with visible patches pasted
+    back), for frames (3, rows*H, 3*W) and for the spectrogram (1, 3*128, T) (frequency upwards, time rightwards).
+    Masked patches are drawn grey."""
+    pv = batch["pixel_values"][:1].float()
+    f = min(pv.shape[1], max_frames)
+    ppf = config.num_patches_per_frame
+    ps = config.image_patch_size
+    size = pv.shape[-1]
+    pred = unpatchify_pixels(outputs["pixel_logits"][:1, : pv.shape[1] * ppf].float(), pv.shape[1],
+                             pv.shape[2], size, ps)
+    pmask = outputs["pixel_label_masks"][:1].float()
+    pmask_img = unpatchify_pixels(pmask[..., None].expand(-1, -1, ps[0] * ps[1] * pv.shape[2]), pv.shape[1],
+                                  pv.shape[2], size, ps)
+    grey = torch.zeros_like(pv)
+    masked = torch.where(pmask_img > 0, grey, pv)
+    recon = torch.where(pmask_img > 0, pred, pv)
+    rows = [torch.cat([pv[0, i], masked[0, i], recon[0, i]], dim=-1) for i in range(f)]
+    frames = _to_unit(torch.cat(rows, dim=-2))
+
+    av = batch["audio_values"][:1].float()  # (1, 1, T, F)
+    aps = config.audio_patch_size
+    apred = unpatchify_audio(outputs["audio_logits"][:1].float(), av.shape[1], av.shape[-1], aps)
+    amask = outputs["audio_label_masks"][:1].float()
+    amask_img = unpatchify_audio(amask[..., None].expand(-1, -1, aps[0] * aps[1] * av.shape[1]), av.shape[1],
+                                 av.shape[-1], aps)
+    t = min(av.shape[2], apred.shape[2])
+    av, apred, amask_img = av[..., :t, :], apred[..., :t, :], amask_img[..., :t, :]
+    amasked = torch.where(amask_img > 0, torch.zeros_like(av), av)
+    arecon = torch.where(amask_img > 0, apred, av)
+    spec = torch.cat([x[0].transpose(-1, -2).flip(-2) for x in (av, amasked, arecon)], dim=-2)  # (1, 3F, T)
+    return {"frames": frames, "spectrogram": _to_unit(spec)}
+
+
+class LogReconstructions(pl.Callback):
+    """Every ``every_n_steps`` optimizer steps (rank zero only): save the MAE reconstructions of the batch's first
+    sample as PNG under ``<output>/reconstructions/`` and send them to W&B / TensorBoard when those loggers are on.
+    Needs a module whose ``training_step`` returns ``pixel_logits``, ``audio_logits`` and the label masks
+    (:class:`tvlt.lit.PretrainModule`)."""
+
+    def __init__(self, every_n_steps: int = 500, max_frames: int = 4) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.max_frames = max_frames
+        self._last_logged = -1
+
+    @rank_zero_only
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        if not isinstance(outputs, dict) or outputs.get("pixel_logits") is None:
+            return
+        if step % self.every_n_steps or step == self._last_logged:
+            return
+        self._last_logged = step
+        panels = reconstruction_panels(batch, outputs, pl_module.model.config, self.max_frames)
+        self.save_png(trainer, panels, step)
+        for logger in trainer.loggers:
+            name = type(logger).__name__
+            if name == "WandbLogger":
+                logger.log_image(key="train/reconstructions",
+                                 images=[panels["frames"], panels["spectrogram"]],
+                                 caption=["frames: input | masked | reconstruction",
+                                          "spectrogram: input | masked | reconstruction"], step=step)
+            elif name == "TensorBoardLogger":
+                logger.experiment.add_image("train/reconstructions/frames", panels["frames"], step)
+                logger.experiment.add_image("train/reconstructions/spectrogram", panels["spectrogram"], step)
+
+    @staticmethod
+    def save_png(trainer: pl.Trainer, panels: dict[str, Tensor], step: int) -> None:
+        from torchvision.utils import save_image
+
+        out = Path(trainer.default_root_dir) / "reconstructions"
+        out.mkdir(parents=True, exist_ok=True)
+        for name, img in panels.items():
+            save_image(img, out / f"step{step:07d}_{name}.png")
+
+
+class Summaries(pl.Callback):
+    """One line about the data (split sizes, demo or not, skipped clips) and one about the model (parameters,
+    loaded checkpoint), printed at the start of fit and test (rank zero)."""
+
+    @rank_zero_only
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._print(trainer, pl_module, "fit")
+
+    @rank_zero_only
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._print(trainer, pl_module, "test")
+
+    @staticmethod
+    def data_summary(datamodule: Any) -> str:
+        if datamodule is None:
+            return "Data: (no datamodule)"
+        name = type(datamodule).__name__
+        datasets = getattr(datamodule, "datasets", None) or {}
+        sizes = ", ".join(f"{split} {len(ds)}" for split, ds in datasets.items()) or "sizes unknown"
+        source = "embedded demo dataset" if getattr(datamodule, "uses_demo", False) else (
+            getattr(datamodule, "root", None) or getattr(datamodule, "manifest_path", None) or "")
+        skipped = sum(sum(c.values()) for c in (getattr(datamodule, "skipped", None) or {}).values())
+        bs = getattr(datamodule, "batch_size", "?")
+        return f"Data: {name} ({source}): {sizes} clips; batch size {bs} per device; {skipped} skipped so far"
+
+    def _print(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        lines = [self.data_summary(trainer.datamodule)]
+        if hasattr(pl_module, "summary"):
+            lines.append(pl_module.summary())
+        if stage == "fit":
+            accum = trainer.accumulate_grad_batches
+            bs = getattr(trainer.datamodule, "batch_size", None)
+            if bs:
+                lines.append(f"Effective batch: {bs} x {trainer.world_size} device(s) x {accum} accumulated = "
+                             f"{bs * trainer.world_size * accum}; precision {trainer.precision}")
+        for line in lines:
+            log.info(line)
+            print(line)

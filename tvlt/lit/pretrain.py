@@ -1,0 +1,73 @@
+"""Pretraining: masked autoencoding of frames and spectrograms (MAE) plus video-audio matching (VAM).
+
+Loss (paper Sec. 3.3, both references): ``w_vam * BCE(VAM) + w_pixel * MSE(pixel MAE) + w_audio * MSE(audio MAE)``
+with all weights 1 by default. Mask ratios (0.75 pixel, 0.15 audio) and the audio mask type (frame-level) are
+TvltConfig fields (``model.config.pixel_mask_ratio`` ...). The VAM negatives (``pixel_values_mixed`` with 0/1
+``labels``) come from the datamodule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tvlt.lit.base import TvltLitModule
+from tvlt.modeling import TvltForPreTraining
+
+DEFAULT_LOSS_WEIGHTS = {"vam": 1.0, "mae_pixel": 1.0, "mae_audio": 1.0}
+
+
+class PretrainModule(TvltLitModule):
+    """Batch: model inputs, ``pixel_values_mixed``/``pixel_mask_mixed`` and ``labels`` (B,) 0/1 for VAM, ``ids``.
+
+    Logs ``{stage}/loss`` and its parts ``vam_loss``, ``mae_pixel_loss``, ``mae_audio_loss`` and ``vam_acc``.
+    ``training_step`` also returns the MAE predictions and masks, which
+    :class:`tvlt.lit.callbacks.LogReconstructions` draws.
+    """
+
+    model_class = TvltForPreTraining
+
+    def __init__(self, *args: Any, loss_weights: Mapping[str, float] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        unknown = set(loss_weights or {}) - set(DEFAULT_LOSS_WEIGHTS)
+        if unknown:
+            raise ValueError(f"loss_weights: unknown keys {sorted(unknown)}; known: {sorted(DEFAULT_LOSS_WEIGHTS)}")
+        self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **dict(loss_weights or {})}
+
+    def _step(self, batch: Mapping[str, Any], stage: str) -> dict[str, Any]:
+        c = self.model.config
+        inputs = self.model_inputs(batch)
+        if c.task_matching:
+            inputs.update(labels=batch["labels"], pixel_values_mixed=batch["pixel_values_mixed"],
+                          pixel_mask_mixed=batch.get("pixel_mask_mixed"))
+        out = self.model(**inputs)
+        parts = {"vam": out.matching_loss, "mae_pixel": out.pixel_loss, "mae_audio": out.audio_loss}
+        loss = torch.stack([self.loss_weights[k] * v.float() for k, v in parts.items() if v is not None]).sum()
+        self.check_finite(loss, batch, stage)
+        b = len(batch["ids"])
+        on_step = stage == "train"
+        sync = stage != "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=b, sync_dist=sync, on_step=on_step,
+                 on_epoch=True)
+        for k, v in parts.items():
+            if v is not None:
+                self.log(f"{stage}/{k}_loss", v, batch_size=b, sync_dist=sync, on_step=on_step, on_epoch=True)
+        if out.matching_logits is not None:
+            acc = ((out.matching_logits.view(-1) >= 0) == (batch["labels"].view(-1) > 0.5)).float().mean()
+            self.log(f"{stage}/vam_acc", acc, batch_size=b, sync_dist=sync, on_step=on_step, on_epoch=True)
+        return {"loss": loss, "pixel_logits": out.pixel_logits, "audio_logits": out.audio_logits,
+                "pixel_label_masks": out.pixel_label_masks, "audio_label_masks": out.audio_label_masks}
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
+        out = self._step(batch, "train")
+        # detached copies for the reconstruction callback; only the loss keeps its graph
+        return {k: (v if k == "loss" or v is None else v.detach()) for k, v in out.items()}
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._step(batch, "test")

@@ -1,0 +1,153 @@
+"""Video-audio retrieval with the VAM (matching) head.
+
+Training: BCE of the matching head on true pairs and on negatives made in the batch (half the samples, chosen at
+random, get the next sample's video: the original release's VAM recipe with in-batch negatives). Only the encoder
+and the matching head are built (``task_mae=False``), so DDP has no unused parameters.
+
+Evaluation: every video of the split is scored against every audio of the split (sigmoid-free VAM logits; the
+ranking is the same), giving the full (N, N) matrix on which :func:`tvlt.metrics.retrieval_scores` computes
+R@1/5/10 and median rank in both directions. Under DDP, audios are gathered from all processes, each process
+scores its own videos against all audios, and the rows are gathered and de-duplicated by sample id (the
+DistributedSampler's padding repeats samples). Clips are kept on the CPU in float16 between the steps and the epoch
+end (pixel values are in [-1, 1]: float16 keeps them to within 5e-4, well under one 8-bit level, 7.8e-3).
+``max_eval_clips`` caps N for quick validation (the original release ranked only 10 videos per GPU); test always
+uses every clip unless it is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from tvlt.lit.base import TvltLitModule
+from tvlt.metrics import retrieval_scores, sample_keys
+from tvlt.modeling import TvltForPreTraining
+
+
+def _frames_of(pixel_mask: Tensor, patches_per_frame: int) -> int:
+    return max(1, int(pixel_mask.sum().item()) // patches_per_frame)
+
+
+class RetrievalModule(TvltLitModule):
+    """Batch: model inputs and ``ids``; no labels (the pairs are the clips themselves).
+
+    Args (beyond :class:`TvltLitModule`): ``score_batch_size`` pairs per forward pass at evaluation,
+    ``max_eval_clips`` (None = all).
+    """
+
+    model_class = TvltForPreTraining
+
+    def __init__(self, *args: Any, score_batch_size: int = 16, max_eval_clips: int | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.score_batch_size = score_batch_size
+        self.max_eval_clips = max_eval_clips
+        self._clips: list[dict[str, Any]] = []
+
+    def task_config_fields(self) -> dict[str, Any]:
+        return {"task_matching": True, "task_mae": False}
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        pv, pm = batch["pixel_values"], batch.get("pixel_mask")
+        b = pv.shape[0]
+        labels = torch.zeros(b, device=pv.device)
+        labels[torch.randperm(b, device=pv.device)[: (b + 1) // 2]] = 1.0
+        if b == 1:
+            labels.fill_(1.0)  # no other clip to pair with
+        other = torch.roll(torch.arange(b, device=pv.device), -1)
+        keep = labels.bool().view(b, *([1] * (pv.ndim - 1)))
+        mixed = torch.where(keep, pv, pv[other])
+        mixed_mask = None if pm is None else torch.where(labels.bool()[:, None], pm, pm[other])
+        out = self.model(**self.model_inputs(batch), labels=labels, pixel_values_mixed=mixed,
+                         pixel_mask_mixed=mixed_mask)
+        loss = out.matching_loss
+        self.check_finite(loss, batch, "train")
+        acc = ((out.matching_logits.view(-1) >= 0) == labels.bool()).float().mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=b)
+        self.log("train/vam_acc", acc, batch_size=b)
+        return loss
+
+    # ------------------------------------------------------------------ evaluation
+    def _collect(self, batch: Mapping[str, Any]) -> None:
+        ppf = self.model.config.num_patches_per_frame
+        fpp = self.model.config.num_freq_patches
+        pt = self.model.config.audio_patch_size[0]
+        for i, sample_id in enumerate(batch["ids"]):
+            pm = batch["pixel_mask"][i] if batch.get("pixel_mask") is not None else None
+            am = batch["audio_mask"][i] if batch.get("audio_mask") is not None else None
+            frames = _frames_of(pm, ppf) if pm is not None else batch["pixel_values"].shape[1]
+            time = (max(1, int(am.sum().item()) // fpp) * pt) if am is not None else batch["audio_values"].shape[2]
+            self._clips.append({
+                "id": str(sample_id),
+                "video": batch["pixel_values"][i, :frames].detach().to("cpu", torch.float16),
+                "audio": batch["audio_values"][i, :, :time].detach().to("cpu", torch.float16),
+            })
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._collect(batch)
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._collect(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluate("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluate("test")
+
+    def _evaluate(self, stage: str) -> None:
+        clips, self._clips = self._clips, []
+        # local de-duplication, then optional cap (same ids kept on every process: sorted by key)
+        uniq = {c["id"]: c for c in clips}
+        audios = _all_gather_objects([(k, c["audio"]) for k, c in uniq.items()])
+        audio_by_id = dict(audios)
+        audio_ids = sorted(audio_by_id, key=lambda s: int(sample_keys([s])[0]))
+        if self.max_eval_clips:
+            audio_ids = audio_ids[: self.max_eval_clips]
+        wanted = set(audio_ids)
+        rows = []
+        for vid, clip in uniq.items():
+            if vid in wanted:
+                rows.append((vid, self._score_row(clip["video"], [audio_by_id[a] for a in audio_ids]).cpu()))
+        all_rows = dict(_all_gather_objects(rows))
+        if len(audio_ids) < 2:
+            raise ValueError(f"retrieval {stage}: {len(audio_ids)} clip(s); at least 2 are needed to rank")
+        scores = torch.stack([all_rows[v] for v in audio_ids])  # (N videos, N audios), same order
+        self.log_metrics(retrieval_scores(scores), stage)
+
+    @torch.no_grad()
+    def _score_row(self, video: Tensor, audios: list[Tensor]) -> Tensor:
+        """VAM logits of one video (T, 3, H, W) against each audio (1, Ta, F) -> (N,)."""
+        c = self.model.config
+        dtype = next(self.model.parameters()).dtype
+        v = video.to(self.device, dtype)
+        pixel_mask = torch.ones(1, v.shape[0] * c.num_patches_per_frame, dtype=torch.long, device=self.device)
+        out = []
+        for start in range(0, len(audios), self.score_batch_size):
+            chunk = audios[start: start + self.score_batch_size]
+            n = len(chunk)
+            t_max = max(a.shape[1] for a in chunk)
+            av = torch.zeros(n, chunk[0].shape[0], t_max, chunk[0].shape[2], dtype=dtype, device=self.device)
+            am = torch.zeros(n, t_max // c.audio_patch_size[0] * c.num_freq_patches, dtype=torch.long,
+                             device=self.device)
+            for j, a in enumerate(chunk):
+                av[j, :, : a.shape[1]] = a.to(self.device, dtype)
+                am[j, : a.shape[1] // c.audio_patch_size[0] * c.num_freq_patches] = 1
+            enc = self.model.tvlt(v[None].expand(n, -1, -1, -1, -1), av, pixel_mask.expand(n, -1), am, return_dict=True)
+            out.append(self.model.matching_head(enc.last_hidden_state).view(-1).float())
+        return torch.cat(out)
+
+
+def _all_gather_objects(items: list) -> list:
+    """Concatenation of ``items`` from every process (CPU objects; works with gloo and NCCL)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(items)
+    gathered: list[list] = [None] * dist.get_world_size()  # type: ignore[list-item]
+    dist.all_gather_object(gathered, items)
+    return [x for part in gathered for x in part]
+

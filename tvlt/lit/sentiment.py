@@ -1,0 +1,125 @@
+"""CMU-MOSEI fine-tuning: sentiment (regression of the [-3, 3] score, MSE) and emotion (6 binary labels, BCE).
+
+Head and losses as in the original release (REFERENCE.md B.6): the classifier MLP on the pooled encoder output;
+MSE against the raw score for sentiment, BCE-with-logits per emotion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tvlt.lit.base import TvltLitModule
+from tvlt.metrics import EMOTIONS, EmotionMetrics, SentimentMetrics
+from tvlt.modeling import TvltForAudioVisualClassification
+
+
+class SentimentModule(TvltLitModule):
+    """MOSEI sentiment. Batch: the model inputs, ``labels`` (B,) float in [-3, 3], ``ids`` (B sample ids).
+
+    Logs ``train/loss``; ``val|test/loss`` and the metrics of :func:`tvlt.metrics.sentiment_scores`
+    (``acc2_nonneg``, ``acc2_pos``, ``f1_*``, ``acc7``, ``acc5``, ``mae``, ``pearson``) per epoch.
+    ``predict_step`` returns ``{"ids", "preds" (B,)}``.
+    """
+
+    model_class = TvltForAudioVisualClassification
+    task = "sentiment"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.val_metrics = self.make_metrics()
+        self.test_metrics = self.make_metrics()
+
+    def task_config_fields(self) -> dict[str, Any]:
+        return {"num_labels": 1, "loss_type": "regression"}
+
+    def make_metrics(self):
+        return SentimentMetrics()
+
+    # ------------------------------------------------------------------ task definition
+    def predictions(self, logits: Tensor) -> Tensor:
+        """(B, 1) -> (B,) sentiment scores."""
+        return logits[:, 0]
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return F.mse_loss(self.predictions(logits).float(), labels.float().reshape(-1))
+
+    # ------------------------------------------------------------------ steps
+    def forward(self, batch: Mapping[str, Any]) -> Tensor:
+        return self.model(**self.model_inputs(batch)).logits
+
+    def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[Tensor, Tensor]:
+        logits = self(batch)
+        loss = self.loss(logits, batch["labels"])
+        self.check_finite(loss, batch, stage)
+        return loss, logits
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        loss, _ = self._shared_step(batch, "train")
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
+        return loss
+
+    def _eval_step(self, batch: Mapping[str, Any], stage: str, metrics) -> None:
+        loss, logits = self._shared_step(batch, stage)
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["ids"]))
+        metrics.update(self.predictions(logits).detach(), batch["labels"].detach(), batch["ids"])
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_metrics(self.val_metrics.compute(), "val")
+        self.val_metrics.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self.log_metrics(self.test_metrics.compute(), "test")
+        self.test_metrics.reset()
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int = 0) -> dict[str, Any]:
+        return {"ids": list(batch.get("ids", [])), "preds": self.predictions(self(batch)).float()}
+
+    def describe(self, preds: Tensor) -> list[str]:
+        """Human-readable predictions, one string per sample."""
+        out = []
+        for s in preds.tolist():
+            polarity = "positive" if s > 0 else "negative" if s < 0 else "neutral"
+            out.append(f"sentiment {s:+.3f} ({polarity}; scale -3 .. +3)")
+        return out
+
+
+class EmotionModule(SentimentModule):
+    """MOSEI emotion: 6 binary labels (happy, sad, angry, fear, disgust, surprise), BCE-with-logits per emotion.
+    Batch ``labels``: (B, 6) float 0/1. Metrics: :func:`tvlt.metrics.emotion_scores` (weighted accuracy, F1 and
+    accuracy per emotion and their macro means). ``predict_step`` returns ``preds`` (B, 6) probabilities."""
+
+    task = "emotion"
+
+    def task_config_fields(self) -> dict[str, Any]:
+        return {"num_labels": len(EMOTIONS), "loss_type": "classification"}
+
+    def make_metrics(self):
+        return EmotionMetrics()
+
+    def predictions(self, logits: Tensor) -> Tensor:
+        return logits
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int = 0) -> dict[str, Any]:
+        return {"ids": list(batch.get("ids", [])), "preds": torch.sigmoid(self(batch).float())}
+
+    def describe(self, preds: Tensor) -> list[str]:
+        out = []
+        for row in preds.tolist():
+            present = [name for name, p in zip(EMOTIONS, row) if p >= 0.5] or ["none"]
+            probs = ", ".join(f"{name} {p:.2f}" for name, p in zip(EMOTIONS, row))
+            out.append(f"emotions: {', '.join(present)} (probabilities: {probs})")
+        return out
