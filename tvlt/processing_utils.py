@@ -171,7 +171,9 @@ class ProcessorConfigMixin:
         kwargs = cls._kwargs_from_config(config, source)
         kwargs.update(overrides)
         instance = cls(**kwargs)
-        instance._check_derived(config, source)
+        if not overrides:  # overrides may legitimately change derived values (e.g. hop_length via sampling_rate)
+            section = config.get(cls.section)
+            instance._check_derived(section if isinstance(section, dict) else config, source)
         return instance
 
     def _check_derived(self, config: dict[str, Any], source: str) -> None:
