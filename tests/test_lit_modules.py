@@ -1,0 +1,186 @@
+"""LightningModules on hand-made batches: heads built per task, losses, non-finite guard, optimizer and schedule,
+retrieval's full score matrix, reconstruction panels. Tiny model (hidden 32), 1-2 frames, short audio."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tvlt.lit import EmotionModule, NonFiniteLossError, PretrainModule, RetrievalModule, SentimentModule
+from tvlt.lit.callbacks import reconstruction_panels
+from tvlt.lit.optim import no_decay, param_groups, warmup_cosine_lambda
+from tvlt.metrics import retrieval_scores
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=4,
+            decoder_intermediate_size=64)
+
+
+def make_batch(b: int = 3, frames: int = 1, audio_frames: int = 32, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "pixel_values": torch.rand(b, frames, 3, 224, 224, generator=g) * 2 - 1,
+        "pixel_mask": torch.ones(b, frames * 196, dtype=torch.long),
+        "audio_values": torch.rand(b, 1, audio_frames, 128, generator=g) * 2 - 1,
+        "audio_mask": torch.ones(b, audio_frames // 16 * 8, dtype=torch.long),
+        "labels": torch.tensor([-1.0, 0.0, 2.0])[:b],
+        "ids": [f"clip{i}" for i in range(b)],
+    }
+
+
+def unused_parameters(module, loss) -> list[str]:
+    module.zero_grad()
+    loss.backward()
+    return [n for n, p in module.named_parameters() if p.grad is None]
+
+
+def test_sentiment_builds_only_the_classifier_and_uses_every_parameter():
+    m = SentimentModule(config=TINY)
+    names = {n for n, _ in m.named_parameters()}
+    assert any(n.startswith("model.classifier.") for n in names)
+    assert not any("matching_head" in n or "decoder" in n or "mae_head" in n for n in names)
+    assert m.model.config.num_labels == 1
+    batch = make_batch()
+    loss = m.training_step(batch, 0)
+    logits = m(batch)
+    assert loss.item() == pytest.approx(F.mse_loss(logits[:, 0], batch["labels"]).item(), rel=1e-5)
+    assert unused_parameters(m, m.training_step(batch, 0)) == []
+
+
+def test_emotion_loss_is_bce_per_emotion():
+    m = EmotionModule(config=TINY)
+    assert m.model.config.num_labels == 6
+    batch = make_batch()
+    batch["labels"] = torch.tensor([[1, 0, 0, 0, 0, 1], [0, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0]], dtype=torch.float)
+    loss = m.training_step(batch, 0)
+    logits = m(batch)
+    want = F.binary_cross_entropy_with_logits(logits, batch["labels"])
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    probs = m.predict_step(batch)["preds"]
+    assert probs.shape == (3, 6) and ((probs >= 0) & (probs <= 1)).all()
+    assert m.describe(probs)[0].startswith("emotions: ")
+
+
+def test_pretrain_uses_loss_weights_and_every_parameter():
+    torch.manual_seed(0)
+    m = PretrainModule(config=TINY, loss_weights={"vam": 2.0, "mae_pixel": 0.5})
+    batch = make_batch()
+    batch["labels"] = torch.tensor([1.0, 0.0, 1.0])
+    batch["pixel_values_mixed"] = batch["pixel_values"].roll(1, 0)
+    batch["pixel_mask_mixed"] = batch["pixel_mask"]
+    torch.manual_seed(1)
+    out = m.training_step(batch, 0)
+    torch.manual_seed(1)  # the same MAE masks
+    ref = m.model(**{k: batch[k] for k in ("pixel_values", "audio_values", "pixel_mask", "audio_mask", "labels",
+                                           "pixel_values_mixed", "pixel_mask_mixed")})
+    want = 2.0 * ref.matching_loss + 0.5 * ref.pixel_loss + 1.0 * ref.audio_loss
+    assert out["loss"].item() == pytest.approx(want.item(), rel=1e-5)
+    assert out["pixel_logits"].shape == (3, 196, 16 * 16 * 3)
+    assert out["audio_logits"].shape == (3, 16, 256)
+    assert unused_parameters(m, m.training_step(batch, 0)["loss"]) == []
+    with pytest.raises(ValueError, match="unknown keys"):
+        PretrainModule(config=TINY, loss_weights={"mae": 1.0})
+
+
+def test_retrieval_builds_no_decoder_and_uses_every_parameter():
+    m = RetrievalModule(config=TINY)
+    names = {n for n, _ in m.named_parameters()}
+    assert any("matching_head" in n for n in names)
+    assert not any("decoder" in n or "mae_head" in n for n in names)
+    assert unused_parameters(m, m.training_step(make_batch(), 0)) == []
+
+
+def test_retrieval_scores_every_video_against_every_audio():
+    torch.manual_seed(0)
+    m = RetrievalModule(config=TINY, score_batch_size=2).eval()
+    batches = [make_batch(2, seed=1), make_batch(2, seed=2)]
+    batches[1]["ids"] = ["clip2", "clip0"]  # clip0 repeated, as a padded DistributedSampler does
+    batches[1]["audio_values"][1] = batches[0]["audio_values"][0]
+    batches[1]["pixel_values"][1] = batches[0]["pixel_values"][0]
+    logged = {}
+    m.log_metrics = lambda metrics, stage: logged.update({f"{stage}/{k}": v for k, v in metrics.items()})
+    for i, b in enumerate(batches):
+        m.validation_step(b, i)
+    m.on_validation_epoch_end()
+    # brute force: every pair through the model, 3 distinct clips, in the module's order (sorted by sample key)
+    clips = {"clip0": (batches[0], 0), "clip1": (batches[0], 1), "clip2": (batches[1], 0)}
+    from tvlt.metrics import sample_keys
+
+    order = sorted(clips, key=lambda s: int(sample_keys([s])[0]))
+    scores = torch.zeros(3, 3)
+    with torch.no_grad():
+        for i, v in enumerate(order):
+            for j, a in enumerate(order):
+                bv, iv = clips[v]
+                ba, ia = clips[a]
+                enc = m.model.tvlt(bv["pixel_values"][iv:iv + 1].half().float(),
+                                   ba["audio_values"][ia:ia + 1].half().float(),
+                                   bv["pixel_mask"][iv:iv + 1], ba["audio_mask"][ia:ia + 1], return_dict=True)
+                scores[i, j] = m.model.matching_head(enc.last_hidden_state).view(-1)[0]
+    want = retrieval_scores(scores)
+    assert logged.keys() == {f"val/{k}" for k in want}
+    for k, v in want.items():
+        assert logged[f"val/{k}"] == pytest.approx(v), k
+
+
+def test_nonfinite_loss_names_the_samples():
+    m = SentimentModule(config=TINY)
+    batch = make_batch()
+    batch["labels"] = torch.tensor([0.0, float("nan"), 1.0])
+    with pytest.raises(NonFiniteLossError, match=r"\['clip0', 'clip1', 'clip2'\]"):
+        m.training_step(batch, 0)
+
+
+def test_warmup_cosine_values():
+    f = warmup_cosine_lambda(warmup_steps=10, total_steps=110, min_lr_ratio=0.0)
+    assert f(0) == 0.0
+    assert f(5) == pytest.approx(0.5)  # linear warm-up
+    assert f(10) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.5)  # half way through the cosine: 0.5 * (1 + cos(pi/2))
+    assert f(35) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.25)))
+    assert f(110) == pytest.approx(0.0) and f(500) == pytest.approx(0.0)
+    g = warmup_cosine_lambda(0, 100, min_lr_ratio=0.1)
+    assert g(100) == pytest.approx(0.1) and g(0) == pytest.approx(1.0)
+
+
+def test_weight_decay_exclusion_and_optimizer_defaults():
+    m = SentimentModule(config=TINY, exclude_no_decay=True)
+    named = dict(m.model.named_parameters())
+    assert no_decay("tvlt.cls_embedding", named["tvlt.cls_embedding"])
+    assert no_decay("tvlt.layernorm.weight", named["tvlt.layernorm.weight"])
+    assert not no_decay("tvlt.encoder.layer.0.attention.attention.query.weight",
+                        named["tvlt.encoder.layer.0.attention.attention.query.weight"])
+    assert not no_decay("tvlt.pixel_embeddings.patch_embeddings.projection.weight",
+                        named["tvlt.pixel_embeddings.patch_embeddings.projection.weight"])
+    groups = param_groups(m.model.named_parameters(), exclude_no_decay=True)
+    assert sum(len(g["params"]) for g in groups) == len(named)
+    assert groups[1]["weight_decay"] == 0.0
+    opt = m.optimizer_factory(groups)
+    assert isinstance(opt, torch.optim.AdamW)
+    d = opt.defaults
+    assert (d["lr"], tuple(d["betas"]), d["eps"], d["weight_decay"]) == (1e-4, (0.9, 0.98), 1e-8, 0.001)
+    assert opt.param_groups[0]["weight_decay"] == 0.001 and opt.param_groups[1]["weight_decay"] == 0.0
+
+
+def test_reconstruction_panels_paste_visible_patches():
+    torch.manual_seed(0)
+    m = PretrainModule(config=dict(TINY, task_matching=False))
+    batch = make_batch(1, frames=2)
+    out = m.training_step(batch, 0)
+    panels = reconstruction_panels(batch, out, m.model.config, max_frames=2)
+    assert panels["frames"].shape == (3, 2 * 224, 3 * 224)
+    assert panels["spectrogram"].shape == (1, 3 * 128, 32)
+    # the first column block is the input itself, mapped from [-1, 1] to [0, 1]
+    want = ((batch["pixel_values"][0, 0] + 1) / 2).clamp(0, 1)
+    assert torch.allclose(panels["frames"][:, :224, :224], want)
+    # 392 - int(392 * 0.25) = 294 of the 2 x 196 patches are masked: grey (0.5) in the middle block
+    masked = panels["frames"][:, :, 224:448]
+    grey_fraction = (masked == 0.5).all(0).float().mean().item()
+    assert grey_fraction == pytest.approx(294 / 392, abs=1e-3)
+    # and the reconstruction block shows the input where patches were visible
+    recon, inp = panels["frames"][:, :, 448:], panels["frames"][:, :, :224]
+    visible = ~(masked == 0.5).all(0)
+    assert torch.equal(recon[:, visible], inp[:, visible])
