@@ -131,8 +131,15 @@ def read_raw(req: RawRequest) -> RawClip:
         fps = float(vr.get_avg_fps()) or fps_probe
         window = None if req.window_seconds is None else max(1, int(round(req.window_seconds * fps)))
         sample = sample_frames(n, req.num_frames, req.mode, window, req.seed, req.jitter)
-        frames = vr.get_batch(sample.indices.tolist()).asnumpy()
         ts = vr.get_frame_timestamp([0, sample.first, sample.stop - 1])
+        try:
+            frames = vr.get_batch(sample.indices.tolist()).asnumpy()
+        except decord.DECORDError as e:
+            # decord 0.6.0 returns 4-channel rows for some frame widths (48, 72, ...) and then fails to copy them
+            # ("The size must exactly match"); PyAV decodes those files correctly.
+            if "size must exactly match" not in str(e):
+                raise
+            frames = _pyav_frames(req.video, sample.indices)
     except decord.DECORDError as e:
         message = str(e)
         cause = "truncated" if "partial file" in message or packets < header else "undecodable"
@@ -146,6 +153,26 @@ def read_raw(req: RawRequest) -> RawClip:
     elif req.audio is not None:
         audio, rate = _sidecar_audio(req.audio, start, end)
     return RawClip(frames, sample.indices, n, fps, start, end, audio, rate)
+
+
+def _pyav_frames(path: str, indices: np.ndarray) -> np.ndarray:
+    """Frames ``indices`` (sorted, in decode order) as uint8 RGB (T, H, W, 3), by decoding from the start."""
+    import av
+
+    wanted = set(int(i) for i in indices)
+    out = []
+    try:
+        with av.open(path) as container:
+            for k, frame in enumerate(container.decode(video=0)):
+                if k in wanted:
+                    out.append(frame.to_ndarray(format="rgb24"))
+                if k >= indices[-1]:
+                    break
+    except av.error.FFmpegError as e:
+        raise ClipDecodeError(path, "undecodable", _short(e)) from None
+    if len(out) != len(indices):
+        raise ClipDecodeError(path, "truncated", f"decoded {len(out)} of the {len(indices)} requested frames")
+    return np.stack(out)
 
 
 def _sidecar_audio(path: str, start: float, end: float) -> tuple[np.ndarray, int]:

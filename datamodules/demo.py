@@ -145,21 +145,52 @@ def _audio(score: float, emotions: np.ndarray, spec: DemoSpec, rng: np.random.Ge
     return y.astype(np.float32)
 
 
-def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int, crf: int = 18) -> None:
-    """Encode uint8 (T, H, W, 3) RGB frames as a single-threaded libx264 mp4 (even H and W required by yuv420p)."""
+def write_mp4(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: float,
+    audio: np.ndarray | None = None,
+    audio_rate: int = 44100,
+    crf: int = 18,
+    faststart: bool = False,
+) -> None:
+    """Encode a clip with PyAV: single-threaded libx264 video and optional AAC audio.
+
+    Args:
+        frames: uint8 (T, H, W, 3) RGB, or (T, H, W) grayscale (encoded as gray); yuv420p needs even H and W.
+        audio: float32 (C, N) in [-1, 1] with C in {1, 2}, or None for a video without audio stream.
+        faststart: put the index (moov) first, as streaming files do; cutting such a file gives a truncated file
+            whose header over-reports the frame count.
+    """
     import av
 
-    with av.open(str(path), "w") as container:
+    gray = frames.ndim == 3
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.height, stream.width = frames.shape[1], frames.shape[2]
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = "gray" if gray else "yuv420p"
         stream.options = {"preset": "ultrafast", "crf": str(crf)}
         stream.codec_context.thread_count = 1
+        audio_stream = None
+        if audio is not None:
+            audio_stream = container.add_stream("aac", rate=audio_rate)
+            audio_stream.layout = "stereo" if audio.shape[0] == 2 else "mono"
         for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray" if gray else "rgb24")
+            for packet in stream.encode(image):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if audio_stream is not None:
+            chunk = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(audio, dtype=np.float32), format="fltp", layout=audio_stream.layout.name
+            )
+            chunk.sample_rate = audio_rate
+            for packet in audio_stream.encode(chunk):
+                container.mux(packet)
+            for packet in audio_stream.encode():
+                container.mux(packet)
 
 
 def _write_labels(root: Path, split: str, rows: list[tuple[str, float, np.ndarray]]) -> None:

@@ -60,11 +60,12 @@ def random_window_indices(
     first = int(rng.integers(0, num_decodable - span + 1))
     if span <= num_frames:
         return FrameSample(np.arange(first, first + span, dtype=np.int64), first, first + span)
-    seg = span / num_frames
-    offsets = rng.random(num_frames) if jitter else np.zeros(num_frames)
-    idx = first + np.floor((np.arange(num_frames) + offsets) * seg).astype(np.int64)
-    # Segments are at least one frame long (span > num_frames), so the indices are strictly increasing.
-    idx = np.clip(idx, first, first + span - 1)
+    # Integer segment bounds; each segment holds at least one frame (span > num_frames), so one index per segment
+    # gives strictly increasing indices.
+    bounds = np.floor(np.arange(num_frames + 1) * (span / num_frames)).astype(np.int64)
+    widths = np.diff(bounds)
+    offsets = np.floor(rng.random(num_frames) * widths).astype(np.int64) if jitter else np.zeros(num_frames, np.int64)
+    idx = first + bounds[:-1] + np.minimum(offsets, widths - 1)
     return FrameSample(idx, first, first + span)
 
 

@@ -1,0 +1,102 @@
+"""PretrainDataModule: videos with their own audio (HowTo100M / YTTemporal style) for MAE + VAM pretraining.
+
+Each training sample is a random window of ``window_seconds`` (14.9 s, the original release's YTTemporal window;
+the whole video when shorter) with ``num_frames`` jittered frames and the audio of the same window taken from the
+container. The collator adds VAM negatives: about half of each batch gets another clip's video
+(``pixel_values_mixed``/``pixel_mask_mixed``, ``labels`` 0). Validation windows are random but seeded by the index,
+so they are the same every epoch.
+"""
+
+from __future__ import annotations
+
+from datamodules.base import ClipDataModule
+from datamodules.datasets import ClipDataset
+from datamodules.manifests import Manifest, ManifestError, Row, csv_manifest, video_folder
+
+__all__ = ["PretrainDataModule"]
+
+
+class PretrainDataModule(ClipDataModule):
+    """Pretraining data.
+
+    Args:
+        root: a folder of videos (searched recursively for .mp4/.mkv/.webm/.avi/.mov), or
+        manifest: a CSV with a ``video`` column (optional ``audio``: a sidecar path or ``container``; optional
+            ``split``: train/valid). Exactly one of the two is required.
+        window_seconds: length of the random window per sample (None: the whole video).
+        num_val: clips held out for validation when the source has no ``split`` column: the last ``num_val`` in
+            sorted order (the original release holds out the last 1000), at most a tenth of the set; 0 disables
+            validation.
+        vam_negative_prob: probability that a sample's video is swapped for another clip's (VAM label 0).
+        **kwargs: the common arguments of :class:`datamodules.base.ClipDataModule` (num_frames defaults to 4 here,
+            as in the original pretraining config).
+    """
+
+    vam = True
+
+    def __init__(
+        self,
+        root: str | None = None,
+        manifest: str | None = None,
+        window_seconds: float | None = 14.9,
+        num_val: int = 1000,
+        vam_negative_prob: float = 0.5,
+        num_frames: int = 4,
+        **kwargs,
+    ) -> None:
+        super().__init__(num_frames=num_frames, **kwargs)
+        if (root is None) == (manifest is None):
+            raise ValueError("PretrainDataModule needs exactly one of root (a folder of videos) or manifest (a CSV)")
+        self.root = root
+        self.manifest_path = manifest
+        self.window_seconds = window_seconds
+        self.num_val = num_val
+        self.vam_negative_prob = vam_negative_prob
+        self._all: list[Row] | None = None
+        self._has_split_column = False
+        self.save_hyperparameters(logger=False)
+
+    def _source(self) -> list[Row]:
+        if self._all is None:
+            if self.manifest_path is not None:
+                import csv
+
+                with open(self.manifest_path, newline="") as f:
+                    self._has_split_column = "split" in (csv.DictReader(f).fieldnames or [])
+                self._all = csv_manifest(self.manifest_path)
+            else:
+                self._all = video_folder(self.root)
+            if not self._all:
+                raise ManifestError(f"no videos found in {self.manifest_path or self.root}")
+        return self._all
+
+    def _split_rows(self, split: str) -> list[Row]:
+        rows = self._source()
+        if self._has_split_column:
+            return csv_manifest(self.manifest_path, split=split)
+        n_val = min(self.num_val, len(rows) // 10)
+        return rows[: len(rows) - n_val] if split == "train" else rows[len(rows) - n_val :]
+
+    def _has_split(self, split: str) -> bool:
+        return split in ("train", "valid") and bool(self._split_rows(split))
+
+    def _rows(self, split: str) -> list[Row]:
+        return self._split_rows(split)
+
+    def _dataset(self, split: str, manifest: Manifest) -> ClipDataset:
+        return ClipDataset(
+            manifest,
+            self.reader,
+            self.image_processor,
+            self.feature_extractor,
+            sampling="random",
+            window_seconds=self.window_seconds,
+            seeded_eval=split != "train",
+            on_error=self.on_error,
+            cache=self._cache(split),
+        )
+
+    def collator(self):
+        collator = super().collator()
+        collator.vam_negative_prob = self.vam_negative_prob
+        return collator

@@ -1,0 +1,68 @@
+"""RetrievalDataModule: video-audio pairs for retrieval (MSR-VTT style: the audio is the same mp4's audio track).
+
+Retrieval in TVLT is between a clip's audio and its frames (no text). Batches carry no ``labels``: the positives are
+the pairs on the batch diagonal (``ids`` name them); the LightningModule builds negatives and ranks.
+"""
+
+from __future__ import annotations
+
+from datamodules.base import ClipDataModule
+from datamodules.datasets import ClipDataset
+from datamodules.manifests import Manifest, Row, csv_manifest, msrvtt
+
+__all__ = ["RetrievalDataModule"]
+
+
+class RetrievalDataModule(ClipDataModule):
+    """Video-audio retrieval data.
+
+    Args:
+        root: MSR-VTT in the frozen-in-time layout (``videos/all/{id}.mp4``,
+            ``high-quality/structured-symlinks/{train,test}_list_{cut}.txt``), or
+        manifest: a CSV with ``video``, optional ``audio`` (sidecar or ``container``, the default) and ``split``
+            (train/valid/test). Exactly one of the two is required.
+        cut: MSR-VTT split lists to use (``miech``, 9k train / 1k test, as the original release since 2023-01-27).
+        val_split: the split used for validation; MSR-VTT has no validation list, so ``test`` (as the original).
+        train_jitter: random per-segment frame offsets in training (whole clip, uniform segments).
+        **kwargs: the common arguments of :class:`datamodules.base.ClipDataModule`.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        manifest: str | None = None,
+        cut: str = "miech",
+        val_split: str = "test",
+        train_jitter: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (root is None) == (manifest is None):
+            raise ValueError("RetrievalDataModule needs exactly one of root (MSR-VTT folder) or manifest (a CSV)")
+        self.root = root
+        self.manifest_path = manifest
+        self.cut = cut
+        self.val_split = val_split
+        self.train_jitter = train_jitter
+        self.save_hyperparameters(logger=False)
+
+    def _source_split(self, split: str) -> str:
+        return self.val_split if split == "valid" else split
+
+    def _rows(self, split: str) -> list[Row]:
+        source = self._source_split(split)
+        if self.manifest_path is not None:
+            return csv_manifest(self.manifest_path, split=source)
+        return msrvtt(self.root, source, self.cut)
+
+    def _dataset(self, split: str, manifest: Manifest) -> ClipDataset:
+        train = split == "train"
+        return ClipDataset(
+            manifest,
+            self.reader,
+            self.image_processor,
+            self.feature_extractor,
+            sampling="random" if train and self.train_jitter else "uniform",
+            on_error=self.on_error,
+            cache=self._cache(self._source_split(split)),
+        )
