@@ -279,7 +279,9 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
             clip = clip.to(device=device, dtype=dtype)
             if self.mode == "original":
                 padded[i, half : half + lengths[i]] = clip - clip.mean()  # DC removal, zero centre padding
-            else:
+            elif lengths[i] > half:
+                padded[i, : lengths[i] + 2 * half] = torch.nn.functional.pad(clip[None], (half, half), "reflect")[0]
+            else:  # shorter than half a window: numpy-style repeated reflection
                 padded[i, : lengths[i] + 2 * half] = clip[_reflect_indices(lengths[i], half, device)]
         spec = torch.stft(
             padded,
@@ -289,7 +291,7 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
             center=False,
             return_complex=True,
         )  # (B, n_fft // 2 + 1, frames)
-        power = spec.real.square() + spec.imag.square()
+        power = torch.view_as_real(spec).square().sum(-1)
         mel = torch.matmul(self.mel_filters(device, dtype).T, power)  # (B, n_mels, frames)
         db = 10.0 * torch.log10(mel.clamp_min(AMIN))
         frames = [1 + n // self.hop_length for n in lengths]  # STFT frames of each clip (last one included)
