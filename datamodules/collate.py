@@ -121,6 +121,10 @@ class TvltCollator:
         t_max = max(s.shape[-2] for s in specs)
         if t_max % self.audio_patch_height:
             raise ValueError(f"audio_values time length {t_max} is not a multiple of {self.audio_patch_height}")
+        for i, (s, n) in enumerate(zip(specs, patches)):
+            if n > s.shape[-2] // self.audio_patch_height * self.freq_len:
+                held = s.shape[-2] // self.audio_patch_height * self.freq_len
+                raise ValueError(f"audio item {i} claims {n} patches, its spectrogram holds {held}")
         out = specs[0].new_full((len(specs), 1, t_max, specs[0].shape[-1]), self.audio_padding_value)
         for i, s in enumerate(specs):
             out[i, :, : s.shape[-2]] = s

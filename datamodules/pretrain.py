@@ -5,13 +5,19 @@ the whole video when shorter) with ``num_frames`` jittered frames and the audio 
 container. The collator adds VAM negatives: about half of each batch gets another clip's video
 (``pixel_values_mixed``/``pixel_mask_mixed``, ``labels`` 0). Validation windows are random but seeded by the index,
 so they are the same every epoch.
+
+With neither ``root`` nor ``manifest``, the embedded demo dataset's clips (video + sidecar wav, labels unused) are
+used, so that pretraining runs end to end on a fresh machine.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from datamodules.base import ClipDataModule
 from datamodules.datasets import ClipDataset
-from datamodules.manifests import Manifest, ManifestError, Row, csv_manifest, video_folder
+from datamodules.demo import DemoSpec, ensure_demo_mosei
+from datamodules.manifests import Manifest, ManifestError, Row, csv_manifest, mosei_original, video_folder
 
 __all__ = ["PretrainDataModule"]
 
@@ -22,7 +28,7 @@ class PretrainDataModule(ClipDataModule):
     Args:
         root: a folder of videos (searched recursively for .mp4/.mkv/.webm/.avi/.mov), or
         manifest: a CSV with a ``video`` column (optional ``audio``: a sidecar path or ``container``; optional
-            ``split``: train/valid). Exactly one of the two is required.
+            ``split``: train/valid). At most one of the two; neither uses the embedded demo dataset in ``demo_dir``.
         window_seconds: length of the random window per sample (None: the whole video).
         num_val: clips held out for validation when the source has no ``split`` column: the last ``num_val`` in
             sorted order (the original release holds out the last 1000), at most a tenth of the set; 0 disables
@@ -42,11 +48,13 @@ class PretrainDataModule(ClipDataModule):
         num_val: int = 1000,
         vam_negative_prob: float = 0.5,
         num_frames: int = 4,
+        demo_dir: str = "data/demo/mosei",
         **kwargs,
     ) -> None:
         super().__init__(num_frames=num_frames, **kwargs)
-        if (root is None) == (manifest is None):
-            raise ValueError("PretrainDataModule needs exactly one of root (a folder of videos) or manifest (a CSV)")
+        if root is not None and manifest is not None:
+            raise ValueError("PretrainDataModule takes root (a folder of videos) or manifest (a CSV), not both")
+        self.demo_dir = demo_dir
         self.root = root
         self.manifest_path = manifest
         self.window_seconds = window_seconds
@@ -55,6 +63,14 @@ class PretrainDataModule(ClipDataModule):
         self._all: list[Row] | None = None
         self._has_split_column = False
         self.save_hyperparameters(logger=False)
+
+    @property
+    def uses_demo(self) -> bool:
+        return self.root is None and self.manifest_path is None
+
+    def prepare_data(self) -> None:
+        if self.uses_demo:
+            ensure_demo_mosei(self.demo_dir, DemoSpec())
 
     def _source(self) -> list[Row]:
         if self._all is None:
@@ -71,6 +87,13 @@ class PretrainDataModule(ClipDataModule):
         return self._all
 
     def _split_rows(self, split: str) -> list[Row]:
+        if self.uses_demo:
+            if not (Path(self.demo_dir) / "DEMO_DONE.json").is_file():
+                self.prepare_data()
+            rows = mosei_original(self.demo_dir, split) if split in ("train", "valid") else []
+            for row in rows:
+                row.labels = None
+            return rows
         rows = self._source()
         if self._has_split_column:
             return csv_manifest(self.manifest_path, split=split)

@@ -2,13 +2,19 @@
 
 Retrieval in TVLT is between a clip's audio and its frames (no text). Batches carry no ``labels``: the positives are
 the pairs on the batch diagonal (``ids`` name them); the LightningModule builds negatives and ranks.
+
+With neither ``root`` nor ``manifest``, the embedded demo dataset's clips (video + sidecar wav) are the pairs, with
+its own train/valid/test splits, so that retrieval runs end to end on a fresh machine.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from datamodules.base import ClipDataModule
 from datamodules.datasets import ClipDataset
-from datamodules.manifests import Manifest, Row, csv_manifest, msrvtt
+from datamodules.demo import DemoSpec, ensure_demo_mosei
+from datamodules.manifests import Manifest, Row, csv_manifest, mosei_original, msrvtt
 
 __all__ = ["RetrievalDataModule"]
 
@@ -20,7 +26,7 @@ class RetrievalDataModule(ClipDataModule):
         root: MSR-VTT in the frozen-in-time layout (``videos/all/{id}.mp4``,
             ``high-quality/structured-symlinks/{train,test}_list_{cut}.txt``), or
         manifest: a CSV with ``video``, optional ``audio`` (sidecar or ``container``, the default) and ``split``
-            (train/valid/test). Exactly one of the two is required.
+            (train/valid/test). At most one of the two; neither uses the embedded demo dataset in ``demo_dir``.
         cut: MSR-VTT split lists to use (``miech``, 9k train / 1k test, as the original release since 2023-01-27).
         val_split: the split used for validation; MSR-VTT has no validation list, so ``test`` (as the original).
         train_jitter: random per-segment frame offsets in training (whole clip, uniform segments).
@@ -34,11 +40,13 @@ class RetrievalDataModule(ClipDataModule):
         cut: str = "miech",
         val_split: str = "test",
         train_jitter: bool = True,
+        demo_dir: str = "data/demo/mosei",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if (root is None) == (manifest is None):
-            raise ValueError("RetrievalDataModule needs exactly one of root (MSR-VTT folder) or manifest (a CSV)")
+        if root is not None and manifest is not None:
+            raise ValueError("RetrievalDataModule takes root (MSR-VTT folder) or manifest (a CSV), not both")
+        self.demo_dir = demo_dir
         self.root = root
         self.manifest_path = manifest
         self.cut = cut
@@ -46,11 +54,26 @@ class RetrievalDataModule(ClipDataModule):
         self.train_jitter = train_jitter
         self.save_hyperparameters(logger=False)
 
+    @property
+    def uses_demo(self) -> bool:
+        return self.root is None and self.manifest_path is None
+
+    def prepare_data(self) -> None:
+        if self.uses_demo:
+            ensure_demo_mosei(self.demo_dir, DemoSpec())
+
     def _source_split(self, split: str) -> str:
-        return self.val_split if split == "valid" else split
+        return self.val_split if split == "valid" and not self.uses_demo else split
 
     def _rows(self, split: str) -> list[Row]:
         source = self._source_split(split)
+        if self.uses_demo:
+            if not (Path(self.demo_dir) / "DEMO_DONE.json").is_file():
+                self.prepare_data()
+            rows = mosei_original(self.demo_dir, source)
+            for row in rows:
+                row.labels = None
+            return rows
         if self.manifest_path is not None:
             return csv_manifest(self.manifest_path, split=source)
         return msrvtt(self.root, source, self.cut)

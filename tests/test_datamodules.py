@@ -1,0 +1,257 @@
+"""Datamodules: manifest validation, worker-safe storage, collation, skip counting, cache, shared-media acceptance."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from datamodules.cache import ClipCache, build_cache
+from datamodules.collate import Skipped, TvltCollator, vam_negatives
+from datamodules.demo import EMOTIONS, write_mp4
+from datamodules.manifests import ManifestError, PackedStrings, Row, build_manifest, mosei_original
+from datamodules.mosei import MoseiDataModule
+from datamodules.pretrain import PretrainDataModule
+from datamodules.retrieval import RetrievalDataModule
+
+MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+
+
+def media(name: str) -> Path:
+    path = MEDIA / name
+    if not path.is_file():
+        raise FileNotFoundError(f"shared test media missing: {path} (expected ../shared/media next to the repo)")
+    return path
+
+
+def small_clip(path: Path, n: int = 8, seed: int = 0, audio_seconds: float | None = None) -> None:
+    rng = np.random.default_rng(seed)
+    video = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    audio = None
+    if audio_seconds:
+        t = np.arange(int(audio_seconds * 44100)) / 44100
+        audio = (0.3 * np.sin(2 * np.pi * 440 * t))[None].astype(np.float32)
+    write_mp4(path, video, 8, audio=audio)
+
+
+def mosei_layout(root: Path, clips: dict[str, list[tuple[str, str]]], emotion_rows=None) -> Path:
+    """A MOSEI-layout folder; ``clips[split]`` = [(id, sentiment text)]; every listed clip gets a video + wav."""
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    for split, rows in clips.items():
+        (root / split / "video").mkdir(parents=True, exist_ok=True)
+        (root / split / "audio_wav").mkdir(parents=True, exist_ok=True)
+        lines = ["FileName,sentiment_score"] + [f"{cid},{score}" for cid, score in rows]
+        (root / "labels" / f"label_file_{split}.csv").write_text("\n".join(lines) + "\n")
+        for i, (cid, _) in enumerate(rows):
+            small_clip(root / split / "video" / f"{cid}.mp4", seed=i)
+            sf.write(root / split / "audio_wav" / f"{cid}.wav", np.zeros(16000, np.float32) + 0.01, 16000)
+    return root
+
+
+# ------------------------------------------------------------------------------------------------ manifests
+
+
+def test_manifest_validation_names_file_and_line_of_each_problem(tmp_path):
+    root = mosei_layout(tmp_path / "m", {"train": [("a", "1.5"), ("b", "nan"), ("c", "3.5"), ("d", "-0.5")]})
+    os.remove(root / "train" / "video" / "d.mp4")
+    dm = MoseiDataModule(root=str(root), batch_size=2)
+    with pytest.raises(ManifestError) as e:
+        dm.manifest("train")
+    text = str(e.value)
+    csv_path = root / "labels" / "label_file_train.csv"
+    assert "3 invalid row(s) of 4" in text
+    assert f"{csv_path} line 3 (b): label nan is not finite" in text
+    assert f"{csv_path} line 4 (c): label 3.5 outside [-3, 3]" in text
+    assert f"{csv_path} line 5 (d): video file not found: {root / 'train' / 'video' / 'd.mp4'}" in text
+
+
+def test_drop_invalid_drops_rows_with_a_summary(tmp_path, caplog):
+    root = mosei_layout(tmp_path / "m", {"train": [("a", "1.5"), ("b", "nan"), ("c", "-3.01"), ("d", "-0.5")]})
+    os.remove(root / "train" / "audio_wav" / "d.wav")
+    dm = MoseiDataModule(root=str(root), drop_invalid=True)
+    with caplog.at_level(logging.WARNING, logger="datamodules.manifests"):
+        manifest = dm.manifest("train")
+    assert [manifest.ids[i] for i in range(len(manifest))] == ["a"]
+    assert manifest.labels.tolist() == [1.5]
+    assert dict(manifest.dropped) == {"non_finite_label": 1, "label_out_of_range": 1, "missing_file": 1}
+    assert "dropped 3 of 4 rows (label_out_of_range=1, missing_file=1, non_finite_label=1)" in caplog.text
+
+
+def test_emotion_labels_named_or_positional_columns_and_range(tmp_path):
+    root = mosei_layout(tmp_path / "m", {"valid": [("a", "0"), ("b", "0")]})
+    (root / "labels_emotion").mkdir()
+    path = root / "labels_emotion" / "label_file_valid.csv"
+    # positional: the release's loader takes the columns from the fourth on
+    path.write_text("FileName,x,y,e1,e2,e3,e4,e5,e6\na,0,0,1.0,0,0,0.333,0,0\nb,0,0,0,2,0,0,0,3\n")
+    rows = mosei_original(root, "valid", "emotion")
+    assert [r.labels for r in rows] == [[1.0, 0, 0, 0.333, 0, 0], [0, 2.0, 0, 0, 0, 3.0]]
+    dm = MoseiDataModule(root=str(root), task="emotion", batch_size=2, decode_timeout=None)
+    dm.setup("validate")
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["labels"].tolist() == [[1, 0, 0, 1, 0, 0], [0, 1, 0, 0, 0, 1]]
+    path.write_text("FileName," + ",".join(EMOTIONS) + "\na,0,0,3.2,0,0,0\nb,0,0,0,0,0,0\n")
+    with pytest.raises(ManifestError, match=r"line 2 \(a\): label \[0, 0, 3.2, 0, 0, 0\] outside \[0, 3\]"):
+        MoseiDataModule(root=str(root), task="emotion").manifest("valid")
+
+
+def test_manifest_storage_is_a_fixed_number_of_numpy_buffers():
+    def manifest(n: int):
+        rows = [Row(f"clip_é{i}", f"/v/{i}.mp4", "container", float(i % 3), "m.csv", i + 2) for i in range(n)]
+        return build_manifest(rows, "m", None, check_files=False)
+
+    small, large = manifest(10), manifest(5000)
+    assert large.ids[4321] == "clip_é4321" and large.videos[-1] == "/v/4999.mp4" and large.audio(7) == "container"
+    for m in (small, large):
+        for strings in (m.ids, m.videos, m.audios):
+            assert all(isinstance(v, np.ndarray) for v in vars(strings).values())
+        assert isinstance(m.labels, np.ndarray) and m.labels.dtype == np.float32
+    # Per-row Python objects would make the referents grow with the row count (copy-on-read in workers).
+    assert len(gc.get_referents(*vars(large.ids).values())) == len(gc.get_referents(*vars(small.ids).values()))
+    assert large.ids.nbytes < 5000 * 24  # ~ the UTF-8 text plus one int64 offset per row
+    assert pickle.loads(pickle.dumps(large.videos))[123] == "/v/123.mp4"
+    assert PackedStrings([])._buffer.size == 0
+
+
+# ------------------------------------------------------------------------------------------------ collation
+
+
+def _item(cid: str, frames: int, spec_rows: int, patches: int, label=None) -> dict:
+    return {"id": cid, "pixel_values": torch.full((frames, 3, 4, 4), 0.5), "audio_values": torch.ones(1, spec_rows, 128),
+            "audio_patches": patches, "labels": None if label is None else torch.tensor(label)}  # fmt: skip
+
+
+def test_collate_pads_to_batch_max_with_masks_from_lengths():
+    collate = TvltCollator(patches_per_frame=196, pixel_padding_value=-1.0, audio_padding_value=-1.0)
+    batch = collate([_item("a", 2, 16, 8, 1.0), Skipped("bad", "truncated"), _item("b", 3, 48, 16, -2.0)])
+    assert batch["ids"] == ["a", "b"] and batch["skipped"] == [("bad", "truncated")]
+    assert batch["pixel_values"].shape == (2, 3, 3, 4, 4)
+    assert torch.all(batch["pixel_values"][0, 2] == -1.0) and torch.all(batch["pixel_values"][0, :2] == 0.5)
+    assert batch["pixel_mask"].dtype == torch.int64 and batch["pixel_mask"].sum(1).tolist() == [392, 588]
+    assert batch["audio_values"].shape == (2, 1, 48, 128) and torch.all(batch["audio_values"][0, 0, 16:] == -1.0)
+    assert batch["audio_mask"].shape == (2, 24) and batch["audio_mask"].sum(1).tolist() == [8, 16]
+    assert batch["audio_mask"][1, :16].all() and not batch["audio_mask"][1, 16:].any()
+    with pytest.raises(ValueError, match="audio item 0 claims 32 patches, its spectrogram holds 16"):
+        collate([_item("c", 1, 32, 32)])
+    assert batch["labels"].tolist() == [1.0, -2.0]
+    assert collate([Skipped("x", "timeout")]) == {"skipped": [("x", "timeout")], "empty": True}
+
+
+def test_vam_negatives_swap_about_half_for_another_clip():
+    torch.manual_seed(0)
+    total, negatives = 0, 0
+    for _ in range(200):
+        order, labels = vam_negatives(6)
+        for i, j in enumerate(order):
+            assert (labels[i] == 0) == (j != i)
+        total, negatives = total + 6, negatives + int((labels == 0).sum())
+    assert 0.4 < negatives / total < 0.6
+    assert vam_negatives(1) == ([0], torch.ones(1)) or vam_negatives(1)[1].tolist() == [1.0]
+
+
+# ------------------------------------------------------------------------------------------------ skip counting
+
+
+def test_on_error_skip_counts_by_cause_and_logs_each_epoch(tmp_path, caplog):
+    root = mosei_layout(tmp_path / "m", {"train": [("a", "1"), ("b", "2"), ("c", "-1"), ("d", "0")], "valid": [("v", "0")]})
+    (root / "train" / "video" / "b.mp4").write_bytes(b"")
+    (root / "train" / "video" / "c.mp4").write_bytes(b"not a video at all" * 100)
+    dm = MoseiDataModule(root=str(root), batch_size=2, on_error="skip", decode_timeout=None, train_jitter=False)
+    dm.setup("fit")
+    loader = dm._loader("train", shuffle=False)
+    with caplog.at_level(logging.WARNING, logger="datamodules.base"):
+        batches = [dm.on_before_batch_transfer(b, 0) for b in loader]
+        dm.teardown("fit")
+    assert [b["ids"] for b in batches] == [["a"], ["d"]] and all("skipped" not in b for b in batches)
+    assert dict(dm.skipped["None"]) == {"empty_file": 1, "undecodable": 1}
+    assert "skipped 2 clip(s) in None: empty_file=1, undecodable=1" in caplog.text
+    raising = MoseiDataModule(root=str(root), batch_size=2, decode_timeout=None, train_jitter=False)
+    raising.setup("fit")
+    with pytest.raises(Exception, match="b.mp4: empty file"):
+        list(raising._loader("train", shuffle=False))
+
+
+# ------------------------------------------------------------------------------------------------ cache
+
+
+def test_cache_gives_the_same_batches_as_decoding(tmp_path):
+    dm = MoseiDataModule(demo_dir=str(tmp_path / "demo"), demo_clips=(2, 2, 3), batch_size=3, decode_timeout=None)
+    dm.prepare_data()
+    build_cache(dm.manifest("test"), tmp_path / "cache" / "test", dm.reader, dm.image_processor, dm.feature_extractor)
+    cached = MoseiDataModule(demo_dir=str(tmp_path / "demo"), demo_clips=(2, 2, 3), batch_size=3,
+                             cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    dm.setup("test")
+    cached.setup("test")
+    a, b = next(iter(dm.test_dataloader())), next(iter(cached.test_dataloader()))
+    assert a["ids"] == b["ids"] and torch.equal(a["labels"], b["labels"])
+    assert torch.equal(a["pixel_values"], b["pixel_values"]) and torch.equal(a["pixel_mask"], b["pixel_mask"])
+    assert torch.equal(a["audio_mask"], b["audio_mask"])
+    torch.testing.assert_close(a["audio_values"], b["audio_values"], atol=1e-3, rtol=0)  # float16 storage
+    with pytest.raises(ValueError, match="built with other settings"):
+        ClipCache.open(tmp_path / "cache" / "test", num_frames=4, processor_mode="hf")
+    with pytest.raises(ValueError, match="lacks 2 of 2 clips"):
+        ClipCache.open(tmp_path / "cache" / "test", 8, "hf").rows_for(dm.manifest("valid"))
+
+
+# ------------------------------------------------------------------------------------------------ acceptance
+
+
+def test_shared_mosei_sample_loads_through_mosei_datamodule(tmp_path):
+    root = tmp_path / "mosei"
+    for split in ("train", "valid", "test"):
+        (root / split / "video").mkdir(parents=True)
+        (root / split / "audio_wav").mkdir(parents=True)
+        os.symlink(media("K0m1tO3Ybyc_2.mp4"), root / split / "video" / "K0m1tO3Ybyc_2.mp4")
+        os.symlink(media("K0m1tO3Ybyc_2.wav"), root / split / "audio_wav" / "K0m1tO3Ybyc_2.wav")
+    (root / "labels").mkdir()
+    for split in ("train", "valid", "test"):
+        (root / "labels" / f"label_file_{split}.csv").write_text("FileName,sentiment_score\nK0m1tO3Ybyc_2,0.6667\n")
+    dm = MoseiDataModule(root=str(root), batch_size=1)
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["ids"] == ["K0m1tO3Ybyc_2"]
+    assert batch["pixel_values"].shape == (1, 8, 3, 224, 224) and batch["pixel_mask"].sum() == 1568
+    # 78,895 samples at 16 kHz -> 217,455 at 44.1 kHz -> 424 frames (hf) -> padded to 432 = 27 x 8 patches
+    assert batch["audio_values"].shape == (1, 1, 432, 128) and batch["audio_mask"].shape == (1, 216)
+    assert int(batch["audio_mask"].sum()) == 216
+    assert batch["labels"].tolist() == [pytest.approx(0.6667)]
+
+
+def test_shared_howto100m_video_loads_through_pretrain_datamodule_with_container_audio(tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        os.symlink(media("mg7Q4o9bNN0.mp4"), folder / name)
+    dm = PretrainDataModule(root=str(folder), batch_size=2, num_workers=1, window_seconds=6.0)
+    dm.setup("fit")
+    assert dm.val_dataloader() == []  # two clips: no validation hold-out (at most a tenth)
+    batch = next(iter(dm.train_dataloader()))  # one forked worker with its own decode process
+    assert sorted(batch["ids"]) == ["a", "b"]
+    assert batch["pixel_values"].shape == (2, 4, 3, 224, 224) and batch["pixel_mask"].sum(1).tolist() == [784, 784]
+    # 6 s window = 180 frames at 30 fps -> 264,600 samples -> 516 frames -> padded 528 = 33 x 8 patches
+    assert batch["audio_values"].shape == (2, 1, 528, 128) and batch["audio_mask"].sum(1).tolist() == [264, 264]
+    assert batch["pixel_values_mixed"].shape == (2, 4, 3, 224, 224) and batch["pixel_mask_mixed"].shape == (2, 784)
+    assert set(batch["labels"].tolist()) <= {0.0, 1.0}
+    for i, label in enumerate(batch["labels"].tolist()):
+        if label == 1.0:
+            assert torch.equal(batch["pixel_values_mixed"][i], batch["pixel_values"][i])
+        else:
+            assert torch.equal(batch["pixel_values_mixed"][i], batch["pixel_values"][1 - i])
+
+
+def test_retrieval_csv_manifest_batches_have_no_labels(tmp_path):
+    for i in range(3):
+        small_clip(tmp_path / f"v{i}.mp4", seed=i, audio_seconds=1.0)
+    (tmp_path / "m.csv").write_text("video,split\nv0.mp4,train\nv1.mp4,train\nv2.mp4,test\n")
+    dm = RetrievalDataModule(manifest=str(tmp_path / "m.csv"), batch_size=2, decode_timeout=None)
+    dm.setup("fit")
+    assert {s: len(d) for s, d in dm.datasets.items()} == {"train": 2, "valid": 1}
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["ids"] == ["v2"] and "labels" not in batch
+    assert batch["pixel_values"].shape == (1, 8, 3, 224, 224) and batch["audio_values"].shape == (1, 1, 96, 128)
