@@ -270,3 +270,18 @@ def test_no_warning_when_rate_given():
         warnings.simplefilter("error")
         out = TvltFeatureExtractor()(_random(5000), sampling_rate=44100, return_tensors="pt")
     assert out.audio_mask.sum().item() == 8
+
+
+def test_mask_from_values_masks_all_minus_one_patches():
+    # 2 s of quiet noise (peak below 20 dB, so the 80 dB floor sits below -60 dB), then 1 s of silence: the silent
+    # time patches are all -1 and masked by the value rule
+    audio = np.concatenate([_random(88200, seed=15, scale=0.01), np.zeros(44100, np.float32)])
+    length_only = TvltFeatureExtractor(mode="original")(audio, sampling_rate=44100, return_tensors="pt")
+    by_value = TvltFeatureExtractor(mode="original", mask_from_values=True)(audio, sampling_rate=44100,
+                                                                            return_tensors="pt")  # fmt: skip
+    values = by_value.audio_values[0, 0]
+    all_minus_one = torch.stack([(values[t * 16 : (t + 1) * 16] == -1).all() for t in range(values.shape[0] // 16)])
+    assert length_only.audio_mask.sum().item() == 17 * 8  # 1 + 132300 // 512 = 259 frames -> 17 time patches
+    assert all_minus_one.sum().item() >= 4  # the silent second holds several whole -1 time patches
+    expected = length_only.audio_mask[0].reshape(-1, 8) * (~all_minus_one)[:, None]
+    torch.testing.assert_close(by_value.audio_mask[0], expected.flatten())

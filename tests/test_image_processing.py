@@ -235,3 +235,14 @@ def test_save_and_load_round_trip(tmp_path, reference):
     ReferenceImageProcessor(num_frames=6).save_pretrained(tmp_path / "hf")
     from_hf = TvltImageProcessor.from_pretrained(tmp_path / "hf")
     assert (from_hf.num_frames, from_hf.resample, from_hf.mode) == (6, "bilinear", "hf")
+
+
+def test_mask_from_values_masks_black_patches():
+    video = np.full((2, 64, 64, 3), 128, np.uint8)
+    video[0, :16, :16] = 0  # black corner: 56x56 px after the resize to 224 -> 3x3 whole black patches
+    ip = TvltImageProcessor(mode="original", mask_from_values=True)
+    out = ip(video, return_tensors="pt")
+    mask = out.pixel_mask[0, :196].reshape(14, 14)
+    assert mask[:3, :3].sum().item() == 0 and mask.sum().item() == 196 - 9
+    assert out.pixel_mask[0, 196:].sum().item() == 196  # the uniform grey frame is fully unmasked
+    assert TvltImageProcessor(mode="original")(video, return_tensors="pt").pixel_mask.sum().item() == 392

@@ -21,9 +21,9 @@ with which the released checkpoints were trained. Its differences from the HF po
    patch of -1 is added when ``T`` is already a multiple of 16; batches are padded with -1.0 (``padding_value``);
 5. at most ``spectrogram_length`` = 1024 frames (about 11.9 s), applied after that padding.
 
-In both modes the mask is length-based. (The original release derives its mask from values instead, masking every
-16x16 patch that is entirely -1, which also masks silent or band-limited patches of real audio; a length-based mask
-keeps the model's view of the clip independent of its loudness.)
+In both modes the mask is length-based by default. The original release derives its mask from values instead,
+masking every 16x16 patch that is entirely -1, which also masks silent or band-limited patches of real audio;
+``mask_from_values=True`` adds that rule.
 
 Beyond both references: other sampling rates are resampled (``torchaudio.functional.resample``, the sinc/Hann
 default that the original release also uses) instead of rejected; one multi-channel clip, declared with
@@ -119,6 +119,9 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
         stft_dtype: ``"float32"`` (default) or ``"float64"`` (as the HF port, which promotes the signal to float64).
             Measured against transformers 4.40.2: max |diff| of audio_values 1.0e-5 with either (random and real
             audio), well inside the 1e-4 parity tolerance; float32 is faster.
+        mask_from_values: also mask every 16 x 16 patch whose values are all -1 (silence below -60 dB, band-limited
+            high bins, -1 padding), as the original release's ``get_patch_mask`` does. Default False (length-based
+            mask only, as the HF port).
 
     Attributes used by collate functions: ``padding_value``, ``patch_size``, ``freq_len`` (= 128 / 16 = 8 frequency
     patches per time patch), ``hop_length``.
@@ -141,6 +144,7 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
         "return_attention_mask",
         "mode",
         "stft_dtype",
+        "mask_from_values",
     )
     derived_keys = frozenset({"hop_length", "freq_len", "padding_side"})
     foreign_keys = frozenset(
@@ -166,6 +170,7 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
         return_attention_mask: bool = True,
         mode: Mode = "hf",
         stft_dtype: Literal["float64", "float32"] = "float32",
+        mask_from_values: bool = False,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -183,6 +188,7 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
         if stft_dtype not in ("float64", "float32"):
             raise ValueError(f"stft_dtype must be 'float64' or 'float32', got {stft_dtype!r}")
         self.stft_dtype = stft_dtype
+        self.mask_from_values = bool(mask_from_values)
         if self.num_channels != 1:
             raise ValueError(f"num_channels must be 1 (TVLT spectrograms are mono), got {num_channels}")
         if len(self.patch_size) != 2 or min(self.patch_size) < 1:
@@ -378,6 +384,11 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
             values[i, 0, :n] = spec[:n]
         patches = torch.tensor([math.ceil(n / ph) * self.freq_len for n in lengths], device=device)
         mask = (torch.arange(total // ph * self.freq_len, device=device)[None, :] < patches[:, None]).to(torch.float32)
+        if self.mask_from_values:  # original release: a patch whose values are all -1 is masked too
+            pw = self.patch_size[1]
+            grid = values.reshape(len(specs), total // ph, ph, self.freq_len, pw)
+            silent = (grid == -1.0).all(dim=4).all(dim=2).reshape(len(specs), -1)
+            mask = mask * (~silent).to(mask.dtype)
         return values, mask
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ released checkpoints were trained. Its differences from the HF port:
 
 In both modes ``pixel_mask`` is built from frame counts, with ``patches_per_frame`` computed from the output frame
 size actually produced (the HF port uses ``size`` instead of the crop size; the original release masks by value,
-every all -1 patch, which also masks pure black image patches).
+every all -1 patch, which also masks pure black image patches: ``mask_from_values=True`` adds that rule).
 
 Beyond both references: a batch of videos with different frame counts is padded with ``padding_value`` and masked;
 videos longer than ``num_frames`` are uniformly subsampled (``frames_over_limit="subsample"``, the original
@@ -106,6 +106,8 @@ class TvltImageProcessor(ProcessorConfigMixin):
         frames_over_limit: ``"subsample"`` (default) uniformly picks ``num_frames`` frames; ``"error"`` raises.
         dark_border_threshold: original mode only: crop borders not brighter than this (default 30; None = off).
         padding_value: value of padded frames in a batch; default 0.0 (hf) / -1.0 (original).
+        mask_from_values: also mask every patch whose values are all -1 (pure black, -1 padding), as the original
+            release's ``get_patch_mask`` does. Default False (mask from frame counts only, as the HF port).
 
     Attributes used by collate functions: ``num_frames``, ``patches_per_frame`` (196 at 224 / 16), ``padding_value``.
 
@@ -131,6 +133,7 @@ class TvltImageProcessor(ProcessorConfigMixin):
         "frames_over_limit",
         "dark_border_threshold",
         "padding_value",
+        "mask_from_values",
     )
     foreign_keys = frozenset(
         {
@@ -159,6 +162,7 @@ class TvltImageProcessor(ProcessorConfigMixin):
         frames_over_limit: Literal["subsample", "error"] = "subsample",
         dark_border_threshold: int | None = 30,
         padding_value: float | None = None,
+        mask_from_values: bool = False,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -178,6 +182,7 @@ class TvltImageProcessor(ProcessorConfigMixin):
         self.image_mean = [float(m) for m in ([image_mean] * 3 if isinstance(image_mean, (int, float)) else image_mean)]
         self.image_std = [float(s) for s in ([image_std] * 3 if isinstance(image_std, (int, float)) else image_std)]
         self.frames_over_limit = frames_over_limit
+        self.mask_from_values = bool(mask_from_values)
         self.dark_border_threshold = None if dark_border_threshold is None else int(dark_border_threshold)
         self.padding_value = float(padding_value if padding_value is not None else (-1.0 if mode == "original" else 0.0))
         if self.num_frames < 1:
@@ -431,6 +436,13 @@ class TvltImageProcessor(ProcessorConfigMixin):
         for i, video in enumerate(processed):
             values[i, : video.shape[0]] = video
             mask[i, : video.shape[0] * per_frame] = 1
+        if self.mask_from_values:  # original release: a patch whose values are all -1 (pure black) is masked too
+            ph, pw = self.patch_size
+            grid = values[..., : height // ph * ph, : width // pw * pw].reshape(
+                len(processed), max_frames, 3, height // ph, ph, width // pw, pw
+            )
+            black = (grid == -1.0).permute(0, 1, 3, 5, 2, 4, 6).flatten(4).all(-1).reshape(len(processed), -1)
+            mask = mask * (~black).to(mask.dtype)
         suffix = "_mixed" if is_mixed else ""
         return BatchFeature(
             {f"pixel_values{suffix}": values, f"pixel_mask{suffix}": mask}, tensor_type=return_tensors or "np"
