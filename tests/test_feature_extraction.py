@@ -226,6 +226,7 @@ def test_audio_shorter_than_one_patch():
     "bad,match",
     [
         (np.zeros((2, 3, 1000), np.float32), "accepted audio"),
+        (np.zeros((5000, 2), np.float32), "looks like one multi-channel clip .N, C.; pass channels='last'"),
         (np.float32(0.5), "accepted audio"),
         ([np.zeros((2, 1000), np.float32)], "channels='first' or 'last'"),
         (np.array([0.1, np.nan] * 1000, np.float32), "NaN"),

@@ -246,3 +246,12 @@ def test_mask_from_values_masks_black_patches():
     assert mask[:3, :3].sum().item() == 0 and mask.sum().item() == 196 - 9
     assert out.pixel_mask[0, 196:].sum().item() == 196  # the uniform grey frame is fully unmasked
     assert TvltImageProcessor(mode="original")(video, return_tensors="pt").pixel_mask.sum().item() == 392
+
+
+def test_float_pixels_in_unit_range_warn():
+    video = np.random.default_rng(12).uniform(0, 1, (1, 32, 32, 3)).astype(np.float32)
+    with pytest.warns(UserWarning, match="rescaled by rescale_factor again"):
+        out = TvltImageProcessor()(video, return_tensors="pt")
+    assert out.pixel_values.max().item() < -0.99  # x / 255 of values <= 1, normalised: just above -1
+    as_255 = TvltImageProcessor()(video * 255, return_tensors="pt")
+    assert as_255.pixel_values.min().item() >= -1.0 and as_255.pixel_values.max().item() > 0.9

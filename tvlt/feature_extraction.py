@@ -222,6 +222,11 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
                 return clips
         x = _as_float_tensor(raw_speech, "audio")
         if x.ndim == 2 and channels is None:
+            if x.shape[1] <= 8 < x.shape[0]:  # (N, C) from soundfile / decord: not a batch of N tiny clips
+                raise ValueError(
+                    f"audio of shape {tuple(x.shape)} looks like one multi-channel clip (N, C); pass "
+                    f"channels='last' to average it to mono. {_ACCEPTED_SHAPES}"
+                )
             return [self._checked(row, f"audio[{i}]") for i, row in enumerate(x)]
         return [self._one_clip(x, channels, "audio")]
 

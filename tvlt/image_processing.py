@@ -32,6 +32,7 @@ behaviour); grayscale frames are repeated to 3 channels and an alpha channel is 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -359,6 +360,12 @@ class TvltImageProcessor(ProcessorConfigMixin):
         return x
 
     def _to_values(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_floating_point() and self.do_rescale and x.numel() and float(x.max()) <= 1.0:
+            warnings.warn(
+                "TvltImageProcessor: float pixels all <= 1 are rescaled by rescale_factor again; pass 0-255 values "
+                "(uint8) or do_rescale=False",
+                stacklevel=3,
+            )
         x = x.to(torch.float32)
         if self.do_rescale:
             x = x * self.rescale_factor
