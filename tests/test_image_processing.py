@@ -219,7 +219,8 @@ def test_original_mode_crops_dark_borders():
     framed = np.zeros((2, 140, 190, 3), np.uint8)  # black letterbox / pillarbox
     framed[:, 20:120, 25:175] = inner
     ip = TvltImageProcessor(mode="original")
-    torch.testing.assert_close(ip(framed, return_tensors="pt").pixel_values, ip(inner, return_tensors="pt").pixel_values)
+    expected = ip(inner, return_tensors="pt").pixel_values
+    torch.testing.assert_close(ip(framed, return_tensors="pt").pixel_values, expected)
     no_crop = TvltImageProcessor(mode="original", dark_border_threshold=None)(framed, return_tensors="pt")
     assert not torch.allclose(no_crop.pixel_values, ip(inner, return_tensors="pt").pixel_values)
     black = np.zeros((1, 50, 80, 3), np.uint8)  # nothing bright: the whole frame is kept

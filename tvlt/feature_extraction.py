@@ -4,7 +4,8 @@ Two modes:
 
 ``mode="hf"`` (default) reproduces the Hugging Face port (transformers <= 4.40.2, ``TvltFeatureExtractor``):
 periodic Hann window of ``n_fft`` = 2048 samples, hop ``sampling_rate // 86`` = 512, centre padding by reflection,
-power spectrum, 128 Slaney mel filters (Slaney mel scale, area-normalised) from 0 Hz to Nyquist, ``power_to_db``
+power spectrum, 128 Slaney mel filters (Slaney mel scale, area-normalised) from 0 Hz to Nyquist (the HF port
+hard-codes 22050 Hz: the same at the default 44.1 kHz), ``power_to_db``
 with ``amin`` 1e-10, ``ref`` 1.0 and ``top_db`` 80 (the 80 dB floor taken over the whole clip, last STFT frame
 included), the last STFT frame dropped (``N // 512`` frames), values mapped to [-1, 1] by
 ``clip((dB - 20) / 40, -2, 0) + 1`` (>= 20 dB -> 1, <= -60 dB -> -1), at most ``spectrogram_length`` = 2048 frames,

@@ -185,7 +185,8 @@ class TvltImageProcessor(ProcessorConfigMixin):
         self.frames_over_limit = frames_over_limit
         self.mask_from_values = bool(mask_from_values)
         self.dark_border_threshold = None if dark_border_threshold is None else int(dark_border_threshold)
-        self.padding_value = float(padding_value if padding_value is not None else (-1.0 if mode == "original" else 0.0))
+        default_padding = -1.0 if mode == "original" else 0.0
+        self.padding_value = float(padding_value if padding_value is not None else default_padding)
         if self.num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         if len(self.patch_size) != 2 or min(self.patch_size) < 1:
@@ -375,7 +376,9 @@ class TvltImageProcessor(ProcessorConfigMixin):
             x = (x - mean) / std
         return x
 
-    def process_video(self, video: Any, num_frames: int | None = None, frames_over_limit: str | None = None) -> torch.Tensor:
+    def process_video(
+        self, video: Any, num_frames: int | None = None, frames_over_limit: str | None = None
+    ) -> torch.Tensor:
         """One video ((F, 3, H, W) tensor or list of (3, H, W) frames) -> (F', 3, h, w) float32, F' <= num_frames."""
         video = self._select_frames(
             video, num_frames or self.num_frames, frames_over_limit or self.frames_over_limit, "video"
@@ -422,7 +425,9 @@ class TvltImageProcessor(ProcessorConfigMixin):
         """
         layout = {"channels_first": "first", "channels_last": "last", None: None}.get(input_data_format, "bad")
         if layout == "bad":
-            raise ValueError(f"input_data_format must be 'channels_first' or 'channels_last', got {input_data_format!r}")
+            raise ValueError(
+                f"input_data_format must be 'channels_first' or 'channels_last', got {input_data_format!r}"
+            )
         limit = self.num_frames if num_frames is None else int(num_frames)
         policy = frames_over_limit or self.frames_over_limit
         if policy not in ("subsample", "error"):
@@ -490,7 +495,9 @@ def _resize(x: torch.Tensor, size: tuple[int, int], interpolation: Interpolation
     return TF.resize(x, list(size), interpolation=interpolation, antialias=antialias)
 
 
-def _resize_like_torchvision_v1(x: torch.Tensor, size: tuple[int, int], interpolation: InterpolationMode) -> torch.Tensor:
+def _resize_like_torchvision_v1(
+    x: torch.Tensor, size: tuple[int, int], interpolation: InterpolationMode
+) -> torch.Tensor:
     """Resize without antialiasing as torchvision <= 0.16 did on uint8 tensors (the original release): interpolate in
     float, clamp to [0, 255], round, back to uint8. (``transforms.v2`` uses another uint8 bicubic kernel: up to 27
     levels apart on noise.)"""

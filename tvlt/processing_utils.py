@@ -182,7 +182,9 @@ class ProcessorConfigMixin:
                 ours = getattr(self, key)
                 ours = list(ours) if isinstance(ours, tuple) else ours
                 if config[key] != ours:
-                    raise ValueError(f"{source}: {key}={config[key]!r} disagrees with the value derived here ({ours!r})")
+                    raise ValueError(
+                        f"{source}: {key}={config[key]!r} disagrees with the value derived here ({ours!r})"
+                    )
 
     @classmethod
     def from_pretrained(cls, pretrained_path: str | os.PathLike, **overrides: Any) -> Any:
