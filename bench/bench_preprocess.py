@@ -2,7 +2,7 @@
 
 Cases (seconds per call, median after one warm-up call):
 - log-mel of 10 s of 44.1 kHz mono audio (TvltFeatureExtractor, hf mode, float32 numpy in);
-- the same for a batch of 8 such clips (one batched STFT here; a Python loop over clips in the reference);
+- the same for a batch of 8 such clips;
 - 8 frames of 640x480 uint8 video (TvltImageProcessor, hf mode; torch uint8 (F, H, W, 3) in for ours, the same
   frames as a numpy array for the reference, which converts each frame to PIL).
 """

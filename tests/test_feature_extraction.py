@@ -286,3 +286,15 @@ def test_mask_from_values_masks_all_minus_one_patches():
     assert all_minus_one.sum().item() >= 4  # the silent second holds several whole -1 time patches
     expected = length_only.audio_mask[0].reshape(-1, 8) * (~all_minus_one)[:, None]
     torch.testing.assert_close(by_value.audio_mask[0], expected.flatten())
+
+
+@pytest.mark.parametrize("mode", ["hf", "original"])
+def test_batched_stft_path_matches_clip_by_clip(mode):
+    # the path GPU inputs take (one STFT over zero-padded clips), checked on CPU against one clip at a time
+    fe = TvltFeatureExtractor(mode=mode)
+    clips = [torch.from_numpy(_random(n, seed=n)) for n in (30000, 9000, 700)]
+    batched = fe._log_mel_batch(clips)
+    for clip, spec in zip(clips, batched):
+        torch.testing.assert_close(spec, fe._log_mel_batch([clip])[0], atol=1e-5, rtol=0)
+    assert [s.shape[0] for s in batched] == [30000 // 512 + (mode == "original"), 9000 // 512 + (mode == "original"),
+                                             1 + (mode == "original")]  # fmt: skip

@@ -281,7 +281,13 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
 
     def log_mel(self, clips: list[torch.Tensor]) -> list[torch.Tensor]:
         """Mono clips at ``sampling_rate`` -> normalised log-mel spectrograms, each (T_i, feature_size) float32 in
-        [-1, 1], before any truncation or padding. One batched STFT for all clips."""
+        [-1, 1], before any truncation or padding. On GPU one batched STFT for all clips; on CPU clip by clip, which
+        measured 2x faster for 8 x 10 s clips (the batched intermediates fall out of cache)."""
+        if len(clips) > 1 and clips[0].device.type == "cpu":
+            return [spec for clip in clips for spec in self._log_mel_batch([clip])]
+        return self._log_mel_batch(clips)
+
+    def _log_mel_batch(self, clips: list[torch.Tensor]) -> list[torch.Tensor]:
         device = clips[0].device
         dtype = torch.float64 if self.stft_dtype == "float64" else torch.float32
         half = self.n_fft // 2

@@ -33,7 +33,7 @@ class TvltProcessor:
 
     Raises:
         TypeError: either argument of the wrong type.
-        ValueError: the two were built with different ``mode``\\ s.
+        ValueError: the two were built in different modes.
     """
 
     attributes: ClassVar[list[str]] = ["image_processor", "feature_extractor"]
@@ -83,6 +83,7 @@ class TvltProcessor:
         audio: Any = None,
         images_mixed: Any = None,
         sampling_rate: int | None = None,
+        *,
         return_tensors: ReturnTensors = None,
         **kwargs: Any,
     ) -> BatchFeature:
