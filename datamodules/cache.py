@@ -93,11 +93,13 @@ class ClipCache:
         """
         status = int(self.status[row])
         if status:
-            raise ClipDecodeError(self.ids[row].decode(), CAUSES[status - 1], f"recorded when the cache {self.path} was built")
+            detail = f"recorded when the cache {self.path} was built"
+            raise ClipDecodeError(self.ids[row].decode(), CAUSES[status - 1], detail)
         if self._frames is None:
             h, w = self.meta["frame_size"]
             self._frames = np.memmap(self.path / "frames.u8", dtype=np.uint8, mode="r").reshape(-1, h, w, 3)
-            self._audio = np.memmap(self.path / "audio.f16", dtype=np.float16, mode="r").reshape(-1, self.meta["mel_bins"])
+            audio = np.memmap(self.path / "audio.f16", dtype=np.float16, mode="r")
+            self._audio = audio.reshape(-1, self.meta["mel_bins"])
         f0, f1 = self.frame_offsets[row], self.frame_offsets[row + 1]
         a0, a1 = self.audio_offsets[row], self.audio_offsets[row + 1]
         return np.array(self._frames[f0:f1]), np.array(self._audio[a0:a1]), int(self.audio_patches[row])
@@ -165,7 +167,7 @@ def build_cache(
             status[i] = item["status"]
             if item["status"]:
                 if on_error == "raise":
-                    raise ClipDecodeError(manifest.videos[i], CAUSES[item["status"] - 1], "while building the cache") 
+                    raise ClipDecodeError(manifest.videos[i], CAUSES[item["status"] - 1], "while building the cache")
                 log.warning("cache: %s", item["error"])
             else:
                 frames, audio = item["frames"], item["audio"]

@@ -135,7 +135,9 @@ class ClipReader:
                     f"{waveform.shape[0]} samples at {self.sampling_rate} Hz in [{raw.start:.3f}, {raw.end:.3f}) s, "
                     f"need {self.min_audio_samples}",
                 )
-        return Clip(raw.frames, waveform, self.sampling_rate, raw.indices, raw.num_decodable, raw.fps, raw.start, raw.end)
+        return Clip(
+            raw.frames, waveform, self.sampling_rate, raw.indices, raw.num_decodable, raw.fps, raw.start, raw.end
+        )
 
 
 def to_mono_44k(audio: np.ndarray, rate: int, target: int = TARGET_SAMPLING_RATE) -> np.ndarray:
@@ -165,7 +167,8 @@ class _IsolatedDecoder:
             status, payload = recv(self.from_child, time.monotonic() + timeout)
         except TimeoutError:
             self.stop()
-            raise ClipDecodeError(req.video, "timeout", f"no result within {timeout:g} s; decoder process killed") from None
+            detail = f"no result within {timeout:g} s; decoder process killed"
+            raise ClipDecodeError(req.video, "timeout", detail) from None
         except EOFError:
             code = self.proc.wait() if self.proc is not None else None
             self.stop()

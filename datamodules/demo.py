@@ -3,7 +3,8 @@
 Layout (the original release's processed MOSEI layout, see docs/data.md)::
 
     root/{train,valid,test}/video/{id}.mp4        H.264 (libx264, yuv420p), ``size`` x ``size``, ``fps`` fps, no audio
-    root/{train,valid,test}/audio_wav/{id}.wav    16 kHz mono 16-bit PCM (MOSEI ships 16 kHz mono float32; PCM keeps the bytes deterministic: libsndfile stamps float wavs with the write time)
+    root/{train,valid,test}/audio_wav/{id}.wav    16 kHz mono 16-bit PCM (MOSEI ships float32; PCM keeps the
+                                                  bytes deterministic: libsndfile stamps float wavs with the time)
     root/labels/label_file_{split}.csv            FileName,sentiment_score
     root/labels_emotion/label_file_{split}.csv    FileName,sentiment_score,sentiment_class,happy,sad,angry,fear,
                                                   disgust,surprise (intensities in [0, 3])
@@ -124,7 +125,8 @@ def _frames(score: float, emotions: np.ndarray, spec: DemoSpec, rng: np.random.G
     warm, cool = np.array([230.0, 150.0, 40.0]), np.array([40.0, 90.0, 230.0])
     base = (warm if score >= 0 else cool) * (0.35 + 0.65 * abs(score) / 3.0)
     noise = rng.normal(0.0, 18.0, size=(t, s, s, 1))
-    ramp = np.linspace(-20, 20, s)[None, None, :, None] * np.cos(np.arange(t) / max(t, 1) * 2 * np.pi)[:, None, None, None]
+    phase = np.cos(np.arange(t) / max(t, 1) * 2 * np.pi)[:, None, None, None]
+    ramp = np.linspace(-20, 20, s)[None, None, :, None] * phase
     frames = base[None, None, None, :] + noise + ramp
     strip = s // 6
     y0 = s - max(strip, 4)

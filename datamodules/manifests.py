@@ -279,7 +279,10 @@ def csv_manifest(
             continue
         video = _resolve(base, rec["video"])
         audio_text = (rec.get("audio") or "").strip()
-        audio = default_audio if not audio_text else (CONTAINER if audio_text == CONTAINER else _resolve(base, audio_text))
+        if not audio_text:
+            audio = default_audio
+        else:
+            audio = CONTAINER if audio_text == CONTAINER else _resolve(base, audio_text)
         labels = None
         if label_columns:
             values = [_float(rec[c], str(path), line, c) for c in label_columns]

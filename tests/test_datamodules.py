@@ -123,8 +123,13 @@ def test_manifest_storage_is_a_fixed_number_of_numpy_buffers():
 
 
 def _item(cid: str, frames: int, spec_rows: int, patches: int, label=None) -> dict:
-    return {"id": cid, "pixel_values": torch.full((frames, 3, 4, 4), 0.5), "audio_values": torch.ones(1, spec_rows, 128),
-            "audio_patches": patches, "labels": None if label is None else torch.tensor(label)}  # fmt: skip
+    return {
+        "id": cid,
+        "pixel_values": torch.full((frames, 3, 4, 4), 0.5),
+        "audio_values": torch.ones(1, spec_rows, 128),
+        "audio_patches": patches,
+        "labels": None if label is None else torch.tensor(label),
+    }
 
 
 def test_collate_pads_to_batch_max_with_masks_from_lengths():
@@ -159,7 +164,8 @@ def test_vam_negatives_swap_about_half_for_another_clip():
 
 
 def test_on_error_skip_counts_by_cause_and_logs_each_epoch(tmp_path, caplog):
-    root = mosei_layout(tmp_path / "m", {"train": [("a", "1"), ("b", "2"), ("c", "-1"), ("d", "0")], "valid": [("v", "0")]})
+    splits = {"train": [("a", "1"), ("b", "2"), ("c", "-1"), ("d", "0")], "valid": [("v", "0")]}
+    root = mosei_layout(tmp_path / "m", splits)
     (root / "train" / "video" / "b.mp4").write_bytes(b"")
     (root / "train" / "video" / "c.mp4").write_bytes(b"not a video at all" * 100)
     dm = MoseiDataModule(root=str(root), batch_size=2, on_error="skip", decode_timeout=None, train_jitter=False)
@@ -255,3 +261,25 @@ def test_retrieval_csv_manifest_batches_have_no_labels(tmp_path):
     batch = next(iter(dm.val_dataloader()))
     assert batch["ids"] == ["v2"] and "labels" not in batch
     assert batch["pixel_values"].shape == (1, 8, 3, 224, 224) and batch["audio_values"].shape == (1, 1, 96, 128)
+
+
+def test_msrvtt_layout_rows_and_cache_command(tmp_path):
+    root = tmp_path / "msrvtt"
+    (root / "videos" / "all").mkdir(parents=True)
+    lists = root / "high-quality" / "structured-symlinks"
+    lists.mkdir(parents=True)
+    for i in range(3):
+        small_clip(root / "videos" / "all" / f"video{i}.mp4", seed=i, audio_seconds=1.0)
+    (lists / "train_list_miech.txt").write_text("video0\nvideo1\n")
+    (lists / "test_list_miech.txt").write_text("video2\n")
+    dm = RetrievalDataModule(root=str(root), batch_size=2, decode_timeout=None)
+    assert [dm.manifest("valid").ids[0], dm.manifest("valid").audio(0)] == ["video2", "container"]
+    from datamodules.cache import main
+
+    args = ["--datamodule", "retrieval", "--root", str(root), "--out", str(tmp_path / "c"), "--num-workers", "0"]
+    assert main(args) == 0
+    cached = RetrievalDataModule(root=str(root), batch_size=2, cache_dir=str(tmp_path / "c"))
+    cached.setup("fit")
+    batch = next(iter(cached.val_dataloader()))  # validation reads the test split's cache
+    assert batch["ids"] == ["video2"] and batch["pixel_values"].shape == (1, 8, 3, 224, 224)
+    assert ClipCache.open(tmp_path / "c" / "train", 8, "hf").meta["count"] == 2

@@ -200,7 +200,8 @@ def test_portrait_and_grayscale_clips(clips, reader, processors):
     assert pv["pixel_values"].shape == (1, 6, 3, 224, 224) and int(pv["pixel_mask"].sum()) == 6 * 196
     gray = reader.read(clips["gray"], "container")
     assert gray.frames.shape == (6, 48, 64, 3)
-    assert np.array_equal(gray.frames[..., 0], gray.frames[..., 1]) and np.array_equal(gray.frames[..., 0], gray.frames[..., 2])
+    assert np.array_equal(gray.frames[..., 0], gray.frames[..., 1])
+    assert np.array_equal(gray.frames[..., 0], gray.frames[..., 2])
     pv, _ = process(gray, processors)
     assert pv["pixel_values"].shape == (1, 6, 3, 224, 224)
 
