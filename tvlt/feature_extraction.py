@@ -324,6 +324,7 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
     def __call__(
         self,
         raw_speech: Any,
+        *,
         sampling_rate: int | None = None,
         return_tensors: ReturnTensors = None,
         return_attention_mask: bool | None = None,

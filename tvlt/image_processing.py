@@ -397,6 +397,7 @@ class TvltImageProcessor(ProcessorConfigMixin):
     def __call__(
         self,
         videos: Any,
+        *,
         return_tensors: ReturnTensors = None,
         is_mixed: bool = False,
         input_data_format: Literal["channels_first", "channels_last"] | None = None,
