@@ -340,7 +340,8 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
                 omitted, ``self.sampling_rate`` is assumed and a warning is issued (as in the HF port).
             return_tensors: ``"pt"`` (torch, on the input's device), ``"np"`` or ``None`` (numpy).
             return_attention_mask: include ``audio_mask`` (default: ``self.return_attention_mask``).
-            channels: ``"first"`` / ``"last"``: ``raw_speech`` is ONE clip laid out (C, N) / (N, C), averaged to mono.
+            channels: ``"first"`` / ``"last"``: ``raw_speech`` is ONE clip laid out (C, N) / (N, C), averaged to mono
+                (or, for a list, each item is such a clip).
 
         Returns:
             ``audio_values`` (B, 1, T, feature_size) float32 with T a multiple of 16 (padded with
