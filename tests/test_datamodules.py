@@ -186,12 +186,13 @@ def test_on_error_skip_counts_by_cause_and_logs_each_epoch(tmp_path, caplog):
 # ------------------------------------------------------------------------------------------------ cache
 
 
-def test_cache_gives_the_same_batches_as_decoding(tmp_path):
-    dm = MoseiDataModule(demo_dir=str(tmp_path / "demo"), demo_clips=(2, 2, 3), batch_size=3, decode_timeout=None)
+@pytest.mark.parametrize("mode", ["hf", "original"])
+def test_cache_gives_the_same_batches_as_decoding(tmp_path, mode):
+    common = dict(demo_dir=str(tmp_path / "demo"), demo_clips=(2, 2, 3), batch_size=3, processor_mode=mode)
+    dm = MoseiDataModule(decode_timeout=None, **common)
     dm.prepare_data()
     build_cache(dm.manifest("test"), tmp_path / "cache" / "test", dm.reader, dm.image_processor, dm.feature_extractor)
-    cached = MoseiDataModule(demo_dir=str(tmp_path / "demo"), demo_clips=(2, 2, 3), batch_size=3,
-                             cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    cached = MoseiDataModule(cache_dir=str(tmp_path / "cache"), **common)
     dm.setup("test")
     cached.setup("test")
     a, b = next(iter(dm.test_dataloader())), next(iter(cached.test_dataloader()))
@@ -200,9 +201,9 @@ def test_cache_gives_the_same_batches_as_decoding(tmp_path):
     assert torch.equal(a["audio_mask"], b["audio_mask"])
     torch.testing.assert_close(a["audio_values"], b["audio_values"], atol=1e-3, rtol=0)  # float16 storage
     with pytest.raises(ValueError, match="built with other settings"):
-        ClipCache.open(tmp_path / "cache" / "test", num_frames=4, processor_mode="hf")
+        ClipCache.open(tmp_path / "cache" / "test", num_frames=4, processor_mode=mode)
     with pytest.raises(ValueError, match="lacks 2 of 2 clips"):
-        ClipCache.open(tmp_path / "cache" / "test", 8, "hf").rows_for(dm.manifest("valid"))
+        ClipCache.open(tmp_path / "cache" / "test", 8, mode).rows_for(dm.manifest("valid"))
 
 
 # ------------------------------------------------------------------------------------------------ acceptance
