@@ -144,6 +144,8 @@ def read_raw(req: RawRequest) -> RawClip:
         message = str(e)
         cause = "truncated" if "partial file" in message or packets < header else "undecodable"
         raise ClipDecodeError(req.video, cause, _short(message)) from None
+    finally:
+        vr = None  # release the reader (and its decoding threads) before reading audio
     if frames.ndim != 4 or frames.shape[0] != len(sample.indices) or frames.shape[-1] != 3:
         raise ClipDecodeError(req.video, "undecodable", f"decoder returned frames of shape {frames.shape}")
     start, end = float(ts[1, 0] - ts[0, 0]), float(ts[2, 1] - ts[0, 0])

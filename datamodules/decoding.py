@@ -12,6 +12,9 @@ a thread nor a signal can interrupt. With ``decode_timeout`` set (the default, 3
 long-lived helper process (one per DataLoader worker, started on first use, ~0.3 s); a decode that does not answer
 in time kills that process, raises ``ClipDecodeError(cause="timeout")``, and the next decode starts a fresh one.
 ``decode_timeout=None`` decodes in the calling process (slightly faster, no hang protection).
+
+The helper process is also restarted every :data:`RECYCLE_AFTER` decodes: decord leaks native memory per opened
+file (dmlc/decord#1, #208, #218), which a fresh process returns to the system.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ __all__ = ["Clip", "ClipReader", "ClipDecodeError", "CAUSES", "TARGET_SAMPLING_R
 
 #: TVLT's audio rate (both references: 44.1 kHz, hop 512, 128 mel bins).
 TARGET_SAMPLING_RATE = 44100
+#: Decodes after which the isolated decode process is replaced (bounds decord's native leaks; ~0.3 s per restart).
+RECYCLE_AFTER = 1000
 
 
 @dataclass
@@ -158,10 +163,12 @@ class _IsolatedDecoder:
         self.pid = os.getpid()
         self.proc: subprocess.Popen | None = None
         self.to_child = self.from_child = -1
+        self.decodes = 0
 
     def read(self, req: RawRequest, timeout: float) -> RawClip:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None or self.proc.poll() is not None or self.decodes >= RECYCLE_AFTER:
             self._start()
+        self.decodes += 1
         send(self.to_child, req)
         try:
             status, payload = recv(self.from_child, time.monotonic() + timeout)
@@ -196,6 +203,7 @@ class _IsolatedDecoder:
         os.close(req_r)
         os.close(rep_w)
         self.to_child, self.from_child = req_w, rep_r
+        self.decodes = 0
         try:
             ready = recv(self.from_child, time.monotonic() + self.STARTUP_TIMEOUT)
         except (TimeoutError, EOFError):

@@ -284,3 +284,35 @@ def test_msrvtt_layout_rows_and_cache_command(tmp_path):
     batch = next(iter(cached.val_dataloader()))  # validation reads the test split's cache
     assert batch["ids"] == ["video2"] and batch["pixel_values"].shape == (1, 8, 3, 224, 224)
     assert ClipCache.open(tmp_path / "c" / "train", 8, "hf").meta["count"] == 2
+
+
+def test_skip_counts_are_logged_each_epoch_under_a_trainer(tmp_path, caplog):
+    import lightning.pytorch as pl
+
+    class Tiny(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.steps = 0
+
+        def training_step(self, batch, batch_idx):
+            self.steps += 1
+            return ((batch["pixel_values"].mean() * self.w - 1) ** 2).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    splits = {"train": [("a", "1"), ("b", "2"), ("c", "0")], "valid": [("v", "0")]}
+    root = mosei_layout(tmp_path / "m", splits)
+    (root / "train" / "video" / "b.mp4").write_bytes(b"")
+    dm = MoseiDataModule(root=str(root), batch_size=1, on_error="skip", decode_timeout=None)
+    trainer = pl.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    model = Tiny()
+    with caplog.at_level(logging.WARNING, logger="datamodules.base"):
+        trainer.fit(model, datamodule=dm)
+    assert model.steps == 4  # the all-failed batch (b alone) is skipped by Lightning in both epochs
+    assert "skipped 1 clip(s) in train epoch 0: empty_file=1" in caplog.text
+    assert "skipped 1 clip(s) in train epoch 1: empty_file=1" in caplog.text

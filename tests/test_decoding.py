@@ -275,3 +275,17 @@ def test_mosei_sample_with_sidecar_wav_matches_the_reference_shapes(reader):
     assert clip.waveform.shape == (217455,)  # 78,895 samples at 16 kHz -> 44.1 kHz
     original = TvltFeatureExtractor(mode="original")(clip.waveform, sampling_rate=SR, return_tensors="pt")
     assert original["audio_values"].shape == (1, 1, 432, 128)  # the original release's notebook value
+
+
+def test_decode_process_is_recycled_after_a_number_of_decodes(clips, monkeypatch):
+    import datamodules.decoding as decoding
+
+    monkeypatch.setattr(decoding, "RECYCLE_AFTER", 2)
+    reader = ClipReader(num_frames=8, decode_timeout=30.0)
+    pids = []
+    for _ in range(3):
+        assert reader.read(clips["tiny"], "container").frames.shape[0] == 2
+        pids.append(decoding._isolated().proc.pid)
+    assert pids[0] == pids[1] != pids[2]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[0], 0)  # the old helper was killed and reaped
