@@ -130,7 +130,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
+    # plain containers (not omegaconf objects) so the hyperparameters in checkpoints load with weights_only=True
+    datamodule = instantiate(cfg.data, _convert_="all")
     model = instantiate(cfg.model, _convert_="all")
     callbacks = _instantiate_group(cfg.get("callbacks")) + [Summaries()]
     loggers = _instantiate_group(cfg.get("logger"))

@@ -279,11 +279,14 @@ class _DedupMetric(Metric):
 
 
 class SentimentMetrics(_DedupMetric):
-    """``update(preds (B,), labels (B,), ids)``; ``compute()`` -> :func:`sentiment_scores` as a dict of tensors."""
+    """``update(preds (B,), labels (B,), ids)``; ``compute()`` -> :func:`sentiment_scores` as a dict of tensors,
+    plus ``num_samples`` (distinct samples scored)."""
 
     def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
         preds, target = self._gathered()
-        return {k: torch.tensor(v) for k, v in sentiment_scores(preds.flatten(), target.flatten()).items()}
+        out = {k: torch.tensor(v) for k, v in sentiment_scores(preds.flatten(), target.flatten()).items()}
+        out["num_samples"] = torch.tensor(float(preds.shape[0]))
+        return out
 
 
 class EmotionMetrics(_DedupMetric):
@@ -297,4 +300,6 @@ class EmotionMetrics(_DedupMetric):
         preds, target = self._gathered()
         if preds.numel() == 0:
             preds = target = torch.zeros(0, len(self.names))
-        return {k: torch.tensor(v) for k, v in emotion_scores(preds, target, self.names).items()}
+        out = {k: torch.tensor(v) for k, v in emotion_scores(preds, target, self.names).items()}
+        out["num_samples"] = torch.tensor(float(preds.shape[0]))
+        return out

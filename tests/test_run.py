@@ -1,0 +1,230 @@
+"""run.py end to end on the real config: composition of every experiment, one step of each (fast_dev_run), a
+2-process CPU DDP run with W&B offline and the network blocked, a `-m` sweep through the real command line,
+resume from last.ckpt, predict on a real clip, and a crash that still closes its logger.
+
+Tiny model (hidden 32, 2 layers), 1 frame, a small demo dataset, no workers.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch import Callback
+from omegaconf import open_dict
+
+REPO = Path(__file__).resolve().parents[1]
+MEDIA = REPO.parent / "shared" / "media"
+EXPERIMENTS = ["mosei", "mosei_demo", "mosei_emotion", "mosei_emotion_demo", "pretrain", "retrieval"]
+
+spec = importlib.util.spec_from_file_location("tvlt_run", REPO / "run.py")
+run = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run)
+
+# small and fast everywhere: tiny model, 1 frame, batch 2, no workers, in-process decoding
+FAST = ["model=tvlt_tiny", "data.num_frames=1", "data.batch_size=2", "data.num_workers=0",
+        "data.decode_timeout=null", "trainer.accelerator=cpu"]
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> str:
+    """The embedded demo MOSEI set (32 train, 8 valid, 8 test clips), generated once for these tests."""
+    from datamodules.demo import ensure_demo_mosei
+
+    return str(ensure_demo_mosei(tmp_path_factory.mktemp("demo") / "mosei"))
+
+
+def demo_overrides(demo_dir: str) -> list[str]:
+    return [f"data.demo_dir={demo_dir}"]
+
+
+def compose_cfg(tmp_path: Path, overrides: list[str]):
+    """The config run.py would get, with Hydra's runtime set (as `@hydra.main` does)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"paths.log_dir={tmp_path}/logs", *overrides],
+                      return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(tmp_path / "out")
+            cfg.hydra.job.config_name = "config"
+        HydraConfig.instance().set_config(cfg)
+        cfg = run.apply_demo_preset(cfg)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / "out")
+            cfg.pop("hydra", None)
+    run.resolve_paths(cfg)
+    return cfg
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 420, env: dict | None = None):
+    proc = subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+# ------------------------------------------------------------------------------------------- composition
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes_with_the_original_hyperparameters(experiment, tmp_path):
+    cfg = compose_cfg(tmp_path, [f"experiment={experiment}", "data.root=some/mosei"])
+    opt = cfg.model.optimizer
+    assert (opt._target_, opt._partial_, list(opt.betas), opt.eps, opt.weight_decay) == \
+        ("torch.optim.AdamW", True, [0.9, 0.98], 1e-8, 0.001)
+    # relative paths are made absolute against the launch directory
+    assert cfg.data.root == str(Path.cwd() / "some" / "mosei")
+    want = {  # REFERENCE.md B.6: lr, effective batch on one device, warm-up, epochs, module
+        "mosei": (1e-4, 1 * 128, 100, 10, "SentimentModule"),
+        "mosei_emotion": (1e-4, 4 * 32, 100, 10, "EmotionModule"),
+        "pretrain": (1e-5, 4 * 1024, 1000, 100, "PretrainModule"),
+        "retrieval": (1e-5, 8 * 16, 100, 40, "RetrievalModule"),
+    }.get(experiment)
+    if want is not None:
+        lr, batch, warmup, epochs, module = want
+        assert opt.lr == lr
+        assert cfg.data.batch_size * cfg.trainer.accumulate_grad_batches == batch
+        assert cfg.model.scheduler.warmup_steps == warmup
+        assert cfg.trainer.max_epochs == epochs
+        assert cfg.model._target_ == f"tvlt.lit.{module}"
+        assert cfg.model.config == {} or "hidden_size" not in cfg.model.config  # TVLT-base
+
+
+def test_no_data_root_switches_to_the_demo_preset(tmp_path):
+    cfg = compose_cfg(tmp_path, ["experiment=mosei", "model.optimizer.lr=0.005"])
+    assert cfg.task_name == "mosei_demo" and cfg.demo_from == "mosei"
+    assert cfg.model.config.hidden_size == 128  # model=tvlt_demo
+    assert cfg.model.optimizer.lr == 0.005  # command-line overrides survive the switch
+    cfg = compose_cfg(tmp_path, ["experiment=mosei", "model=tvlt_tiny"])
+    assert cfg.model.config.hidden_size == 32
+    real = compose_cfg(tmp_path, ["experiment=mosei", "data.root=/data/mosei"])
+    assert real.task_name == "mosei" and real.trainer.accumulate_grad_batches == 128
+
+
+# ------------------------------------------------------------------------------------------- one step each
+@pytest.mark.parametrize("experiment", ["mosei", "mosei_emotion", "pretrain", "retrieval"])
+def test_fast_dev_run(experiment, tmp_path, demo_dir):
+    cfg = compose_cfg(tmp_path, [f"experiment={experiment}", *FAST, *demo_overrides(demo_dir),
+                                 "trainer.fast_dev_run=true",
+                                 "logger=none"])
+    metrics = run.train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss" if "train/loss" in metrics else "train/loss_step"]))
+    stage_metric = {"mosei": "test/acc2_nonneg", "mosei_emotion": "test/wacc", "pretrain": "val/loss",  # no test split
+                    "retrieval": "test/v2a_r1"}[experiment]
+    assert stage_metric in metrics
+
+
+# ------------------------------------------------------------------------------------------- resume
+class ResumeProbe(Callback):
+    """Records the step and optimizer state the moment training (re)starts."""
+
+    seen: dict = {}
+
+    def on_train_start(self, trainer, pl_module):
+        ResumeProbe.seen = {"step": trainer.global_step,
+                            "optimizer": copy.deepcopy(trainer.optimizers[0].state_dict())}
+
+
+def test_resume_continues_at_the_saved_step_with_the_same_optimizer_state(tmp_path, demo_dir):
+    base = ["experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=csv", "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "test=false"]
+    first = compose_cfg(tmp_path / "a", base)
+    run.train(first)
+    last = tmp_path / "a" / "out" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=True)
+    assert saved["global_step"] == 2
+
+    second = compose_cfg(tmp_path / "b", [*base, f"ckpt_path={last}", "trainer.max_epochs=2",
+                                          f"+callbacks.probe._target_={__name__}.ResumeProbe"])
+    run.train(second)
+    assert ResumeProbe.seen["step"] == 2
+    restored = ResumeProbe.seen["optimizer"]
+    want = saved["optimizer_states"][0]
+    assert restored["param_groups"][0]["lr"] == pytest.approx(want["param_groups"][0]["lr"])
+    assert restored["state"].keys() == want["state"].keys()
+    for k, state in want["state"].items():
+        assert torch.equal(restored["state"][k]["exp_avg"], state["exp_avg"])
+        assert torch.equal(restored["state"][k]["exp_avg_sq"], state["exp_avg_sq"])
+        assert float(restored["state"][k]["step"]) == 2.0
+    resumed = torch.load(tmp_path / "b" / "out" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == 4
+    assert resumed["lr_schedulers"][0]["last_epoch"] == 4
+
+    # predict with that checkpoint on a real CMU-MOSEI segment (the mp4 has no audio stream: sidecar wav)
+    cfg = compose_cfg(tmp_path / "p", ["mode=predict", "experiment=mosei", "data.num_frames=1",
+                                       f"ckpt_path={last}", f"input={MEDIA / 'K0m1tO3Ybyc_2.mp4'}",
+                                       f"input_audio={MEDIA / 'K0m1tO3Ybyc_2.wav'}"])
+    lines = run.predict(cfg)
+    assert len(lines) == 1 and re.search(r"K0m1tO3Ybyc_2\.mp4: sentiment [+-]\d+\.\d{3} \(", lines[0]), lines
+
+
+def test_nonfinite_loss_stops_the_run_and_closes_the_logger(tmp_path, demo_dir):
+    cfg = compose_cfg(tmp_path, ["experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=csv",
+                                 "trainer.max_epochs=3", "trainer.limit_train_batches=2",
+                                 "trainer.limit_val_batches=1", "model.optimizer.lr=1e30", "model.scheduler=null"])
+    with pytest.raises(run_nonfinite_error(), match=r"samples: \['demo_train_\d+'"):
+        run.train(cfg)
+    csv = list((tmp_path / "out").rglob("metrics.csv"))
+    # CSVLogger writes its buffer only every 100 steps or when finalized: the file proves it was closed
+    assert csv and csv[0].read_text().startswith("lr-AdamW,step\n1e+30,1")
+
+
+def run_nonfinite_error():
+    from tvlt.lit import NonFiniteLossError
+
+    return NonFiniteLossError
+
+
+# ------------------------------------------------------------------------------------------- subprocesses
+def test_ddp_two_cpu_processes_with_wandb_offline_and_no_network(tmp_path, demo_dir):
+    """2-process gloo DDP of the mosei experiment; W&B offline (no key, network blocked), one run (rank zero);
+    test metrics over the 5 distinct test clips although the padded sampler gives each process 3."""
+    from datamodules.demo import DemoSpec, ensure_demo_mosei
+
+    demo5 = ensure_demo_mosei(tmp_path / "demo5", DemoSpec(num_train=8, num_valid=4, num_test=5))
+    home = tmp_path / "home"
+    home.mkdir()
+    # no key anywhere (empty HOME: no ~/.netrc), every connection goes to a closed port
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(home), HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
+               WANDB_BASE_URL="http://127.0.0.1:9")
+    env.pop("NO_PROXY", None)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "experiment=mosei", *FAST, f"data.demo_dir={demo5}",
+         "data.demo_clips=[8,4,5]",
+         "trainer=ddp_cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
+         "logger=wandb", f"hydra.run.dir={tmp_path}/run"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=480, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    assert "world_size=2" in out.replace(" ", "") or "GLOBAL_RANK: 1" in out or "distributed_backend=gloo" in out
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, runs  # rank zero only
+    assert list(runs[0].glob("*.wandb"))
+    assert (tmp_path / "run" / "pretrained" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "pretrained" / "config.json").is_file()
+    m = re.search(r"test/num_samples\s*│\s*([\d.]+)", out)
+    assert m and float(m.group(1)) == 5.0, out[-3000:]
+
+
+def test_multirun_sweep_creates_two_runs(tmp_path, demo_dir):
+    proc = run_cli(["-m", "experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=csv",
+                    "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
+                    "trainer.limit_test_batches=1", "model.optimizer.lr=0.001,0.0001",
+                    f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path)
+    runs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in runs] == ["0", "1"], proc.stdout[-2000:]
+    lrs = []
+    for p in runs:
+        overrides = (p / ".hydra" / "overrides.yaml").read_text()
+        lrs.append(re.search(r"model\.optimizer\.lr=([\d.]+)", overrides).group(1))
+        assert list((p / "checkpoints").glob("*.ckpt"))
+    assert lrs == ["0.001", "0.0001"]
