@@ -128,7 +128,10 @@ class Summaries(pl.Callback):
     def _print(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         lines = [self.data_summary(trainer.datamodule)]
         if hasattr(pl_module, "summary"):
-            lines.append(pl_module.summary())
+            line = pl_module.summary()
+            if stage == "test" and trainer.ckpt_path:
+                line = line.split(", ")[0] + ", " + line.split(", ")[1] + f", weights from {trainer.ckpt_path}"
+            lines.append(line)
         if stage == "fit":
             accum = trainer.accumulate_grad_batches
             bs = getattr(trainer.datamodule, "batch_size", None)
