@@ -1,0 +1,337 @@
+"""Scaling curves: time and peak memory of the encoder forward and of a fine-tuning step as the input grows,
+this project vs transformers 4.40.2 (same config, same weights, same inputs, same run), drawn to
+``bench/results/scaling.png``.
+
+Sweeps (batch 1, CPU fp32, no padding masks):
+
+- frames 1, 2, 4, 8, 16 of 224x224 with 512 audio frames (~5.9 s): 1 + 196*F + 256 tokens;
+- audio 1, 5, 10, 20 s (86, 430, 861, 1722 spectrogram frames, padded to a multiple of 16 as the feature
+  extractor does) with 8 frames: 1 + 1568 + 8*ceil(T/16) tokens.
+
+Config: TVLT-base widths (d 768, 12 heads, MLP 3072) with ``num_frames=16`` (the temporal table must have a row
+per frame; both implementations get the same config) and ``spectrogram_length=2048`` (room for 20 s), 1 label,
+regression. To fit the shared 2-core CPU the encoder is cut to ``TVLT_BENCH_SCALING_LAYERS`` layers (default 2;
+every layer is identical, so the curves keep their shape and the full 12-layer encoder costs ~12/layers times
+as much; set it to 12 for the full model, ~6x the time). ``--quick`` (repeats=1) uses 1 layer.
+
+Cases per point: ``forward`` (``model.tvlt`` under ``torch.inference_mode``) and ``fine-tuning step``
+(TvltForAudioVisualClassification forward + MSE loss + backward + AdamW step). Times are medians of up to 3 runs
+(1 run for points whose call is estimated above ~3 s) after one warm-up forward + step at the smallest point
+(which also creates the AdamW state, so it is not in the measured memory).
+
+Peak memory: the Linux peak-RSS counter of the measuring process is reset right before each measured call
+(``gc.collect()``, glibc ``malloc_trim(0)`` to hand freed memory back, then ``echo 5 > /proc/self/clear_refs``),
+and the figure is ``VmHWM - VmRSS_before``: the extra resident memory the call needed (activations, attention
+matrices, gradients; not the weights or the optimizer state, which both implementations share). One subprocess
+measures everything, interleaving the two implementations point by point. Run alone:
+``python -m bench.bench_scaling [--layers N] [--repeats R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+PLOT_PATH = RESULTS_DIR / "scaling.png"
+FRAME_POINTS = (1, 2, 4, 8, 16)
+AUDIO_SECONDS = (1, 5, 10, 20)
+FIXED_AUDIO_FRAMES = 512
+FIXED_FRAMES = 8
+DEFAULT_LAYERS = 2
+MAX_REPEATS = 3
+SLOW_STEP_S = 3.0  # points whose estimated step time is above this are measured once
+ASSUMED_FLOPS = 40e9  # CPU FLOP/s used only to decide repeats (2 shared cores, fp32)
+CASES = ("forward", "fine-tuning step")
+
+
+@dataclass(frozen=True)
+class Point:
+    sweep: str  # "frames" or "audio"
+    frames: int
+    audio_frames: int  # after padding to a multiple of the patch height
+    label: str  # "4 frames" / "10 s"
+
+
+def sweep_points() -> list[Point]:
+    from bench.flops import audio_frames_for_seconds
+
+    points = [Point("frames", f, FIXED_AUDIO_FRAMES, f"{f} frame{'s' if f > 1 else ''}") for f in FRAME_POINTS]
+    for seconds in AUDIO_SECONDS:
+        frames = math.ceil(audio_frames_for_seconds(seconds) / 16) * 16
+        points.append(Point("audio", FIXED_FRAMES, frames, f"{seconds} s"))
+    return points
+
+
+def bench_config_kwargs(layers: int) -> dict:
+    return dict(num_frames=max(*FRAME_POINTS, FIXED_FRAMES), spectrogram_length=2048, num_hidden_layers=layers, num_labels=1,
+                loss_type="regression")
+
+
+# --------------------------------------------------------------------------------------------- peak memory
+_LIBC = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def reset_peak_rss() -> int | None:
+    """Release freed memory, reset the peak-RSS counter; return the current RSS in kB (None if unsupported)."""
+    gc.collect()
+    if _LIBC is None:
+        return None
+    _LIBC.malloc_trim(0)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return _status_kb("VmRSS")
+
+
+def peak_rss_delta_mb(before_kb: int | None) -> float | None:
+    if before_kb is None:
+        return None
+    return (_status_kb("VmHWM") - before_kb) / 1024
+
+
+def _available_mb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024
+    return float("inf")
+
+
+# ------------------------------------------------------------------------------------------------- worker
+def _models(layers: int):
+    """Reference and ours, same config and weights (ours loads the reference's state dict strictly)."""
+    import torch
+    import transformers
+
+    from tvlt import TvltConfig, TvltForAudioVisualClassification
+
+    kwargs = bench_config_kwargs(layers)
+    torch.manual_seed(0)
+    ref = transformers.TvltForAudioVisualClassification(transformers.TvltConfig(**kwargs))
+    ours = TvltForAudioVisualClassification(TvltConfig(**kwargs))
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    return {"ours": ours, "reference": ref}
+
+
+def _inputs(point: Point):
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    pixel = torch.rand(1, point.frames, 3, 224, 224, generator=gen) * 2 - 1
+    audio = torch.rand(1, 1, point.audio_frames, 128, generator=gen) * 2 - 1
+    return pixel, audio
+
+
+def _reference_train_mb(tokens: int, layers: int) -> float:
+    """Rough need of the reference's eager attention in training: a few (12, L, L) fp32 tensors per layer."""
+    return layers * 12 * tokens * tokens * 4 * 3 / 2**20
+
+
+def measure(layers: int, repeats: int) -> dict:
+    """Measure every point in this process; returns {"points": [...], "layers", "threads"}."""
+    import torch
+
+    from bench.flops import encoder_forward_flops, finetune_step_flops, token_counts
+    from tvlt import TvltConfig
+
+    config = TvltConfig(**bench_config_kwargs(layers))
+    models = _models(layers)
+    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-5) for name, m in models.items()}
+    label = torch.tensor([[0.5]])
+
+    def forward(name: str, pixel, audio) -> None:
+        model = models[name].eval()
+        with torch.inference_mode():
+            model.tvlt(pixel, audio)
+
+    def train_step(name: str, pixel, audio) -> None:
+        model, optimizer = models[name].train(), optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        model(pixel, audio, labels=label).loss.backward()
+        optimizer.step()
+
+    points = sweep_points()
+    warm = _inputs(points[0])
+    for name in models:  # warm-up: thread pool, kernels, AdamW state
+        forward(name, *warm)
+        train_step(name, *warm)
+
+    results = []
+    for point in points:
+        pixel, audio = _inputs(point)
+        tokens = token_counts(config, point.frames, point.audio_frames).sequence
+        flops = {"forward": encoder_forward_flops(config, point.frames, point.audio_frames).total,
+                 "fine-tuning step": finetune_step_flops(config, point.frames, point.audio_frames).total}
+        entry = {**asdict(point), "tokens": tokens, "flops": flops, "cases": {}}
+        for case, fn in (("forward", forward), ("fine-tuning step", train_step)):
+            runs = 1 if flops[case] / ASSUMED_FLOPS > SLOW_STEP_S else max(1, min(repeats, MAX_REPEATS))
+            entry["cases"][case] = {}
+            for name in models:
+                need = _reference_train_mb(tokens, layers) if name == "reference" and case != "forward" else 0
+                if need > 0.7 * _available_mb():
+                    entry["cases"][case][name] = {"skipped": f"needs ~{need:.0f} MB, "
+                                                             f"{_available_mb():.0f} MB available"}
+                    continue
+                times, peaks = [], []
+                for _ in range(runs):
+                    before = reset_peak_rss()
+                    start = time.perf_counter()
+                    fn(name, pixel, audio)
+                    times.append(time.perf_counter() - start)
+                    peaks.append(peak_rss_delta_mb(before))
+                entry["cases"][case][name] = {"median_s": statistics.median(times), "times_s": times,
+                                              "peak_mb": None if peaks[0] is None else max(peaks)}
+            print(f"  {point.label:9s} L={tokens:5d} {case:16s} " + ", ".join(
+                f"{n} {v['median_s']:.2f} s / {v['peak_mb'] or 0:.0f} MB" if "median_s" in v else f"{n} skipped"
+                for n, v in entry["cases"][case].items()), file=sys.stderr, flush=True)
+        results.append(entry)
+    return {"layers": layers, "threads": torch.get_num_threads(), "points": results}
+
+
+# ------------------------------------------------------------------------------------------------- plot
+def plot(data: dict, path: Path = PLOT_PATH) -> Path:
+    """2x2 figure: rows = frames sweep / audio sweep, columns = time / peak memory; x = encoder tokens."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    styles = {("ours", "forward"): ("tab:blue", "-", "o"), ("reference", "forward"): ("tab:orange", "-", "o"),
+              ("ours", "fine-tuning step"): ("tab:blue", "--", "s"),
+              ("reference", "fine-tuning step"): ("tab:orange", "--", "s")}
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    for row, (sweep, title) in enumerate((("frames", f"frames 1-16, {FIXED_AUDIO_FRAMES} audio frames"),
+                                          ("audio", f"audio 1-20 s, {FIXED_FRAMES} frames"))):
+        pts = [p for p in data["points"] if p["sweep"] == sweep]
+        x = [p["tokens"] for p in pts]
+        for col, (key, ylabel) in enumerate((("median_s", "time (s)"), ("peak_mb", "peak extra RSS (MB)"))):
+            ax = axes[row, col]
+            for (impl, case), (color, ls, marker) in styles.items():
+                xs = [p["tokens"] for p in pts if p["cases"][case].get(impl, {}).get(key) is not None]
+                ys = [p["cases"][case][impl][key] for p in pts if p["cases"][case].get(impl, {}).get(key) is not None]
+                if ys:
+                    ax.plot(xs, ys, color=color, linestyle=ls, marker=marker, label=f"{impl}: {case}")
+            if key == "median_s":
+                _flop_model_line(ax, pts)
+            for p in pts:
+                ax.annotate(p["label"], (p["tokens"], 0), xycoords=("data", "axes fraction"), xytext=(0, 3),
+                            textcoords="offset points", ha="center", fontsize=7, color="gray")
+            ax.set_xlabel("encoder tokens L = 1 + 196 F + 8 ceil(T/16)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{title}: {ylabel.split(' (')[0]}", fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.set_xlim(0, max(x) * 1.05)
+            ax.set_ylim(bottom=0)
+            ax.legend(fontsize=7)
+    fig.suptitle(f"TVLT scaling, CPU fp32, batch 1, {data['threads']} threads, encoder cut to {data['layers']} "
+                 f"of 12 layers (d 768); this project vs transformers 4.40.2", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _flop_model_line(ax, pts: list[dict]) -> None:
+    """Least-squares fit of ours' times to ``a + FLOPs / rate`` (fixed overhead + constant FLOP/s), drawn at
+    every point: where the measured curve bends above it, the extra cost is not explained by FLOPs."""
+    import numpy as np
+
+    for case, ls in (("forward", ":"), ("fine-tuning step", "-.")):
+        measured = [(p["flops"][case], p["cases"][case]["ours"]["median_s"]) for p in pts
+                    if "median_s" in p["cases"][case].get("ours", {})]
+        if len(measured) < 2:
+            continue
+        flops, times = np.array(measured).T
+        slope, intercept = np.polyfit(flops, times, 1)
+        ax.plot([p["tokens"] for p in pts], [intercept + slope * p["flops"][case] for p in pts], color="gray",
+                linestyle=ls, linewidth=1,
+                label=f"fit a + FLOPs/rate to ours' {case} ({1e-9 / slope:.0f} GFLOP/s)" if slope > 0 else None)
+
+
+# ------------------------------------------------------------------------------------------------- run
+def _layers(repeats: int) -> int:
+    env = os.environ.get("TVLT_BENCH_SCALING_LAYERS")
+    if env:
+        return int(env)
+    return 1 if repeats == 1 else DEFAULT_LAYERS
+
+
+def rows(data: dict) -> list[dict]:
+    layers, threads = data["layers"], data["threads"]
+    out = []
+    for p in data["points"]:
+        for case in CASES:
+            res = p["cases"][case]
+            ours, ref = res.get("ours", {}), res.get("reference", {})
+            base = (f"scaling {case}, {p['label']}" + (f" + {p['audio_frames']} audio frames" if p["sweep"] == "frames"
+                                                       else f" + {p['frames']} frames") + f" (L={p['tokens']})")
+            gflop = p["flops"][case] / 1e9
+            rate = gflop / ours["median_s"] if "median_s" in ours else float("nan")
+            skipped = f"; reference skipped: {ref['skipped']}" if "skipped" in ref else ""
+            notes = (f"{layers}/12 layers, d 768, B=1, {threads} threads, {gflop:.0f} GFLOP, ours {rate:.0f} GFLOP/s, "
+                     f"median of {len(ours.get('times_s', []))}{skipped}; reference eager attention")
+            out.append({"case": base, "ours": ours.get("median_s"), "reference": ref.get("median_s"), "unit": "s",
+                        "notes": notes})
+            out.append({"case": base + " peak memory", "ours": ours.get("peak_mb"), "reference": ref.get("peak_mb"),
+                        "unit": "MB", "notes": "VmHWM - VmRSS before the call (peak reset via clear_refs)" + skipped})
+    return out
+
+
+def run(repeats: int = 5) -> list[dict]:
+    layers = _layers(repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "scaling.json"
+        cmd = [sys.executable, "-m", "bench.bench_scaling", "--layers", str(layers), "--repeats", str(repeats),
+               "--json", str(out), "--no-plot"]
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        proc = subprocess.run(cmd, env=env, check=False, cwd=Path(__file__).resolve().parents[1])
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
+        data = json.loads(out.read_text())
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "scaling.json").write_text(json.dumps(data, indent=2) + "\n")
+    path = plot(data)
+    print(f"  wrote {path}", flush=True)
+    return rows(data)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_scaling", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, default=None, help=f"encoder layers (default {DEFAULT_LAYERS})")
+    parser.add_argument("--repeats", type=int, default=MAX_REPEATS)
+    parser.add_argument("--json", type=Path, default=None, help="write the raw measurements here")
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args()
+    layers = args.layers or _layers(args.repeats)
+    data = measure(layers, args.repeats)
+    if args.json:
+        args.json.write_text(json.dumps(data))
+    if not args.no_plot:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        (RESULTS_DIR / "scaling.json").write_text(json.dumps(data, indent=2) + "\n")
+        print(f"wrote {plot(data)}")
+
+
+if __name__ == "__main__":
+    main()
