@@ -184,3 +184,16 @@ def test_reconstruction_panels_paste_visible_patches():
     recon, inp = panels["frames"][:, :, 448:], panels["frames"][:, :, :224]
     visible = ~(masked == 0.5).all(0)
     assert torch.equal(recon[:, visible], inp[:, visible])
+
+
+def test_pretrained_checkpoint_starts_the_encoder(tmp_path):
+    """model.pretrained: a save_pretrained folder of the pretraining model initialises a sentiment run's encoder
+    (the classifier is new), and the summary line names the file."""
+    torch.manual_seed(0)
+    src = PretrainModule(config=TINY)
+    src.export_pretrained(tmp_path / "pre")
+    assert (tmp_path / "pre" / "config.json").is_file() and (tmp_path / "pre" / "model.safetensors").is_file()
+    dst = SentimentModule(config=TINY, pretrained=str(tmp_path / "pre"))
+    a, b = src.model.tvlt.state_dict(), dst.model.tvlt.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert f"loaded from {tmp_path / 'pre'}" in dst.summary()
