@@ -8,20 +8,12 @@ patches -> 20 audio tokens. Encoder width d = 32, MLP i = 64, 2 layers; decoder 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench import flops, gpu  # the repo root is on sys.path under `python -m pytest` (make test)
 from tvlt import TvltConfig, TvltForAudioVisualClassification, TvltForPreTraining, TvltModel
-
-_spec = importlib.util.spec_from_file_location("bench_flops", Path(__file__).resolve().parents[1] / "bench" / "flops.py")
-flops = importlib.util.module_from_spec(_spec)
-sys.modules["bench_flops"] = flops  # dataclasses look their module up by name
-_spec.loader.exec_module(flops)
 
 FLOP_CONFIG = dict(
     image_size=32, image_patch_size=[8, 8], num_frames=2, spectrogram_length=64, frequency_length=16,
@@ -168,3 +160,15 @@ def test_agrees_with_flop_counter_on_the_reference():
     ref_pretrain = transformers.TvltForPreTraining(transformers.TvltConfig(**kwargs)).train()
     out = lambda: ref_pretrain(pixel, audio, labels=torch.ones(1, 1), pixel_values_mixed=pixel)  # noqa: E731
     assert _counted(out) == PRETRAIN_FORWARD
+
+
+def test_gpu_script_smoke_on_cpu():
+    # bench/gpu.py's tiny CPU path: one step per case; its FLOPs per step come from the FLOP model
+    results = gpu.main(["--device", "cpu", "--tiny", "--steps", "1", "--warmup", "0", "--peak-flops", "1e12"])
+    config = TvltConfig(**gpu.TINY, num_frames=8, num_labels=1)
+    assert [r.case for r in results] == ["fine-tuning", "pretraining"]
+    assert results[0].flops_per_step == flops.finetune_step_flops(config, 8, 20, batch=4).total
+    assert results[1].flops_per_step == flops.pretrain_step_flops(config, 8, 20, batch=4).total
+    for r in results:
+        assert r.samples_per_s == pytest.approx(r.batch / r.step_s)
+        assert r.mfu == pytest.approx(r.flops_per_step / r.step_s / 1e12)

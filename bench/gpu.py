@@ -1,0 +1,163 @@
+"""GPU throughput: samples per second and model FLOP utilization (MFU) of TVLT training steps in bf16-mixed.
+
+    bash bench/gpu.sh                                   # TVLT-base, fine-tuning B=32 and pretraining B=32
+    bash bench/gpu.sh --peak-flops 312e12               # e.g. A100 dense bf16
+    python -m bench.gpu --device cpu --tiny             # smoke check of the script itself (no GPU needed)
+
+Each case builds the model on one device, draws synthetic inputs there once (the model step alone is timed: no
+data loading), runs ``--warmup`` steps, then times ``--steps`` steps (``torch.cuda.synchronize`` around the
+timed block). A step is forward + loss + backward + AdamW (fused on CUDA) under ``torch.autocast(bfloat16)``
+with fp32 weights, which is what Lightning's ``precision="bf16-mixed"`` does.
+
+- fine-tuning: TvltForAudioVisualClassification, 1 label, MSE (the MOSEI sentiment set-up);
+- pretraining: TvltForPreTraining, VAM (half the pairs mismatched by rolling the video over the batch) + MAE.
+
+MFU = FLOPs per step from :mod:`bench.flops` (matmuls only, training step = 3x forward) / step time / peak.
+The default peak, 989e12 FLOP/s, is the dense (no sparsity) bf16 tensor-core peak of an H100 SXM, which the H200
+shares; pass ``--peak-flops`` for other parts (A100: 312e12, L4: 121e12, RTX 4090: 165e12).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import torch
+
+from bench import flops as flop_model
+from tvlt import TvltConfig, TvltForAudioVisualClassification, TvltForPreTraining
+
+H100_BF16_DENSE = 989e12
+
+TINY = dict(image_size=32, image_patch_size=[8, 8], spectrogram_length=64, frequency_length=16,
+            audio_patch_size=[4, 4], hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=64, decoder_hidden_size=16, decoder_num_hidden_layers=1,
+            decoder_num_attention_heads=2, decoder_intermediate_size=32)
+
+
+@dataclass
+class Result:
+    case: str
+    batch: int
+    step_s: float
+    samples_per_s: float
+    flops_per_step: float
+    achieved_flops: float
+    mfu: float
+    peak_memory_gb: float | None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _inputs(config: TvltConfig, batch: int, frames: int, audio_frames: int, device: torch.device):
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    size = config.image_size
+    pixel = torch.rand(batch, frames, config.num_image_channels, size, size, generator=gen) * 2 - 1
+    audio = torch.rand(batch, 1, audio_frames, config.frequency_length, generator=gen) * 2 - 1
+    return pixel.to(device), audio.to(device)
+
+
+def run_case(case: str, config: TvltConfig, batch: int, frames: int, audio_frames: int, device: torch.device,
+             steps: int, warmup: int, peak_flops: float, compile_model: bool) -> Result:
+    """Time ``steps`` bf16-mixed training steps of ``case`` ("fine-tuning" or "pretraining")."""
+    torch.manual_seed(0)
+    model_cls = TvltForAudioVisualClassification if case == "fine-tuning" else TvltForPreTraining
+    model = model_cls(config).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device.type == "cuda")
+    forward = torch.compile(model) if compile_model else model
+    pixel, audio = _inputs(config, batch, frames, audio_frames, device)
+    if case == "fine-tuning":
+        kwargs = {"labels": torch.rand(batch, 1, device=device) * 6 - 3}
+        step_flops = flop_model.finetune_step_flops(config, frames, audio_frames, batch).total
+    else:
+        labels = (torch.arange(batch, device=device) % 2).float()[:, None]  # 1 = matched pair
+        mixed = torch.where(labels[:, :, None, None, None].bool(), pixel, pixel.roll(1, dims=0))
+        kwargs = {"labels": labels, "pixel_values_mixed": mixed}
+        step_flops = flop_model.pretrain_step_flops(config, frames, audio_frames, batch).total
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            loss = forward(pixel, audio, **kwargs).loss
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    step_s = (time.perf_counter() - start) / steps
+    memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    achieved = step_flops / step_s
+    return Result(case, batch, step_s, batch / step_s, step_flops, achieved, achieved / peak_flops, memory)
+
+
+def main(argv: list[str] | None = None) -> list[Result]:
+    parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:1, cpu")
+    parser.add_argument("--tiny", action="store_true", help="tiny model and inputs (smoke check, e.g. on CPU)")
+    parser.add_argument("--batch", type=int, default=None, help="fine-tuning batch (default 32; tiny 4)")
+    parser.add_argument("--pretrain-batch", type=int, default=None, help="pretraining batch (default 32; tiny 4)")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--audio-frames", type=int, default=None, help="spectrogram frames (default 512; tiny 20)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default 20; tiny 2)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5; tiny 1)")
+    parser.add_argument("--peak-flops", type=float, default=H100_BF16_DENSE,
+                        help="device peak FLOP/s for MFU (default 989e12: H100/H200 dense bf16)")
+    parser.add_argument("--cases", nargs="+", default=["fine-tuning", "pretraining"],
+                        choices=["fine-tuning", "pretraining"])
+    parser.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("CUDA is not available here; use --device cpu (with --tiny for a quick smoke check)")
+    tiny = args.tiny
+    overrides = dict(TINY) if tiny else {}
+    config = TvltConfig(**overrides, num_frames=max(8, args.frames), num_labels=1, loss_type="regression",
+                        attn_implementation=args.attn)
+    audio_frames = args.audio_frames or (20 if tiny else 512)
+    steps = args.steps or (2 if tiny else 20)
+    warmup = args.warmup if args.warmup is not None else (1 if tiny else 5)
+    batches = {"fine-tuning": args.batch or (4 if tiny else 32),
+               "pretraining": args.pretrain_batch or (4 if tiny else 32)}
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"CPU ({torch.get_num_threads()} threads)"
+    tokens = flop_model.token_counts(config, args.frames, audio_frames)
+    print(f"device: {name}; torch {torch.__version__}; bf16-mixed (autocast bf16, fp32 weights, AdamW); "
+          f"attention {args.attn}{', torch.compile' if args.compile else ''}")
+    print(f"model: {'tiny' if tiny else 'TVLT-base'} (d {config.hidden_size}, {config.num_hidden_layers} layers); "
+          f"input {args.frames} frames {config.image_size}^2 + {audio_frames} audio frames "
+          f"-> {tokens.sequence} encoder tokens; {warmup} warm-up + {steps} timed steps")
+    print(f"peak for MFU: {args.peak_flops:.3g} FLOP/s"
+          + (" (default: H100/H200 dense bf16; pass --peak-flops for other devices)"
+             if args.peak_flops == H100_BF16_DENSE else " (--peak-flops)"))
+    results = []
+    for case in args.cases:
+        r = run_case(case, config, batches[case], args.frames, audio_frames, device, steps, warmup,
+                     args.peak_flops, args.compile)
+        memory = f", peak memory {r.peak_memory_gb:.1f} GiB" if r.peak_memory_gb is not None else ""
+        print(f"{case:12s} batch {r.batch:3d}: {r.step_s * 1e3:8.1f} ms/step, {r.samples_per_s:8.1f} samples/s, "
+              f"{r.flops_per_step / 1e12:.4g} TFLOP/step, {r.achieved_flops / 1e12:.4g} TFLOP/s achieved, "
+              f"MFU {100 * r.mfu:.3g}%{memory}", flush=True)
+        results.append(r)
+    return results
+
+
+if __name__ == "__main__":
+    main()
