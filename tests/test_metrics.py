@@ -180,7 +180,8 @@ def _ddp_worker(rank: int, port: int, out_path: str) -> None:
 
 def test_metric_gathers_across_two_processes_without_duplicates(tmp_path):
     out_path = str(tmp_path / "scores.pt")
-    mp.spawn(_ddp_worker, args=(_free_port(), out_path), nprocs=2, join=True)
+    # fork: the children share the imported torch (spawn would re-import it in each, ~10 s on 2 cores)
+    mp.start_processes(_ddp_worker, args=(_free_port(), out_path), nprocs=2, join=True, start_method="fork")
     got = torch.load(out_path)
     # distinct samples a, b, c: preds [-0.5, 0.3, -0.2] vs labels [-1, 0, 0]
     want = sentiment_scores(PREDS[:3], LABELS[:3])
