@@ -197,3 +197,13 @@ def test_pretrained_checkpoint_starts_the_encoder(tmp_path):
     a, b = src.model.tvlt.state_dict(), dst.model.tvlt.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert f"loaded from {tmp_path / 'pre'}" in dst.summary()
+
+
+def test_all_failed_batches_are_skipped():
+    """data.on_error=skip turns a batch whose clips all failed into None: no step, no metric update."""
+    for module in (SentimentModule(config=TINY), PretrainModule(config=TINY), RetrievalModule(config=TINY)):
+        assert module.training_step(None, 0) is None
+        module.validation_step(None, 0)
+    m = SentimentModule(config=TINY)
+    m.validation_step(None, 0)
+    assert m.val_metrics.num_samples == 0

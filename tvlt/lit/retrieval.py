@@ -52,7 +52,9 @@ class RetrievalModule(TvltLitModule):
         return {"task_matching": True, "task_mae": False}
 
     # ------------------------------------------------------------------ training
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> Tensor | None:
+        if batch is None:  # every clip of the batch failed to decode (data.on_error=skip)
+            return None
         pv, pm = batch["pixel_values"], batch.get("pixel_mask")
         b = pv.shape[0]
         labels = torch.zeros(b, device=pv.device)
@@ -73,7 +75,9 @@ class RetrievalModule(TvltLitModule):
         return loss
 
     # ------------------------------------------------------------------ evaluation
-    def _collect(self, batch: Mapping[str, Any]) -> None:
+    def _collect(self, batch: Mapping[str, Any] | None) -> None:
+        if batch is None:
+            return
         ppf = self.model.config.num_patches_per_frame
         fpp = self.model.config.num_freq_patches
         pt = self.model.config.audio_patch_size[0]

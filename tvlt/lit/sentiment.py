@@ -58,12 +58,16 @@ class SentimentModule(TvltLitModule):
         self.check_finite(loss, batch, stage)
         return loss, logits
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> Tensor | None:
+        if batch is None:  # every clip of the batch failed to decode (data.on_error=skip): nothing to learn from
+            return None
         loss, _ = self._shared_step(batch, "train")
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
         return loss
 
-    def _eval_step(self, batch: Mapping[str, Any], stage: str, metrics) -> None:
+    def _eval_step(self, batch: Mapping[str, Any] | None, stage: str, metrics) -> None:
+        if batch is None:
+            return
         loss, logits = self._shared_step(batch, stage)
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["ids"]))
         metrics.update(self.predictions(logits).detach(), batch["labels"].detach(), batch["ids"])
