@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import math
 import os
 import re
 import subprocess
@@ -120,6 +121,27 @@ def test_fast_dev_run(experiment, tmp_path, demo_dir):
     stage_metric = {"mosei": "test/acc2_nonneg", "mosei_emotion": "test/wacc", "pretrain": "val/loss",  # no test split
                     "retrieval": "test/v2a_r1"}[experiment]
     assert stage_metric in metrics
+
+
+def test_real_mosei_layout_from_shared_media(tmp_path):
+    """experiment=mosei with data.root on a MOSEI-layout folder built from the real CMU-MOSEI segment (symlinks):
+    no demo preset, one step of each split."""
+    root = tmp_path / "mosei"
+    for split in ("train", "valid", "test"):
+        (root / split / "video").mkdir(parents=True)
+        (root / split / "audio_wav").mkdir(parents=True)
+        (root / split / "video" / "K0m1tO3Ybyc_2.mp4").symlink_to(MEDIA / "K0m1tO3Ybyc_2.mp4")
+        (root / split / "audio_wav" / "K0m1tO3Ybyc_2.wav").symlink_to(MEDIA / "K0m1tO3Ybyc_2.wav")
+        (root / "labels").mkdir(exist_ok=True)
+        (root / "labels" / f"label_file_{split}.csv").write_text("FileName,sentiment_score\nK0m1tO3Ybyc_2,0.6667\n")
+    cfg = compose_cfg(tmp_path, ["experiment=mosei", *FAST, f"data.root={root}", "trainer.fast_dev_run=true",
+                                 "logger=none"])
+    assert cfg.task_name == "mosei"  # a data root: the real experiment, not the demo preset
+    metrics = run.train(cfg)
+    assert metrics["test/num_samples"] == 1.0
+    # one clip: the MSE loss is the square of the absolute error
+    assert math.isfinite(metrics["test/mae"])
+    assert metrics["test/loss"] == pytest.approx(metrics["test/mae"] ** 2, rel=1e-4)
 
 
 # ------------------------------------------------------------------------------------------- resume
