@@ -230,7 +230,8 @@ def test_ddp_two_cpu_processes_with_wandb_offline_and_no_network(tmp_path, demo_
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out and "distributed_backend=gloo" in out
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, runs  # rank zero only
-    assert list(runs[0].glob("*.wandb"))
+    records = list(runs[0].glob("*.wandb"))
+    assert records and b"accumulate_grad_batches" in records[0].read_bytes()  # the composed config is logged
     assert (tmp_path / "run" / "pretrained" / "model.safetensors").is_file()
     assert (tmp_path / "run" / "pretrained" / "config.json").is_file()
     m = re.search(r"test/num_samples\s*│\s*([\d.]+)", out)
