@@ -215,9 +215,13 @@ def predict(cfg: DictConfig) -> list[str]:
     module = load_lit_checkpoint(cfg.ckpt_path)
     if not hasattr(module, "describe"):
         raise ValueError(f"mode=predict supports the MOSEI sentiment/emotion modules, not {type(module).__name__}")
+    # frames and preprocessing as in training (saved in the checkpoint) unless given on the command line
     data = cfg.get("data") or {}
-    num_frames = int(data.get("num_frames", 8))
-    mode = str(data.get("processor_mode", "hf"))
+    given = {o.split("=")[0] for o in HydraConfig.get().overrides.task}
+    saved = getattr(module, "data_settings", {})
+    num_frames = int(data.get("num_frames", 8) if "data.num_frames" in given else saved.get("num_frames", 8))
+    mode = str(data.get("processor_mode", "hf") if "data.processor_mode" in given
+               else saved.get("processor_mode", "hf"))
     audio = cfg.get("input_audio") or "container"
     clip = ClipReader(num_frames=num_frames).read(cfg.input, audio=audio, mode="uniform")
     if clip.waveform is None:

@@ -96,6 +96,10 @@ class TvltLitModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # which module class to rebuild in predict mode (looked up in tvlt.lit only, never imported by name)
         checkpoint["tvlt_module"] = type(self).__name__
+        # how clips were turned into tensors, so predict mode prepares a clip the same way
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        checkpoint["tvlt_data"] = {k: getattr(datamodule, k) for k in ("num_frames", "processor_mode")
+                                   if isinstance(getattr(datamodule, k, None), (int, str))}
 
     # ---------------------------------------------------------------- guards and logging
     def check_finite(self, loss: Tensor, batch: Mapping[str, Any], stage: str) -> None:
@@ -160,4 +164,5 @@ def load_lit_checkpoint(path: str | Path, map_location: str = "cpu") -> TvltLitM
     module = cls(**hparams)
     module.load_state_dict(ckpt["state_dict"])
     module.loaded_checkpoint = str(path)
+    module.data_settings = dict(ckpt.get("tvlt_data") or {})
     return module.eval()
