@@ -188,12 +188,23 @@ def test_resume_continues_at_the_saved_step_with_the_same_optimizer_state(tmp_pa
     assert len(lines) == 1 and re.search(r"K0m1tO3Ybyc_2\.mp4: sentiment [+-]\d+\.\d{3} \(", lines[0]), lines
 
 
-def test_nonfinite_loss_stops_the_run_and_closes_the_logger(tmp_path, demo_dir):
-    cfg = compose_cfg(tmp_path, ["experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=csv",
-                                 "trainer.max_epochs=3", "trainer.limit_train_batches=2",
-                                 "trainer.limit_val_batches=1", "model.optimizer.lr=1e30", "model.scheduler=null"])
+def test_nonfinite_loss_stops_the_run_and_closes_the_loggers(tmp_path, demo_dir, monkeypatch):
+    """lr 1e30 blows the weights up: the run stops with the sample ids, and both loggers are closed anyway."""
+    for key in [k for k in os.environ if k.startswith("WANDB_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: no W&B key -> offline
+    cfg = compose_cfg(tmp_path, ["experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=[csv,wandb]",
+                                 "trainer.max_epochs=3",
+                                 "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+                                 "model.optimizer.lr=1e30", "model.scheduler=null"])
+    run.configure_wandb(cfg)
+    assert os.environ["WANDB_MODE"] == "offline"
     with pytest.raises(run_nonfinite_error(), match=r"samples: \['demo_train_\d+'"):
         run.train(cfg)
+    import wandb
+
+    assert wandb.run is None  # finished by run.train's finally
+    assert list((tmp_path / "out" / "wandb").glob("offline-run-*/*.wandb"))
     csv = list((tmp_path / "out").rglob("metrics.csv"))
     # CSVLogger writes its buffer only every 100 steps or when finalized: the file proves it was closed
     assert csv and csv[0].read_text().startswith("lr-AdamW,step\n1e+30,1")
