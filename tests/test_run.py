@@ -262,3 +262,18 @@ def test_multirun_sweep_creates_two_runs(tmp_path, demo_dir):
         lrs.append(re.search(r"model\.optimizer\.lr=([\d.]+)", overrides).group(1))
         assert list((p / "checkpoints").glob("*.ckpt"))
     assert lrs == ["0.001", "0.0001"]
+
+
+def test_optuna_search_space_names_real_config_keys(tmp_path):
+    """hparams_search=mosei_optuna needs the `sweep` extra (hydra-optuna-sweeper) to run; without it, check that
+    every swept key exists in the composed mosei experiment and the optimized metric is one mosei logs."""
+    from omegaconf import OmegaConf
+
+    search = OmegaConf.load(REPO / "conf" / "hparams_search" / "mosei_optuna.yaml")
+    cfg = compose_cfg(tmp_path, ["experiment=mosei", "data.root=/data/mosei"])
+    params = search.hydra.sweeper.params
+    assert len(params) == 4
+    for key in params:
+        assert OmegaConf.select(cfg, key, default="MISSING") != "MISSING", key
+    assert search.optimized_metric == cfg.monitor == "val/acc2_nonneg"
+    assert search.hydra.sweeper.direction == "maximize"
