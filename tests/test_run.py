@@ -249,6 +249,27 @@ def test_ddp_two_cpu_processes_with_wandb_offline_and_no_network(tmp_path, demo_
     assert m and float(m.group(1)) == 5.0, out[-3000:]
 
 
+def test_ddp_retrieval_scores_the_full_gathered_matrix(tmp_path, demo_dir):
+    """Retrieval under 2-process DDP: audios gathered, each process scores its own videos, rows gathered and
+    de-duplicated: the 5 test clips (3 per process after padding) give a 5 x 5 matrix."""
+    rows = ["video,audio,split"]
+    for split, n in (("train", 4), ("valid", 2), ("test", 5)):
+        src = split
+        for i in range(n):
+            clip = f"demo_{src}_{i:03d}"
+            rows.append(f"{demo_dir}/{src}/video/{clip}.mp4,{demo_dir}/{src}/audio_wav/{clip}.wav,{split}")
+    manifest = tmp_path / "pairs.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    proc = run_cli(["experiment=retrieval", *FAST, f"data.manifest={manifest}", "trainer=ddp_cpu",
+                    "trainer.max_epochs=1", "trainer.limit_train_batches=1", "logger=none",
+                    f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out
+    m = re.search(r"test/num_samples\s*│\s*([\d.]+)", out)
+    assert m and float(m.group(1)) == 5.0, out[-3000:]
+    assert re.search(r"test/v2a_r10\s*│\s*1\.0", out)  # 5 candidates: every true pair is within the top 10
+
+
 def test_multirun_sweep_creates_two_runs(tmp_path, demo_dir):
     proc = run_cli(["-m", "experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=csv",
                     "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
