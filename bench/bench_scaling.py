@@ -215,6 +215,22 @@ def measure(layers: int, repeats: int) -> dict:
     return {"layers": layers, "threads": torch.get_num_threads(), "points": results}
 
 
+# ------------------------------------------------------------------------------------------------- fit
+def quadratic_crossover(data: dict, case: str, impl: str) -> float | None:
+    """Least-squares fit ``time = c1 L + c2 L^2`` over every point (both sweeps): the length ``L* = c1 / c2``
+    where the quadratic (attention) term costs as much as the linear one. The FLOP model's value for TVLT-base
+    is 6d = 4608 (``24 L d^2`` linear vs ``4 L^2 d`` attention FLOPs per layer)."""
+    import numpy as np
+
+    pairs = [(p["tokens"], p["cases"][case][impl]["median_s"]) for p in data["points"]
+             if "median_s" in p["cases"][case].get(impl, {})]
+    if len(pairs) < 3:
+        return None
+    tokens, times = np.array(pairs, dtype=float).T
+    (c1, c2), *_ = np.linalg.lstsq(np.stack([tokens, tokens**2], axis=1), times, rcond=None)
+    return float(c1 / c2) if c2 > 0 else None
+
+
 # ------------------------------------------------------------------------------------------------- plot
 def plot(data: dict, path: Path = PLOT_PATH) -> Path:
     """2x2 figure: rows = frames sweep / audio sweep, columns = time / peak memory; x = encoder tokens."""
@@ -237,7 +253,11 @@ def plot(data: dict, path: Path = PLOT_PATH) -> Path:
                 xs = [p["tokens"] for p in pts if p["cases"][case].get(impl, {}).get(key) is not None]
                 ys = [p["cases"][case][impl][key] for p in pts if p["cases"][case].get(impl, {}).get(key) is not None]
                 if ys:
-                    ax.plot(xs, ys, color=color, linestyle=ls, marker=marker, label=f"{impl}: {case}")
+                    label = f"{impl}: {case}"
+                    crossover = quadratic_crossover(data, case, impl) if key == "median_s" else None
+                    if crossover is not None:
+                        label += f" (L^2 term = L term at L*={crossover:.0f})"
+                    ax.plot(xs, ys, color=color, linestyle=ls, marker=marker, label=label)
             if key == "median_s":
                 _flop_model_line(ax, pts)
             for p in pts:
@@ -286,6 +306,8 @@ def _layers(repeats: int) -> int:
 
 def rows(data: dict) -> list[dict]:
     layers, threads = data["layers"], data["threads"]
+    crossovers = {(case, impl): quadratic_crossover(data, case, impl) for case in CASES
+                  for impl in ("ours", "reference")}
     out = []
     for p in data["points"]:
         for case in CASES:
@@ -298,12 +320,18 @@ def rows(data: dict) -> list[dict]:
             rate = gflop / ours["median_s"] if "median_s" in ours else float("nan")
             skipped = f"; reference skipped: {ref['skipped']}" if "skipped" in ref else ""
             notes = (f"CPU time, {threads} thread(s), {layers}/12 layers, d 768, B=1, {gflop:.0f} GFLOP, ours {rate:.0f} "
-                     f"GFLOP/s, median of {len(ours.get('times_s', []))}{skipped}; reference eager attention")
+                     f"GFLOP/s, median of {len(ours.get('times_s', []))}{skipped}; reference eager attention; fit "
+                     f"c1 L + c2 L^2 over the sweep: L^2 term = L term at L*={_fmt(crossovers[case, 'ours'])} (ours), "
+                     f"{_fmt(crossovers[case, 'reference'])} (reference); FLOP model 4608")
             out.append({"case": base, "ours": ours.get("median_s"), "reference": ref.get("median_s"), "unit": "s",
                         "notes": notes})
             out.append({"case": base + " peak memory", "ours": ours.get("peak_mb"), "reference": ref.get("peak_mb"),
                         "unit": "MB", "notes": "VmHWM - VmRSS before the call (peak reset via clear_refs)" + skipped})
     return out
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def run(repeats: int = 5) -> list[dict]:
@@ -317,11 +345,17 @@ def run(repeats: int = 5) -> list[dict]:
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
         data = json.loads(out.read_text())
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "scaling.json").write_text(json.dumps(data, indent=2) + "\n")
-    path = plot(data)
-    print(f"  wrote {path}", flush=True)
+    save(data)
     return rows(data)
+
+
+def save(data: dict) -> None:
+    """Write ``bench/results/scaling.json`` (measurements + fitted crossovers) and ``scaling.png``."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    data["quadratic_crossover_tokens"] = {f"{impl}: {case}": quadratic_crossover(data, case, impl)
+                                          for case in CASES for impl in ("ours", "reference")}
+    (RESULTS_DIR / "scaling.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(f"  wrote {RESULTS_DIR / 'scaling.json'} and {plot(data)}", flush=True)
 
 
 def main() -> None:
@@ -337,9 +371,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(data))
     if not args.no_plot:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        (RESULTS_DIR / "scaling.json").write_text(json.dumps(data, indent=2) + "\n")
-        print(f"wrote {plot(data)}")
+        save(data)
 
 
 if __name__ == "__main__":
