@@ -182,7 +182,8 @@ def test_resume_continues_at_the_saved_step_with_the_same_optimizer_state(tmp_pa
 
     # predict with that checkpoint on a real CMU-MOSEI segment (the mp4 has no audio stream: sidecar wav)
     assert saved["tvlt_data"] == {"num_frames": 1, "processor_mode": "hf"}  # predict prepares clips alike
-    cfg = compose_cfg(tmp_path / "p", ["mode=predict", "experiment=mosei", f"ckpt_path={last}", f"input={MEDIA / 'K0m1tO3Ybyc_2.mp4'}",
+    cfg = compose_cfg(tmp_path / "p", ["mode=predict", "experiment=mosei", f"ckpt_path={last}",
+                                       f"input={MEDIA / 'K0m1tO3Ybyc_2.mp4'}",
                                        f"input_audio={MEDIA / 'K0m1tO3Ybyc_2.wav'}"])
     lines = run.predict(cfg)
     assert len(lines) == 1 and re.search(r"K0m1tO3Ybyc_2\.mp4: sentiment [+-]\d+\.\d{3} \(", lines[0]), lines
