@@ -15,7 +15,10 @@ warm-up) and reports, over the remaining steps:
 - ``samples/s``: samples / wall time (data loading, the step and Lightning's loop: what a user sees);
 - ``model samples/s``: samples / time inside the training steps (forward, backward, optimizer): how fast the
   model consumes clips; the data pipeline keeps up when its clips/s (bench_data) is above this;
-- the share of wall time spent waiting for batches.
+- the share of wall time spent waiting for batches;
+- ``loader clips/s, 1 worker``: the same experiment's training DataLoader alone (``data.num_workers=1``, raw
+  mp4 + wav decoding and preprocessing, 3 epochs after a warm-up epoch): faster than the model's consumption
+  means one worker would keep the demo's model fed on this machine.
 
 There is no reference figure: neither reference ships this training loop on this data.
 """
@@ -35,6 +38,7 @@ from lightning.pytorch import Callback
 ROOT = Path(__file__).resolve().parents[1]
 MAX_STEPS = 16  # 4 epochs of the 32-clip demo train split at batch 8; the first epoch is not timed
 SKIP_STEPS = 4
+TIMED_LOADER_EPOCHS = 3
 
 
 class StepTimer(Callback):
@@ -96,24 +100,69 @@ def measure(max_steps: int = MAX_STEPS, extra: list[str] | None = None) -> dict:
     return summary
 
 
+def measure_loader(num_workers: int = 1) -> dict:
+    """Clips/s of the demo experiment's training DataLoader alone (composed from the real config)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    GlobalHydra.instance().clear()
+    overrides = ["experiment=mosei_demo", f"data.num_workers={num_workers}",
+                 f"data.demo_dir={ROOT / 'data' / 'demo' / 'mosei'}"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    GlobalHydra.instance().clear()
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    for _ in loader:  # warm-up epoch (worker start-up; persistent workers are reused)
+        pass
+    clips, start = 0, time.perf_counter()
+    for _ in range(TIMED_LOADER_EPOCHS):
+        for batch in loader:
+            clips += int(batch["pixel_values"].shape[0])
+    return {"clips": clips, "seconds": time.perf_counter() - start, "num_workers": num_workers,
+            "batch_size": int(cfg.data.batch_size), "num_frames": int(cfg.data.num_frames)}
+
+
+def _loader_in_subprocess() -> dict:
+    cmd = [sys.executable, "-m", "bench.bench_e2e", "--loader"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run(repeats: int = 5) -> list[dict]:
     s = measure()
+    loader = _loader_in_subprocess()
+    loader_rate = loader["clips"] / loader["seconds"]
     wall_rate = s["samples"] / s["wall_s"]
     model_rate = s["samples"] / s["step_s"]
     wait = 100 * s["wait_s"] / s["wall_s"]
     base = (f"{s['steps']} timed steps after a {SKIP_STEPS}-step first epoch, batch 8, demo model, 4 frames, "
             f"2 loader workers; `{s['command']}`")
     print(f"  demo training: {wall_rate:.1f} samples/s end to end, {model_rate:.1f} samples/s in the steps, "
-          f"{wait:.0f}% of wall time waiting for data", flush=True)
+          f"{wait:.0f}% of wall time waiting for data; loader alone, 1 worker: {loader_rate:.1f} clips/s", flush=True)
     return [
         {"case": "end to end: demo experiment training samples/s", "ours": wall_rate, "reference": None,
          "unit": "clips/s", "notes": f"{base}; {wait:.0f}% of wall time outside the training steps"},
         {"case": "demo experiment: model consumption (training steps only)", "ours": model_rate,
          "reference": None, "unit": "clips/s",
          "notes": "samples / time inside forward+backward+AdamW; the loader keeps up if its clips/s is higher"},
+        {"case": "demo experiment: training loader alone, 1 worker (raw decode + preprocess)", "ours": loader_rate,
+         "reference": None, "unit": "clips/s",
+         "notes": f"{loader['clips']} clips (2 s mp4 + 16 kHz wav), batch {loader['batch_size']}, "
+                  f"{loader['num_frames']} frames, {TIMED_LOADER_EPOCHS} epochs after a warm-up epoch; "
+                  f"{loader_rate / model_rate:.1f}x the model's consumption"},
     ]
 
 
 if __name__ == "__main__":
-    for row in run():
-        print(row)
+    if "--loader" in sys.argv[1:]:
+        print(json.dumps(measure_loader()))
+    else:
+        for row in run():
+            print(row)
