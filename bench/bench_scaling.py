@@ -381,7 +381,7 @@ def markdown(path: Path = RESULTS_DIR / "scaling.json") -> str:
         "Per layer the linear layers cost 24 L d^2 FLOPs and attention 4 L^2 d, so the quadratic term equals the "
         "linear one at L = 6d = 4608 (attention = MLP at L = 3072, ~14 frames with 512 audio frames).",
         f"Fitting time = c1 L + c2 L^2 over the sweep: ours L* = {fit('ours: forward')} (forward) / "
-        f"{fit('ours: fine-tuning step')} (step), as the FLOP model says; the reference (eager attention, "
+        f"{fit('ours: fine-tuning step')} (step) against the FLOP model's 4608; the reference (eager attention, "
         f"(12, L, L) scores materialised) L* = {fit('reference: forward')} / {fit('reference: fine-tuning step')} "
         "(the default input, 8 frames + 512 audio frames, is L = 1825). Peak memory: the reference's grows as L^2, "
         "ours linearly. Details: docs/benchmarks.md.",
