@@ -139,5 +139,4 @@ class Summaries(pl.Callback):
                 lines.append(f"Effective batch: {bs} x {trainer.world_size} device(s) x {accum} accumulated = "
                              f"{bs * trainer.world_size * accum}; precision {trainer.precision}")
         for line in lines:
-            log.info(line)
-            print(line)
+            log.info(line)  # Hydra's logging shows INFO on the console and in <run>/<task>.log
