@@ -81,8 +81,8 @@ def sweep_points() -> list[Point]:
 
 
 def bench_config_kwargs(layers: int) -> dict:
-    return dict(num_frames=max(*FRAME_POINTS, FIXED_FRAMES), spectrogram_length=2048, num_hidden_layers=layers, num_labels=1,
-                loss_type="regression")
+    return dict(num_frames=max(*FRAME_POINTS, FIXED_FRAMES), spectrogram_length=2048, num_hidden_layers=layers,
+                num_labels=1, loss_type="regression")
 
 
 # --------------------------------------------------------------------------------------------- peak memory
@@ -306,8 +306,6 @@ def _layers(repeats: int) -> int:
 
 def rows(data: dict) -> list[dict]:
     layers, threads = data["layers"], data["threads"]
-    crossovers = {(case, impl): quadratic_crossover(data, case, impl) for case in CASES
-                  for impl in ("ours", "reference")}
     out = []
     for p in data["points"]:
         for case in CASES:
@@ -319,14 +317,12 @@ def rows(data: dict) -> list[dict]:
             gflop = p["flops"][case] / 1e9
             rate = gflop / ours["median_s"] if "median_s" in ours else float("nan")
             skipped = f"; reference skipped: {ref['skipped']}" if "skipped" in ref else ""
-            notes = (f"CPU time, {threads} thread(s), {layers}/12 layers, d 768, B=1, {gflop:.0f} GFLOP, ours {rate:.0f} "
-                     f"GFLOP/s, median of {len(ours.get('times_s', []))}{skipped}; reference eager attention; fit "
-                     f"c1 L + c2 L^2 over the sweep: L^2 term = L term at L*={_fmt(crossovers[case, 'ours'])} (ours), "
-                     f"{_fmt(crossovers[case, 'reference'])} (reference); FLOP model 4608")
+            notes = (f"CPU time, {threads} thread(s), {layers}/12 layers, d 768, B=1, {gflop:.0f} GFLOP, "
+                     f"ours {rate:.0f} GFLOP/s, median of {len(ours.get('times_s', []))}{skipped}")
             out.append({"case": base, "ours": ours.get("median_s"), "reference": ref.get("median_s"), "unit": "s",
                         "notes": notes})
             out.append({"case": base + " peak memory", "ours": ours.get("peak_mb"), "reference": ref.get("peak_mb"),
-                        "unit": "MB", "notes": "VmHWM - VmRSS before the call (peak reset via clear_refs)" + skipped})
+                        "unit": "MB", "notes": "VmHWM - VmRSS before the call" + skipped})
     return out
 
 
