@@ -311,7 +311,8 @@ def rows(data: dict) -> list[dict]:
         for case in CASES:
             res = p["cases"][case]
             ours, ref = res.get("ours", {}), res.get("reference", {})
-            base = (f"scaling {case}, {p['frames']} frames + " + (f"{p['audio_frames']} audio frames"
+            frames = f"{p['frames']} frame{'s' if p['frames'] > 1 else ''}"
+            base = (f"scaling {case}, {frames} + " + (f"{p['audio_frames']} audio frames"
                     if p["sweep"] == "frames" else f"{p['label']} audio ({p['audio_frames']} frames)")
                     + f" (L={p['tokens']})")
             gflop = p["flops"][case] / 1e9
