@@ -113,10 +113,13 @@ def test_no_data_root_switches_to_the_demo_preset(tmp_path):
 # ------------------------------------------------------------------------------------------- one step each
 @pytest.mark.parametrize("experiment", ["mosei", "mosei_emotion", "pretrain", "retrieval"])
 def test_fast_dev_run(experiment, tmp_path, demo_dir):
+    extra = ["callbacks.reconstructions.every_n_steps=1"] if experiment == "pretrain" else []
     cfg = compose_cfg(tmp_path, [f"experiment={experiment}", *FAST, *demo_overrides(demo_dir),
-                                 "trainer.fast_dev_run=true",
-                                 "logger=none"])
+                                 "trainer.fast_dev_run=true", "logger=none", *extra])
     metrics = run.train(cfg)
+    if experiment == "pretrain":  # frames and spectrogram next to their reconstructions
+        pngs = sorted(p.name for p in (tmp_path / "out" / "reconstructions").glob("*.png"))
+        assert pngs == ["step0000001_frames.png", "step0000001_spectrogram.png"]
     assert torch.isfinite(torch.tensor(metrics["train/loss" if "train/loss" in metrics else "train/loss_step"]))
     stage_metric = {"mosei": "test/acc2_nonneg", "mosei_emotion": "test/wacc", "pretrain": "val/loss",  # no test split
                     "retrieval": "test/v2a_r1"}[experiment]
