@@ -172,3 +172,29 @@ def test_gpu_script_smoke_on_cpu():
     for r in results:
         assert r.samples_per_s == pytest.approx(r.batch / r.step_s)
         assert r.mfu == pytest.approx(r.flops_per_step / r.step_s / 1e12)
+
+
+# ------------------------------------------------------------------------- bench_scaling's measuring helpers
+def test_peak_memory_counter_resets_between_calls():
+    from bench.bench_scaling import peak_rss_delta_mb, reset_peak_rss
+
+    before = reset_peak_rss()
+    big = torch.ones(50 * 2**20)  # 200 MiB, every page written
+    grown = peak_rss_delta_mb(before)
+    del big
+    before = reset_peak_rss()  # freed memory handed back, peak counter reset to the current RSS
+    small = torch.ones(2**20)  # 4 MiB
+    after_reset = peak_rss_delta_mb(before)
+    del small
+    assert 190 < grown < 260
+    assert after_reset < 40  # without the reset the 200 MiB peak would still show
+
+
+def test_quadratic_crossover_recovers_the_fitted_length():
+    from bench.bench_scaling import quadratic_crossover
+
+    # time = 2e-4 L + 5e-8 L^2: the L^2 term equals the L term at L = 2e-4 / 5e-8 = 4000
+    points = [{"tokens": n, "cases": {"forward": {"ours": {"median_s": 2e-4 * n + 5e-8 * n * n}}}}
+              for n in (453, 1041, 1825, 3393)]
+    assert quadratic_crossover({"points": points}, "forward", "ours") == pytest.approx(4000, rel=1e-6)
+    assert quadratic_crossover({"points": points}, "forward", "reference") is None  # not measured
