@@ -147,10 +147,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         for lg in trainer.loggers:
             lg.log_hyperparams(container)  # rank zero only (Lightning loggers)
         mode = cfg.get("mode", "train")
-        if mode == "train" and cfg.get("train", True):
+        fit = mode == "train" and cfg.get("train", True)
+        if fit:
             trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
             metrics.update(_floats(trainer.callback_metrics))
-        best = _best_checkpoint(trainer) if mode == "train" else cfg.get("ckpt_path")
+        best = _best_checkpoint(trainer) if fit else cfg.get("ckpt_path")
         if mode == "test" and not best:
             raise ValueError("mode=test needs ckpt_path=<checkpoint>")
         if cfg.get("test", True):
@@ -158,7 +159,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 log.warning("No best checkpoint (fast_dev_run, or no validation): testing the current weights")
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update(_floats(trainer.callback_metrics))
-        if cfg.get("export_pretrained") and best and mode == "train":
+        if cfg.get("export_pretrained") and best and fit:
             _export(model, best, cfg, trainer, tested=bool(cfg.get("test", True)))
         failed = False
     finally:
@@ -242,6 +243,8 @@ def predict(cfg: DictConfig) -> list[str]:
 # ---------------------------------------------------------------------------------------------------- main
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    if cfg.get("mode") not in ("train", "test", "predict"):
+        raise ValueError(f"mode must be train, test or predict, got {cfg.get('mode')!r}")
     cfg = apply_demo_preset(cfg)
     resolve_paths(cfg)
     if cfg.get("mode") == "predict":

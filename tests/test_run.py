@@ -189,6 +189,10 @@ def test_resume_continues_at_the_saved_step_with_the_same_optimizer_state(tmp_pa
                                        f"input={MEDIA / 'K0m1tO3Ybyc_2.mp4'}",
                                        f"input_audio={MEDIA / 'K0m1tO3Ybyc_2.wav'}"])
     lines = run.predict(cfg)
+    # mode=test: the checkpoint on the whole test split, no training
+    tested = run.train(compose_cfg(tmp_path / "t", ["mode=test", "experiment=mosei", *FAST,
+                                                    *demo_overrides(demo_dir), "logger=none", f"ckpt_path={last}"]))
+    assert tested["test/num_samples"] == 8.0 and not any(k.startswith("train/") for k in tested)
     assert len(lines) == 1 and re.search(r"K0m1tO3Ybyc_2\.mp4: sentiment [+-]\d+\.\d{3} \(", lines[0]), lines
 
 
