@@ -198,7 +198,8 @@ def test_resume_continues_at_the_saved_step_with_the_same_optimizer_state(tmp_pa
 
 def test_nonfinite_loss_stops_the_run_and_closes_the_loggers(tmp_path, demo_dir, monkeypatch):
     """lr 1e30 blows the weights up: the run stops with the sample ids, and both loggers are closed anyway."""
-    for key in [k for k in os.environ if k.startswith("WANDB_")]:
+    for key in {k for k in os.environ if k.startswith("WANDB_")} | {"WANDB_MODE", "WANDB_SILENT"}:
+        monkeypatch.setenv(key, "")  # recorded, so what run.configure_wandb sets is undone after the test
         monkeypatch.delenv(key)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: no W&B key -> offline
     cfg = compose_cfg(tmp_path, ["experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=[csv,wandb]",
