@@ -182,7 +182,7 @@ def test_metric_gathers_across_two_processes_without_duplicates(tmp_path):
     out_path = str(tmp_path / "scores.pt")
     # fork: the children share the imported torch (spawn would re-import it in each, ~10 s on 2 cores)
     mp.start_processes(_ddp_worker, args=(_free_port(), out_path), nprocs=2, join=True, start_method="fork")
-    got = torch.load(out_path)
+    got = torch.load(out_path, weights_only=True)
     # distinct samples a, b, c: preds [-0.5, 0.3, -0.2] vs labels [-1, 0, 0]
     want = sentiment_scores(PREDS[:3], LABELS[:3])
     assert got["acc2_nonneg"] == pytest.approx(want["acc2_nonneg"]) == pytest.approx(2 / 3)
