@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from datamodules.collate import TvltCollator
 from datamodules.datasets import ON_ERROR, ClipDataset
 from datamodules.decoding import ClipReader
+from datamodules.demo import DemoSpec, demo_is_ready, ensure_demo_mosei
 from datamodules.manifests import Manifest, Row, build_manifest
 
 __all__ = ["ClipDataModule"]
@@ -41,6 +42,11 @@ class ClipDataModule(pl.LightningDataModule):
 
     label_range: tuple[float, float] | None = None
     vam: bool = False
+    # data sources, set by subclasses: neither root nor manifest means the embedded demo dataset in demo_dir
+    root: str | None = None
+    manifest_path: str | None = None
+    demo_dir: str = "data/demo/mosei"
+    demo_spec: DemoSpec = DemoSpec()
     splits: dict[str, str] = {"fit": "train", "validate": "valid", "test": "test"}
 
     def __init__(
@@ -82,6 +88,22 @@ class ClipDataModule(pl.LightningDataModule):
         self.skipped: dict[str, Counter] = {}  # "{stage} epoch {n}" -> cause -> count
         self._skip_key: str | None = None
 
+    # ------------------------------------------------------------------------------------------- demo data
+    @property
+    def uses_demo(self) -> bool:
+        """True when neither ``root`` nor ``manifest`` is given: the embedded demo dataset is used."""
+        return self.root is None and self.manifest_path is None
+
+    def prepare_data(self) -> None:
+        """Generate the demo dataset (rank zero only, as Lightning calls it) when no data is given."""
+        if self.uses_demo:
+            ensure_demo_mosei(self.demo_dir, self.demo_spec)
+
+    def _ensure_demo(self) -> None:
+        """Direct use without a Trainer (no prepare_data call): generate the demo dataset on demand."""
+        if self.uses_demo and not demo_is_ready(self.demo_dir):
+            self.prepare_data()
+
     # ----------------------------------------------------------------------------------------- manifests
     def _rows(self, split: str) -> list[Row]:
         raise NotImplementedError
@@ -98,6 +120,7 @@ class ClipDataModule(pl.LightningDataModule):
         return self.manifests[split]
 
     def setup(self, stage: str | None = None) -> None:
+        self._ensure_demo()
         wanted = {"fit": ["train", "valid"], "validate": ["valid"], "test": ["test"], "predict": ["test"]}
         for split in wanted.get(stage, ["train", "valid", "test"]) if stage else ["train", "valid", "test"]:
             if split in self.datasets or not self._has_split(split):

@@ -59,11 +59,20 @@ class DemoSpec:
         return {"train": self.num_train, "valid": self.num_valid, "test": self.num_test}[split]
 
 
+def demo_is_ready(root: str | os.PathLike) -> bool:
+    """True when ``root`` holds a complete demo set (its marker file is written last)."""
+    return (Path(root) / _MARKER).is_file()
+
+
 def ensure_demo_mosei(root: str | os.PathLike, spec: DemoSpec | None = None) -> Path:
     """Make the demo set under ``root`` unless an identical one (same :class:`DemoSpec`) is already there.
 
     Generation writes into a temporary sibling directory and renames it, so an interrupted run never leaves a
-    half-made set that looks complete.
+    half-made set that looks complete. A demo set made with another spec is replaced; any other non-empty
+    directory at ``root`` is left alone.
+
+    Raises:
+        FileExistsError: ``root`` is a non-empty directory that is not a demo set (never deleted).
     """
     spec = spec or DemoSpec()
     root = Path(root).resolve()
@@ -71,6 +80,11 @@ def ensure_demo_mosei(root: str | os.PathLike, spec: DemoSpec | None = None) -> 
     if marker.is_file() and json.loads(marker.read_text()) == asdict(spec):
         log.info("Using the embedded demo MOSEI dataset at %s", root)
         return root
+    if root.is_dir() and not marker.is_file() and any(root.iterdir()):
+        raise FileExistsError(
+            f"demo_dir {root} is a non-empty directory without a demo marker ({_MARKER}); refusing to overwrite it. "
+            "Point data.demo_dir at an empty or new folder, or pass data.root for real data."
+        )
     log.warning(
         "No MOSEI data root given: generating the embedded demo dataset (%d/%d/%d synthetic clips) into %s",
         spec.num_train, spec.num_valid, spec.num_test, root,

@@ -13,14 +13,13 @@ Clips are read whole: 8 frames uniformly over the clip (random per-segment jitte
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from datamodules.base import ClipDataModule
 from datamodules.datasets import ClipDataset
-from datamodules.demo import EMOTIONS, DemoSpec, ensure_demo_mosei
+from datamodules.demo import EMOTIONS, DemoSpec
 from datamodules.manifests import EMOTION_RANGE, SENTIMENT_RANGE, Manifest, Row, csv_manifest, mosei_original
 
 __all__ = ["MoseiDataModule"]
@@ -71,22 +70,8 @@ class MoseiDataModule(ClipDataModule):
         self.save_hyperparameters(logger=False)
 
     @property
-    def uses_demo(self) -> bool:
-        return self.root is None and self.manifest_path is None
-
-    @property
     def num_labels(self) -> int:
         return 1 if self.task == "sentiment" else len(EMOTIONS)
-
-    def prepare_data(self) -> None:
-        """Generate the demo dataset (rank zero only, as Lightning calls it) when no data is given."""
-        if self.uses_demo:
-            ensure_demo_mosei(self.demo_dir, self.demo_spec)
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.uses_demo and not (Path(self.demo_dir) / "DEMO_DONE.json").is_file():
-            self.prepare_data()  # direct use without a Trainer
-        super().setup(stage)
 
     def _rows(self, split: str) -> list[Row]:
         if self.manifest_path is not None:

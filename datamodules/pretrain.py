@@ -12,11 +12,10 @@ used, so that pretraining runs end to end on a fresh machine.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from datamodules.base import ClipDataModule
 from datamodules.datasets import ClipDataset
-from datamodules.demo import DemoSpec, ensure_demo_mosei
+from datamodules.demo import DemoSpec
 from datamodules.manifests import Manifest, ManifestError, Row, csv_manifest, mosei_original, video_folder
 
 __all__ = ["PretrainDataModule"]
@@ -55,6 +54,7 @@ class PretrainDataModule(ClipDataModule):
         if root is not None and manifest is not None:
             raise ValueError("PretrainDataModule takes root (a folder of videos) or manifest (a CSV), not both")
         self.demo_dir = demo_dir
+        self.demo_spec = DemoSpec()
         self.root = root
         self.manifest_path = manifest
         self.window_seconds = window_seconds
@@ -63,14 +63,6 @@ class PretrainDataModule(ClipDataModule):
         self._all: list[Row] | None = None
         self._has_split_column = False
         self.save_hyperparameters(logger=False)
-
-    @property
-    def uses_demo(self) -> bool:
-        return self.root is None and self.manifest_path is None
-
-    def prepare_data(self) -> None:
-        if self.uses_demo:
-            ensure_demo_mosei(self.demo_dir, DemoSpec())
 
     def _source(self) -> list[Row]:
         if self._all is None:
@@ -88,8 +80,7 @@ class PretrainDataModule(ClipDataModule):
 
     def _split_rows(self, split: str) -> list[Row]:
         if self.uses_demo:
-            if not (Path(self.demo_dir) / "DEMO_DONE.json").is_file():
-                self.prepare_data()
+            self._ensure_demo()
             rows = mosei_original(self.demo_dir, split) if split in ("train", "valid") else []
             for row in rows:
                 row.labels = None

@@ -9,11 +9,10 @@ its own train/valid/test splits, so that retrieval runs end to end on a fresh ma
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from datamodules.base import ClipDataModule
 from datamodules.datasets import ClipDataset
-from datamodules.demo import DemoSpec, ensure_demo_mosei
+from datamodules.demo import DemoSpec
 from datamodules.manifests import Manifest, Row, csv_manifest, mosei_original, msrvtt
 
 __all__ = ["RetrievalDataModule"]
@@ -47,6 +46,7 @@ class RetrievalDataModule(ClipDataModule):
         if root is not None and manifest is not None:
             raise ValueError("RetrievalDataModule takes root (MSR-VTT folder) or manifest (a CSV), not both")
         self.demo_dir = demo_dir
+        self.demo_spec = DemoSpec()
         self.root = root
         self.manifest_path = manifest
         self.cut = cut
@@ -54,22 +54,13 @@ class RetrievalDataModule(ClipDataModule):
         self.train_jitter = train_jitter
         self.save_hyperparameters(logger=False)
 
-    @property
-    def uses_demo(self) -> bool:
-        return self.root is None and self.manifest_path is None
-
-    def prepare_data(self) -> None:
-        if self.uses_demo:
-            ensure_demo_mosei(self.demo_dir, DemoSpec())
-
     def _source_split(self, split: str) -> str:
         return self.val_split if split == "valid" and not self.uses_demo else split
 
     def _rows(self, split: str) -> list[Row]:
         source = self._source_split(split)
         if self.uses_demo:
-            if not (Path(self.demo_dir) / "DEMO_DONE.json").is_file():
-                self.prepare_data()
+            self._ensure_demo()
             rows = mosei_original(self.demo_dir, source)
             for row in rows:
                 row.labels = None

@@ -94,3 +94,13 @@ def test_mosei_datamodule_makes_the_demo_on_first_use_and_logs_it(tmp_path, capl
     with caplog.at_level(logging.INFO):
         MoseiDataModule(demo_dir=str(demo_dir), demo_clips=(2, 1, 1)).prepare_data()
     assert "Using the embedded demo MOSEI dataset" in caplog.text and "generating" not in caplog.text
+
+
+def test_demo_dir_that_is_not_a_demo_set_is_never_deleted(tmp_path):
+    """A mistaken data.demo_dir pointing at real data must not be wiped by demo generation."""
+    precious = tmp_path / "my_data"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("real data")
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        ensure_demo_mosei(precious)
+    assert (precious / "keep.txt").read_text() == "real data"

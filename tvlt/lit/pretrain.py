@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from tvlt.lit.base import TvltLitModule
 from tvlt.modeling import TvltForPreTraining
