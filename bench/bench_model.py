@@ -9,11 +9,13 @@ patches), so the unmasked sequence is 1 + 1568 + 256 = 1825 tokens. Cases:
 - ``pretraining step peak RSS``: the process's peak resident memory (ru_maxrss) during the pretraining case,
   model and optimizer included (the same for both implementations, so the difference is activations).
 
-Each (case, implementation) runs in its own subprocess (fresh allocator, honest ru_maxrss) with the same
-architecture and inputs; figures are medians after one warm-up iteration, at most 3 timed iterations for the
+Timing: for each case one subprocess builds both models (same architecture and inputs) and alternates their
+steps (reference, ours, reference, ours, ...), so that load from other processes on a shared machine hits both
+alike. Memory: one fresh subprocess per implementation runs one pretraining step (honest ru_maxrss). Figures are
+medians after one warm-up iteration, at most 3 timed iterations for the
 forward and 2 for the training steps (a reference pretraining step takes tens of seconds on 2 cores). Both
 implementations use the same optimizer, ``AdamW(fused=True)``. Run one case alone:
-``python -m bench.bench_model --case pretrain --impl ours --repeats 1``.
+``python -m bench.bench_model --case pretrain --repeats 1`` (prints JSON).
 """
 
 from __future__ import annotations
@@ -64,46 +66,63 @@ def _build(case: str, impl: str):
     return classes[case](TvltConfig(**kwargs))
 
 
-def measure(case: str, impl: str, repeats: int) -> dict:
-    """Run one case in this process: returns {"median_s", "times_s", "maxrss_mb"}."""
+def _step_fn(case: str, model, pixel, audio):
     import torch
 
-    model = _build(case, impl)
-    pixel, audio = _inputs()
     if case == "forward":
         model.eval()
 
         def step() -> None:
             with torch.inference_mode():
                 model(pixel, audio)
-    else:
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)  # same for both
-        labels = torch.tensor([[0.5]]) if case == "finetune" else torch.tensor([[1.0]])
-        mixed = pixel.flip(1)
 
-        def step() -> None:
-            optimizer.zero_grad(set_to_none=True)
-            if case == "finetune":
-                out = model(pixel, audio, labels=labels)
-            else:
-                out = model(pixel, audio, labels=labels, pixel_values_mixed=mixed)
-            out.loss.backward()
-            optimizer.step()
+        return step
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)  # the same optimizer for both
+    labels = torch.tensor([[0.5]]) if case == "finetune" else torch.tensor([[1.0]])
+    mixed = pixel.flip(1)
 
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        if case == "finetune":
+            out = model(pixel, audio, labels=labels)
+        else:
+            out = model(pixel, audio, labels=labels, pixel_values_mixed=mixed)
+        out.loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def measure_interleaved(case: str, repeats: int, with_reference: bool) -> dict:
+    """Time both implementations in this process, alternating reference and ours step by step, so that load
+    from other processes on a shared machine hits both alike. Returns per-implementation times (s)."""
+    import torch
+
+    pixel, audio = _inputs()
+    impls = ["reference", "ours"] if with_reference else ["ours"]
+    steps = {impl: _step_fn(case, _build(case, impl), pixel, audio) for impl in impls}
+    times: dict[str, list[float]] = {impl: [] for impl in impls}
     torch.manual_seed(1)
-    step()  # warm-up
-    times = []
+    for impl in impls:
+        steps[impl]()  # warm-up
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"median_s": statistics.median(times), "times_s": times, "maxrss_mb": maxrss_kb / 1024}
+        for impl in impls:
+            start = time.perf_counter()
+            steps[impl]()
+            times[impl].append(time.perf_counter() - start)
+    return {impl: {"median_s": statistics.median(t), "times_s": t} for impl, t in times.items()}
 
 
-def _measure_in_subprocess(case: str, impl: str, repeats: int) -> dict:
-    cmd = [sys.executable, "-m", "bench.bench_model", "--case", case, "--impl", impl, "--repeats", str(repeats)]
+def measure_peak_rss(case: str, impl: str) -> dict:
+    """One step of one implementation in a fresh process: peak resident memory (ru_maxrss) in MB."""
+    pixel, audio = _inputs()
+    _step_fn(case, _build(case, impl), pixel, audio)()
+    return {"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _subprocess(args: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "bench.bench_model", *args]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
@@ -127,29 +146,35 @@ def run(repeats: int = 5) -> list[dict]:
     rows = []
     for case, label in CASES.items():
         n = max(1, min(repeats, MAX_FORWARD_REPEATS if case == "forward" else MAX_STEP_REPEATS))
-        ours = _measure_in_subprocess(case, "ours", n)
-        ref = _measure_in_subprocess(case, "reference", n) if with_reference else None
-        note = (f"CPU fp32, {threads} torch threads, median of {n} after 1 warm-up; "
-                + ("AdamW(fused=True) for both; " if case != "forward" else "")
+        args = ["--case", case, "--repeats", str(n)] + ([] if with_reference else ["--no-reference"])
+        result = _subprocess(args)
+        ours, ref = result["ours"], result.get("reference")
+        note = (f"CPU fp32, {threads} torch threads, median of {n} after 1 warm-up, steps of both alternated in "
+                "one process; " + ("AdamW(fused=True) for both; " if case != "forward" else "")
                 + "reference = transformers 4.40.2 (eager attention)")
         rows.append({"case": label, "ours": ours["median_s"], "reference": ref["median_s"] if ref else None,
                      "unit": "s", "notes": note})
-        print(f"  {label}: ours {ours['median_s']:.2f} s, reference "
-              f"{ref['median_s'] if ref else float('nan'):.2f} s", flush=True)
-        if case == "pretrain":
-            rows.append({"case": "pretraining step peak RSS (B=1)", "ours": ours["maxrss_mb"],
-                         "reference": ref["maxrss_mb"] if ref else None, "unit": "MB",
-                         "notes": "process ru_maxrss incl. model + AdamW state; subprocess per implementation"})
+        print(f"  {label}: ours {ours['times_s']} s, reference {ref['times_s'] if ref else None} s", flush=True)
+    mem = {impl: _subprocess(["--case", "pretrain", "--impl", impl, "--memory"])["maxrss_mb"]
+           for impl in (["ours", "reference"] if with_reference else ["ours"])}
+    rows.append({"case": "pretraining step peak RSS (B=1)", "ours": mem["ours"], "reference": mem.get("reference"),
+                 "unit": "MB", "notes": "ru_maxrss of a fresh process running one step, model + AdamW state "
+                 "included (same for both)"})
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=sorted(CASES), required=True)
-    parser.add_argument("--impl", choices=["ours", "reference"], required=True)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-reference", action="store_true", help="time this project only")
+    parser.add_argument("--memory", action="store_true", help="peak RSS of one step of --impl instead of timing")
+    parser.add_argument("--impl", choices=["ours", "reference"], default="ours")
     args = parser.parse_args()
-    print(json.dumps(measure(args.case, args.impl, args.repeats)))
+    if args.memory:
+        print(json.dumps(measure_peak_rss(args.case, args.impl)))
+    else:
+        print(json.dumps(measure_interleaved(args.case, args.repeats, not args.no_reference)))
 
 
 if __name__ == "__main__":

@@ -259,3 +259,32 @@ def test_multilabel_float_labels_use_bce(tiny_config):
     out = model(pixel, audio, labels=labels)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(out.logits, labels)
     assert torch.allclose(out.loss, expected)
+
+
+def test_no_weight_decay_names_tables_tokens_biases_and_norms(tiny_config):
+    model = TvltForPreTraining(tiny_config)
+    names = model.no_weight_decay()
+    for expected in ("tvlt.cls_embedding", "tvlt.pixel_embeddings.pos_embed_v", "tvlt.audio_embeddings.freq_embed",
+                     "pixel_mask_token", "decoder_audio_type_embed", "tvlt.layernorm.weight",
+                     "tvlt.encoder.layer.0.attention.attention.query.bias"):
+        assert expected in names, expected
+    assert "tvlt.encoder.layer.0.attention.attention.query.weight" not in names
+    assert "tvlt.pixel_embeddings.patch_embeddings.projection.weight" not in names
+
+
+def test_first_token_only_computes_the_same_cls(tiny_config):
+    model = TvltModel(tiny_config).eval()
+    randomize(model)
+    pixel, audio = make_inputs(tiny_config)
+    audio_mask = torch.ones(2, 32)
+    audio_mask[1, 8:] = 0
+    full = model(pixel, audio, audio_mask=audio_mask).last_hidden_state
+    cls = model(pixel, audio, audio_mask=audio_mask, first_token_only=True).last_hidden_state
+    assert cls.shape == (2, 1, 32)
+    assert (cls[:, 0] - full[:, 0]).abs().max().item() < 1e-6
+    grads = torch.autograd.grad(full[:, 0].sum(), list(model.parameters()), allow_unused=True)
+    grads_cls = torch.autograd.grad(cls.sum(), list(model.parameters()), allow_unused=True)
+    for g, h in zip(grads, grads_cls):
+        assert (g is None and h is None) or (g - h).abs().max().item() < 1e-5
+    with_states = model(pixel, audio, first_token_only=True, output_hidden_states=True)
+    assert with_states.last_hidden_state.shape[1] == 1 + 32 + 32  # full sequence when states are requested

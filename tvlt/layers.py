@@ -68,15 +68,28 @@ class TvltSelfAttention(nn.Module):
         qkv = F.linear(x, weight, bias).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return qkv[0], qkv[1], qkv[2]
 
+    def _project_first_query(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Query of the first token only, keys and values of all tokens: (B, H, 1, d), (B, H, L, d) x 2."""
+        b, n, _ = x.shape
+        q = self.query(x[:, :1]).view(b, 1, self.num_heads, self.head_dim).transpose(1, 2)
+        weight = torch.cat([self.key.weight, self.value.weight], dim=0)
+        bias = None if self.key.bias is None else torch.cat([self.key.bias, self.value.bias], dim=0)
+        kv = F.linear(x, weight, bias).view(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return q, kv[0], kv[1]
+
     def forward(
         self,
         x: torch.Tensor,
         key_mask: torch.Tensor | None = None,
         implementation: str = "sdpa",
         output_attentions: bool = False,
+        first_query_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, L, D), key_mask (B, L) bool or None -> context (B, L, D), attention probs (B, H, L, L) or None."""
-        q, k, v = self._project_qkv(x)
+        """x (B, L, D), key_mask (B, L) bool or None -> context (B, L, D), attention probs (B, H, L, L) or None.
+
+        ``first_query_only``: attend from the first token only (context (B, 1, D)); for heads that read CLS.
+        """
+        q, k, v = self._project_first_query(x) if first_query_only else self._project_qkv(x)
         dropout = self.dropout if self.training else 0.0
         mask = None if key_mask is None else key_mask[:, None, None, :]
         probs = None
@@ -115,8 +128,8 @@ class TvltAttention(nn.Module):
         self.output = TvltSelfOutput(hidden_size, hidden_dropout)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, implementation: str,
-                output_attentions: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        context, probs = self.attention(x, key_mask, implementation, output_attentions)
+                output_attentions: bool, first_query_only: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        context, probs = self.attention(x, key_mask, implementation, output_attentions, first_query_only)
         return self.output(context), probs
 
 
@@ -157,9 +170,13 @@ class TvltLayer(nn.Module):
         self.layernorm_after = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None, implementation: str = "sdpa",
-                output_attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attn, probs = self.attention(self.layernorm_before(x), key_mask, implementation, output_attentions)
-        x = x + attn
+                output_attentions: bool = False, first_token_only: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, L, D) -> (B, L, D), or (B, 1, D) with ``first_token_only`` (the CLS row computed exactly, the
+        other rows skipped: they only feed keys and values)."""
+        attn, probs = self.attention(self.layernorm_before(x), key_mask, implementation, output_attentions,
+                                     first_token_only)
+        x = (x[:, :1] if first_token_only else x) + attn
         x = x + self.output(self.intermediate(self.layernorm_after(x)))
         return x, probs
 
@@ -172,15 +189,23 @@ def run_layers(
     output_attentions: bool,
     output_hidden_states: bool,
     gradient_checkpointing: bool,
+    first_token_only: bool = False,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
-    """Apply a stack of layers; collect the input and every layer output, and attention probs, if asked."""
+    """Apply a stack of layers; collect the input and every layer output, and attention probs, if asked.
+
+    ``first_token_only``: the last layer computes only the first (CLS) token, output (B, 1, D); ignored when
+    hidden states or attentions are requested (they need every token).
+    """
+    first_token_only = first_token_only and not (output_hidden_states or output_attentions)
     hidden_states: list[torch.Tensor] = [x] if output_hidden_states else []
     attentions: list[torch.Tensor] = []
-    for layer in layers:
+    last = len(layers) - 1
+    for index, layer in enumerate(layers):
+        cls_only = first_token_only and index == last
         if gradient_checkpointing and torch.is_grad_enabled() and not output_attentions:
-            x, probs = checkpoint(layer, x, key_mask, implementation, False, use_reentrant=False)
+            x, probs = checkpoint(layer, x, key_mask, implementation, False, cls_only, use_reentrant=False)
         else:
-            x, probs = layer(x, key_mask, implementation, output_attentions)
+            x, probs = layer(x, key_mask, implementation, output_attentions, cls_only)
         if output_hidden_states:
             hidden_states.append(x)
         if output_attentions:
@@ -201,9 +226,10 @@ class TvltEncoder(nn.Module):
         self.gradient_checkpointing = False
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, implementation: str,
-                output_attentions: bool = False, output_hidden_states: bool = False):
+                output_attentions: bool = False, output_hidden_states: bool = False,
+                first_token_only: bool = False):
         return run_layers(self.layer, x, key_mask, implementation, output_attentions, output_hidden_states,
-                          self.gradient_checkpointing)
+                          self.gradient_checkpointing, first_token_only)
 
 
 class TvltDecoder(nn.Module):

@@ -239,8 +239,11 @@ class TvltModel(TvltPreTrainedModel):
         return_dict: bool | None = None,
         pixel_noise: torch.Tensor | None = None,
         audio_noise: torch.Tensor | None = None,
+        first_token_only: bool = False,
     ) -> TvltModelOutput | tuple[torch.Tensor, ...]:
-        """Encode. ``pixel_noise`` (B, Np) / ``audio_noise`` (B, Na), or (B, Na/F_patches) for frame-level
+        """Encode. ``first_token_only=True`` computes only the CLS token in the last layer (exact; for heads that
+        read CLS, ~7% less work): ``last_hidden_state`` is then (B, 1, D) and the per-modality states are empty
+        (not applied when hidden states or attentions are requested). ``pixel_noise`` (B, Np) / ``audio_noise`` (B, Na), or (B, Na/F_patches) for frame-level
         masking, replace the uniform draws (same order as the reference: pixel first, then audio).
 
         Raises ValueError on wrong input or mask shapes.
@@ -282,7 +285,7 @@ class TvltModel(TvltPreTrainedModel):
         hidden = torch.cat([cls, pixel_tokens, audio_tokens], dim=1)
         implementation = "eager" if output_attentions else c.attn_implementation
         hidden, all_hidden, all_attn = self.encoder(hidden, key_mask, implementation, output_attentions,
-                                                    output_hidden_states)
+                                                    output_hidden_states, first_token_only)
         if self.layernorm is not None:
             hidden = self.layernorm(hidden)
         num_pixel_kept = pixel_tokens.shape[1]
@@ -383,7 +386,8 @@ class TvltForPreTraining(TvltPreTrainedModel):
             video_mask = pixel_mask if pixel_values_mixed is None else pixel_mask_mixed
             encoder_out = self.tvlt(video, audio_values, video_mask, audio_mask,
                                     output_attentions=output_attentions,
-                                    output_hidden_states=output_hidden_states, return_dict=True)
+                                    output_hidden_states=output_hidden_states, return_dict=True,
+                                    first_token_only=True)
             matching_logits = self.matching_head(encoder_out.last_hidden_state)
             if labels is not None:
                 matching_loss = F.binary_cross_entropy_with_logits(
@@ -477,7 +481,8 @@ class TvltForAudioVisualClassification(TvltPreTrainedModel):
         output_attentions, output_hidden_states, return_dict = self._flags(
             output_attentions, output_hidden_states, return_dict)
         enc = self.tvlt(pixel_values, audio_values, pixel_mask, audio_mask, output_attentions=output_attentions,
-                        output_hidden_states=output_hidden_states, return_dict=True)
+                        output_hidden_states=output_hidden_states, return_dict=True,
+                        first_token_only=not self.config.use_mean_pooling)
         pooled = self.pool(enc.last_hidden_state, pixel_mask, audio_mask)
         logits = self.classifier(pooled)
         loss = None if labels is None else self.compute_loss(logits, labels)
