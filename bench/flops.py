@@ -17,7 +17,10 @@ Token counts follow the Hugging Face port (REFERENCE.md A.5/A.6), which this pro
   pads time to a multiple of ``pt``; 8 frequency patches by default);
 - MAE masking keeps ``int(N * (1 - ratio))`` tokens per modality; the encoder sees ``1 + kept`` (CLS included,
   in the masked pass too); the decoder sees every token of one modality at a time (two separate passes);
-- pretraining = an unmasked VAM pass + a masked MAE pass + the decoder on both streams.
+- pretraining = an unmasked VAM pass + a masked MAE pass + the decoder on both streams;
+- the heads read only CLS, so this project's last encoder layer computes only the CLS row in the fine-tuning
+  and VAM passes (keys and values still cover every token); the step functions count that work by default
+  (``cls_only_last_layer=True``), ``False`` counts the reference's (every row in every layer).
 
 Per encoder layer with ``L`` tokens, width ``d``, MLP width ``i``: projections ``8 L d^2``, attention
 ``4 L^2 d``, MLP ``4 L d i``. Attention FLOPs equal the MLP's at ``L = i`` (3072 for TVLT-base) and all the
@@ -112,13 +115,19 @@ def token_counts(config: Any, num_frames: int, audio_frames: int, pixel_mask_rat
                   audio_kept=int(audio * (1 - audio_mask_ratio)))
 
 
-def layer_flops(tokens: int, hidden: int, intermediate: int, batch: int = 1) -> FlopCount:
-    """One pre-LN transformer layer on ``tokens`` tokens of width ``hidden`` (heads do not change the count)."""
+def layer_flops(tokens: int, hidden: int, intermediate: int, batch: int = 1, queries: int | None = None) -> FlopCount:
+    """One pre-LN transformer layer on ``tokens`` tokens of width ``hidden`` (heads do not change the count).
+
+    ``queries``: rows computed (default all ``tokens``); 1 for a last layer that computes only CLS (keys and
+    values still cover every token).
+    """
     n, d, i = tokens, hidden, intermediate
+    q = n if queries is None else queries
     return FlopCount(
-        projections=batch * (2 * n * d * 3 * d + 2 * n * d * d),  # fused qkv (d -> 3d) + output (d -> d)
-        attention=batch * (2 * n * n * d + 2 * n * n * d),  # per head 2*n*n*dh, summed over heads: QK^T, AV
-        mlp=batch * (2 * n * d * i + 2 * n * i * d),
+        # q (d -> d) and output (d -> d) on the computed rows, k and v (d -> 2d) on every token
+        projections=batch * (2 * q * d * d + 2 * n * d * 2 * d + 2 * q * d * d),
+        attention=batch * (2 * q * n * d + 2 * q * n * d),  # per head 2*q*n*dh, summed over heads: QK^T, AV
+        mlp=batch * (2 * q * d * i + 2 * q * i * d),
     )
 
 
@@ -133,11 +142,18 @@ def patch_embed_flops(config: Any, tokens: Tokens, batch: int = 1) -> FlopCount:
 
 
 def encoder_forward_flops(config: Any, num_frames: int, audio_frames: int, pixel_mask_ratio: float = 0.0,
-                          audio_mask_ratio: float = 0.0, batch: int = 1) -> FlopCount:
-    """TvltModel forward: patch embeddings + ``num_hidden_layers`` layers on 1 + kept tokens."""
+                          audio_mask_ratio: float = 0.0, batch: int = 1, cls_only_last_layer: bool = False
+                          ) -> FlopCount:
+    """TvltModel forward: patch embeddings + ``num_hidden_layers`` layers on 1 + kept tokens.
+
+    ``cls_only_last_layer``: the last layer computes only the CLS row (``TvltModel(first_token_only=True)``,
+    what this project's classification and VAM passes do; exact for heads that read CLS).
+    """
     tokens = token_counts(config, num_frames, audio_frames, pixel_mask_ratio, audio_mask_ratio)
-    layer = layer_flops(tokens.sequence, _get(config, "hidden_size"), _get(config, "intermediate_size"), batch)
-    return patch_embed_flops(config, tokens, batch) + layer * _get(config, "num_hidden_layers")
+    d, i, n = _get(config, "hidden_size"), _get(config, "intermediate_size"), tokens.sequence
+    layers = _get(config, "num_hidden_layers")
+    total = patch_embed_flops(config, tokens, batch) + layer_flops(n, d, i, batch) * (layers - 1)
+    return total + layer_flops(n, d, i, batch, queries=1 if cls_only_last_layer else None)
 
 
 def decoder_forward_flops(config: Any, num_frames: int, audio_frames: int, pixel_mask_ratio: float | None = None,
@@ -176,17 +192,30 @@ def matching_head_flops(config: Any, batch: int = 1) -> FlopCount:
     return FlopCount(heads=batch * (2 * d * d + 2 * d))
 
 
-def finetune_forward_flops(config: Any, num_frames: int, audio_frames: int, batch: int = 1) -> FlopCount:
-    """Fine-tuning forward: unmasked encoder + classifier head."""
-    return encoder_forward_flops(config, num_frames, audio_frames, batch=batch) + classifier_flops(config, batch)
+def finetune_forward_flops(config: Any, num_frames: int, audio_frames: int, batch: int = 1,
+                           cls_only_last_layer: bool = True) -> FlopCount:
+    """Fine-tuning forward: unmasked encoder + classifier head.
+
+    ``cls_only_last_layer=True`` counts this project's work (its last layer computes only CLS, which is all the
+    head reads); ``False`` the reference's (every token through every layer).
+    """
+    encoder = encoder_forward_flops(config, num_frames, audio_frames, batch=batch,
+                                    cls_only_last_layer=cls_only_last_layer)
+    return encoder + classifier_flops(config, batch)
 
 
-def pretrain_forward_flops(config: Any, num_frames: int, audio_frames: int, batch: int = 1) -> FlopCount:
+def pretrain_forward_flops(config: Any, num_frames: int, audio_frames: int, batch: int = 1,
+                           cls_only_last_layer: bool = True) -> FlopCount:
     """Pretraining forward (MAE + VAM, train mode): unmasked VAM encoder pass + matching head, masked MAE
-    encoder pass (config mask ratios), decoder on both streams. Tasks switched off in the config are left out."""
+    encoder pass (config mask ratios), decoder on both streams. Tasks switched off in the config are left out.
+
+    ``cls_only_last_layer`` applies to the VAM pass (True: this project, False: the reference); the MAE pass
+    needs every token.
+    """
     total = FlopCount()
     if getattr(config, "task_matching", True):
-        total = total + encoder_forward_flops(config, num_frames, audio_frames, batch=batch)
+        total = total + encoder_forward_flops(config, num_frames, audio_frames, batch=batch,
+                                              cls_only_last_layer=cls_only_last_layer)
         total = total + matching_head_flops(config, batch)
     if getattr(config, "task_mae", True):
         total = total + encoder_forward_flops(config, num_frames, audio_frames, _get(config, "pixel_mask_ratio"),
@@ -201,12 +230,14 @@ def training_step_flops(forward: FlopCount) -> FlopCount:
     return forward * 3 + FlopCount(patch_embed=-forward.patch_embed)
 
 
-def finetune_step_flops(config: Any, num_frames: int, audio_frames: int, batch: int = 1) -> FlopCount:
-    return training_step_flops(finetune_forward_flops(config, num_frames, audio_frames, batch))
+def finetune_step_flops(config: Any, num_frames: int, audio_frames: int, batch: int = 1,
+                        cls_only_last_layer: bool = True) -> FlopCount:
+    return training_step_flops(finetune_forward_flops(config, num_frames, audio_frames, batch, cls_only_last_layer))
 
 
-def pretrain_step_flops(config: Any, num_frames: int, audio_frames: int, batch: int = 1) -> FlopCount:
-    return training_step_flops(pretrain_forward_flops(config, num_frames, audio_frames, batch))
+def pretrain_step_flops(config: Any, num_frames: int, audio_frames: int, batch: int = 1,
+                        cls_only_last_layer: bool = True) -> FlopCount:
+    return training_step_flops(pretrain_forward_flops(config, num_frames, audio_frames, batch, cls_only_last_layer))
 
 
 def attention_crossover_tokens(hidden: int, intermediate: int) -> tuple[int, int]:
@@ -242,11 +273,14 @@ def _main() -> None:
     rows = {
         "encoder forward": encoder_forward_flops(config, args.frames, frames, batch=args.batch),
         "fine-tuning step": finetune_step_flops(config, args.frames, frames, args.batch),
+        "  reference": finetune_step_flops(config, args.frames, frames, args.batch, cls_only_last_layer=False),
         "pretraining step": pretrain_step_flops(config, args.frames, frames, args.batch),
+        "  reference ": pretrain_step_flops(config, args.frames, frames, args.batch, cls_only_last_layer=False),
     }
     for name, count in rows.items():
         parts = ", ".join(f"{k} {v / 1e9:.1f}" for k, v in count.as_dict().items() if k != "total")
         print(f"  {name:18s} {count.total / 1e9:9.1f} GFLOP  ({parts})")
+    print("  (steps: this project's last layer computes only CLS for the heads; reference: every row)")
 
 
 if __name__ == "__main__":

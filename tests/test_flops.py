@@ -44,11 +44,19 @@ ENCODER_MASKED = 1_438_720
 DECODER = 840_704
 # VAM head: pooler 2*32*32 = 2,048 + fc 2*32*1 = 64 -> 2,112. Classifier: 2*32*64 = 4,096 + 2*64*1 = 128 -> 4,224.
 MATCHING, CLASSIFIER = 2_112, 4_224
-PRETRAIN_FORWARD = ENCODER["total"] + MATCHING + ENCODER_MASKED + DECODER  # 5,151,040
-# Steps: 3x forward, patch embeddings 2x (no input gradient): fine-tuning 3*(2,869,504 + 4,224) - 413,696;
-# pretraining 3*5,151,040 - 2*413,696 (two encoder passes).
-FINETUNE_STEP = 3 * (ENCODER["total"] + CLASSIFIER) - PATCH  # 8,207,488
-PRETRAIN_STEP = 3 * PRETRAIN_FORWARD - 2 * PATCH  # 14,625,728
+# This project's fine-tuning and VAM passes compute only CLS in the last layer (q = 1 row, keys/values on 53):
+#   projections 2*1*32*32 (q) + 2*53*32*64 (k, v) + 2*1*32*32 (out) = 2,048 + 217,088 + 2,048 = 221,184
+#   attention   2*1*53*32 + 2*1*53*32 = 6,784;  mlp 2*1*32*64 + 2*1*64*32 = 8,192  -> 236,160
+# so the encoder is 413,696 + 1,227,904 (one full layer) + 236,160 = 1,877,760.
+ENCODER_CLS = 1_877_760
+PRETRAIN_FORWARD = ENCODER_CLS + MATCHING + ENCODER_MASKED + DECODER  # 4,159,296
+PRETRAIN_FORWARD_FULL = ENCODER["total"] + MATCHING + ENCODER_MASKED + DECODER  # 5,151,040 (reference)
+# Steps: 3x forward, patch embeddings 2x (no input gradient): fine-tuning 3*(1,877,760 + 4,224) - 413,696;
+# pretraining 3*4,159,296 - 2*413,696 (two encoder passes). Reference: full last layer.
+FINETUNE_STEP = 3 * (ENCODER_CLS + CLASSIFIER) - PATCH  # 5,232,256
+FINETUNE_STEP_FULL = 3 * (ENCODER["total"] + CLASSIFIER) - PATCH  # 8,207,488
+PRETRAIN_STEP = 3 * PRETRAIN_FORWARD - 2 * PATCH  # 11,650,496
+PRETRAIN_STEP_FULL = 3 * PRETRAIN_FORWARD_FULL - 2 * PATCH  # 14,625,728
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +88,18 @@ def test_encoder_forward_by_hand(config):
 
 def test_decoder_pretrain_and_steps_by_hand(config):
     assert flops.decoder_forward_flops(config, FRAMES, AUDIO_FRAMES).total == DECODER
-    assert flops.pretrain_forward_flops(config, FRAMES, AUDIO_FRAMES).total == PRETRAIN_FORWARD == 5_151_040
-    assert flops.finetune_step_flops(config, FRAMES, AUDIO_FRAMES).total == FINETUNE_STEP == 8_207_488
-    assert flops.pretrain_step_flops(config, FRAMES, AUDIO_FRAMES).total == PRETRAIN_STEP == 14_625_728
+    assert flops.encoder_forward_flops(config, FRAMES, AUDIO_FRAMES, cls_only_last_layer=True).total == ENCODER_CLS
+    assert flops.pretrain_forward_flops(config, FRAMES, AUDIO_FRAMES).total == PRETRAIN_FORWARD == 4_159_296
+    assert flops.finetune_step_flops(config, FRAMES, AUDIO_FRAMES).total == FINETUNE_STEP == 5_232_256
+    assert flops.pretrain_step_flops(config, FRAMES, AUDIO_FRAMES).total == PRETRAIN_STEP == 11_650_496
+    full = {"cls_only_last_layer": False}
+    assert flops.pretrain_forward_flops(config, FRAMES, AUDIO_FRAMES, **full).total == PRETRAIN_FORWARD_FULL
+    assert flops.finetune_step_flops(config, FRAMES, AUDIO_FRAMES, **full).total == FINETUNE_STEP_FULL == 8_207_488
+    assert flops.pretrain_step_flops(config, FRAMES, AUDIO_FRAMES, **full).total == PRETRAIN_STEP_FULL
+    assert PRETRAIN_STEP_FULL == 14_625_728
     # switching a task off removes its passes
     no_mae = TvltConfig(**{**FLOP_CONFIG, "task_mae": False})
-    assert flops.pretrain_forward_flops(no_mae, FRAMES, AUDIO_FRAMES).total == ENCODER["total"] + MATCHING
+    assert flops.pretrain_forward_flops(no_mae, FRAMES, AUDIO_FRAMES).total == ENCODER_CLS + MATCHING
 
 
 def test_tvlt_base_totals():
@@ -155,11 +169,15 @@ def test_agrees_with_flop_counter_on_the_reference():
     kwargs = {k: v for k, v in FLOP_CONFIG.items() if k != "attn_implementation"}
     torch.manual_seed(0)
     pixel, audio = _inputs()
+    label = torch.ones(1, 1)
     ref = transformers.TvltModel(transformers.TvltConfig(**kwargs)).eval()
     assert _counted(lambda: ref(pixel, audio)) == ENCODER["total"]
+    ref_classifier = transformers.TvltForAudioVisualClassification(transformers.TvltConfig(**kwargs))
+    assert _counted(lambda: ref_classifier(pixel, audio, labels=label).loss.backward()) == FINETUNE_STEP_FULL
     ref_pretrain = transformers.TvltForPreTraining(transformers.TvltConfig(**kwargs)).train()
-    out = lambda: ref_pretrain(pixel, audio, labels=torch.ones(1, 1), pixel_values_mixed=pixel)  # noqa: E731
-    assert _counted(out) == PRETRAIN_FORWARD
+    out = lambda: ref_pretrain(pixel, audio, labels=label, pixel_values_mixed=pixel)  # noqa: E731
+    assert _counted(out) == PRETRAIN_FORWARD_FULL
+    assert _counted(lambda: out().loss.backward()) == PRETRAIN_STEP_FULL
 
 
 def test_gpu_script_smoke_on_cpu():
