@@ -66,7 +66,9 @@ class TvltSelfAttention(nn.Module):
             bias = torch.cat([self.query.bias, self.key.bias, self.value.bias], dim=0)
         b, n, _ = x.shape
         qkv = F.linear(x, weight, bias).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return qkv[0], qkv[1], qkv[2]
+        # unbind, not indexing: its backward is one stack instead of zero-filling (3, B, H, L, d) per slice
+        q, k, v = qkv.unbind(0)
+        return q, k, v
 
     def _project_first_query(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Query of the first token only, keys and values of all tokens: (B, H, 1, d), (B, H, L, d) x 2."""
@@ -74,8 +76,8 @@ class TvltSelfAttention(nn.Module):
         q = self.query(x[:, :1]).view(b, 1, self.num_heads, self.head_dim).transpose(1, 2)
         weight = torch.cat([self.key.weight, self.value.weight], dim=0)
         bias = None if self.key.bias is None else torch.cat([self.key.bias, self.value.bias], dim=0)
-        kv = F.linear(x, weight, bias).view(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return q, kv[0], kv[1]
+        k, v = F.linear(x, weight, bias).view(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, v
 
     def forward(
         self,
