@@ -15,6 +15,7 @@ _EXPORTS: dict[str, str] = {
     "PretrainDataModule": "datamodules.pretrain",
     "RetrievalDataModule": "datamodules.retrieval",
     "ClipDataModule": "datamodules.base",
+    "NoUsableClipsError": "datamodules.base",
     "ClipDataset": "datamodules.datasets",
     "ClipReader": "datamodules.decoding",
     "Clip": "datamodules.decoding",

@@ -16,9 +16,70 @@ from datamodules.decoding import ClipReader
 from datamodules.demo import DemoSpec, demo_is_ready, ensure_demo_mosei
 from datamodules.manifests import Manifest, Row, build_manifest
 
-__all__ = ["ClipDataModule"]
+__all__ = ["ClipDataModule", "NoUsableClipsError", "SplitLoader"]
 
 log = logging.getLogger(__name__)
+
+
+class NoUsableClipsError(RuntimeError):
+    """A complete pass over a split (an epoch of it) in ``on_error="skip"`` mode in which every clip failed.
+
+    Attributes: ``split`` (e.g. ``"PretrainDataModule[train]"``) and ``counts`` (cause -> clips skipped).
+    """
+
+    def __init__(self, split: str, counts: Counter, first: tuple[str, str] | None = None) -> None:
+        self.split = split
+        self.counts = Counter(counts)
+        total = sum(self.counts.values())
+        causes = ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
+        example = f"; first: {first[0]} ({first[1]})" if first else ""
+        super().__init__(
+            f"{split}: all {total} clip(s) of this pass over the split failed to load and were skipped "
+            f"(on_error=skip): {causes}{example}. Nothing was trained or evaluated on this split; fix or remove the "
+            f"files (on_error=raise reports the first failure with its full message)"
+        )
+
+
+class SplitLoader(DataLoader):
+    """A DataLoader that fails a complete pass in which every clip was skipped.
+
+    In ``on_error="skip"`` mode an all-failed batch reaches the model as ``None``, which Lightning skips: without this
+    check a split whose every clip fails would "train" for all its epochs on nothing and exit successfully. Counting
+    happens here, in the process that iterates (so it works with any ``num_workers``), from the collator's ``ids``
+    and ``skipped`` entries; when the iterator is exhausted with skipped clips and no delivered clip,
+    :class:`NoUsableClipsError` is raised naming the split and the skip counts by cause. A pass that is stopped
+    early (``limit_*_batches``, the sanity check, ``max_steps``) is not judged. With several processes (DDP) each
+    judges its own shard.
+
+    Args:
+        split_name: named in the error, e.g. ``"MoseiDataModule[train]"``; other arguments as ``DataLoader``.
+    """
+
+    def __init__(self, *args: Any, split_name: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.split_name = split_name
+
+    def __iter__(self) -> Any:
+        # Lightning stops after len(loader) batches without exhausting the iterator, so the last batch is judged
+        # when it arrives (before it is yielded), not at StopIteration.
+        try:
+            expected = len(self)
+        except TypeError:  # an iterable-style dataset without a length: judged at exhaustion only
+            expected = -1
+        delivered = 0
+        skipped: Counter = Counter()
+        first: tuple[str, str] | None = None
+        for n, batch in enumerate(super().__iter__(), start=1):
+            if isinstance(batch, dict):
+                for clip_id, cause in batch.get("skipped", ()):
+                    skipped[cause] += 1
+                    first = first or (clip_id, cause)
+                delivered += len(batch.get("ids", ()))
+            if n == expected and skipped and not delivered:
+                raise NoUsableClipsError(self.split_name, skipped, first)
+            yield batch
+        if skipped and not delivered:
+            raise NoUsableClipsError(self.split_name, skipped, first)
 
 
 class ClipDataModule(pl.LightningDataModule):
@@ -158,8 +219,9 @@ class ClipDataModule(pl.LightningDataModule):
             self.setup({"train": "fit", "valid": "validate", "test": "test"}[split])
         if split not in self.datasets:
             return []
-        return DataLoader(
+        return SplitLoader(
             self.datasets[split],
+            split_name=f"{type(self).__name__}[{split}]",
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,

@@ -229,6 +229,10 @@ class _IsolatedDecoder:
             try:
                 self.stop()
             except OSError:
+                # Best-effort cleanup during garbage collection or interpreter exit: the pipe fds may already be
+                # closed (EBADF) or the child already reaped (ProcessLookupError, an OSError). Nothing can handle an
+                # exception raised from __del__, and nothing leaks when stop() fails here: the child exits by itself
+                # on EOF of its request pipe (serve() in _rawdecode.py), which the OS closes when this process exits.
                 pass
 
 

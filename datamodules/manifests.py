@@ -40,6 +40,7 @@ __all__ = [
     "SENTIMENT_RANGE",
     "EMOTION_RANGE",
     "VIDEO_EXTENSIONS",
+    "SPLIT_NAMES",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ SENTIMENT_RANGE = (-3.0, 3.0)  # CMU-MOSEI sentiment score
 EMOTION_RANGE = (0.0, 3.0)  # CMU-MOSEI emotion intensities
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 CONTAINER = "container"  # audio column value: take the audio from the video file itself
+#: accepted values of a CSV manifest's ``split`` column (case-insensitive) -> the split they name
+SPLIT_NAMES = {"train": "train", "valid": "valid", "val": "valid", "validation": "valid", "dev": "valid", "test": "test"}
 
 
 class ManifestError(ValueError):
@@ -90,6 +93,7 @@ class Row:
     labels: Sequence[float] | float | None = None
     source: str = ""
     line: int = 0
+    problem: str | None = None  # a problem found while reading the row (e.g. a label that is not a number)
 
 
 @dataclass
@@ -125,6 +129,8 @@ def build_manifest(
         ManifestError: listing every problem as ``source line N (id): problem`` unless ``drop_invalid``, in which
             case the offending rows are dropped and a summary by problem kind is logged.
     """
+    if not rows:
+        raise ManifestError(f"{name}: no rows (its source lists no clip for this split)")
     problems: list[tuple[Row, str, str]] = []  # (row, kind, message)
     for row in rows:
         kind_msg = _check_row(row, label_range, check_files)
@@ -147,7 +153,12 @@ def build_manifest(
         )
     kept = [r for r in rows if id(r) not in bad]
     if not kept:
-        raise ManifestError(f"{name}: no usable rows (of {len(rows)})")
+        first = problems[0]
+        raise ManifestError(
+            f"{name}: no usable rows: all {len(rows)} row(s) are invalid and were dropped "
+            f"({', '.join(f'{k}={v}' for k, v in sorted(dropped.items()))}); "
+            f"first: {first[0].source} line {first[0].line} ({first[0].id}): {first[2]}"
+        )
     labels = None
     if kept[0].labels is not None:
         labels = np.asarray([r.labels for r in kept], dtype=np.float32)
@@ -162,6 +173,8 @@ def build_manifest(
 
 
 def _check_row(row: Row, label_range: tuple[float, float] | None, check_files: bool) -> tuple[str, str] | None:
+    if row.problem is not None:
+        return "non_numeric_label", row.problem
     if row.labels is not None:
         values = np.atleast_1d(np.asarray(row.labels, dtype=np.float64))
         if not np.all(np.isfinite(values)):
@@ -180,13 +193,27 @@ def _fmt(values: np.ndarray) -> str:
     return str(values[0]) if values.size == 1 else "[" + ", ".join(f"{v:g}" for v in values) + "]"
 
 
-def _float(text: str, source: str, line: int, column: str) -> float:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        # An unparsable label is reported like a non-finite one (NaN fails the finiteness check with the row).
-        log.debug("%s line %d: column %s value %r is not a number", source, line, column, text)
-        return math.nan
+def _labels(rec: dict[str, str], columns: Sequence[str]) -> tuple[list[float], str | None]:
+    """The float values of ``columns`` in ``rec`` and the problem with the first that is not a number (None if
+    all parse). Unparsable values become NaN; the problem text quotes the original value."""
+    values, problem = [], None
+    for column in columns:
+        text = rec.get(column)
+        try:
+            values.append(float(text))
+        except (TypeError, ValueError):
+            values.append(math.nan)
+            if problem is None:
+                where = "" if len(columns) == 1 else f" (column {column})"
+                problem = f"label {text!r}{where} is not a number"
+    return values, problem
+
+
+def _require_root(root: Path, what: str) -> None:
+    if not root.exists():
+        raise ManifestError(f"{what} root folder does not exist: {root}")
+    if not root.is_dir():
+        raise ManifestError(f"{what} root is not a folder: {root}")
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
@@ -220,6 +247,7 @@ def mosei_original(root: str | os.PathLike, split: str, task: str = "sentiment")
     root = Path(root)
     if split not in ("train", "valid", "test"):
         raise ValueError(f"MOSEI split must be train, valid or test, got {split!r}")
+    _require_root(root, "CMU-MOSEI")
     if task == "sentiment":
         path = root / "labels" / f"label_file_{split}.csv"
         columns, records = _read_csv(path)
@@ -240,7 +268,7 @@ def mosei_original(root: str | os.PathLike, split: str, task: str = "sentiment")
     rows = []
     for line, rec in records:
         clip = rec["FileName"].strip()
-        values = [_float(rec[c], str(path), line, c) for c in label_columns]
+        values, problem = _labels(rec, label_columns)
         rows.append(
             Row(
                 id=clip,
@@ -249,6 +277,7 @@ def mosei_original(root: str | os.PathLike, split: str, task: str = "sentiment")
                 labels=values[0] if task == "sentiment" else values,
                 source=str(path),
                 line=line,
+                problem=problem,
             )
         )
     return rows
@@ -266,16 +295,22 @@ def csv_manifest(
     """Rows of a CSV with columns ``video`` (required), ``audio`` (optional: a wav/flac path, ``container``, or
     empty for ``default_audio``), ``id`` (optional, default: the video's file stem), ``split`` (optional; when
     ``split`` is given only matching rows are kept) and ``label_columns``. Relative paths are relative to the CSV's
-    folder."""
+    folder.
+
+    ``split`` values (case-insensitive): ``train``; ``valid`` (also ``val``, ``validation``, ``dev``); ``test``
+    (see :data:`SPLIT_NAMES`). Any other value, an empty one included, raises :class:`ManifestError` listing the rows,
+    so that a typo (``trian``) cannot silently empty a split."""
     path = Path(path)
     columns, records = _read_csv(path)
     _require(columns, ["video", *(label_columns or [])], path)
     if split is not None and "split" not in columns:
         raise ManifestError(f"{path}: a 'split' column is needed to select split {split!r}; found {columns}")
+    if "split" in columns:
+        _check_splits(path, records)
     base = path.parent
     rows = []
     for line, rec in records:
-        if split is not None and rec["split"].strip() != split:
+        if split is not None and SPLIT_NAMES[rec["split"].strip().lower()] != SPLIT_NAMES.get(split, split):
             continue
         video = _resolve(base, rec["video"])
         audio_text = (rec.get("audio") or "").strip()
@@ -283,13 +318,24 @@ def csv_manifest(
             audio = default_audio
         else:
             audio = CONTAINER if audio_text == CONTAINER else _resolve(base, audio_text)
-        labels = None
+        labels, problem = None, None
         if label_columns:
-            values = [_float(rec[c], str(path), line, c) for c in label_columns]
+            values, problem = _labels(rec, label_columns)
             labels = values[0] if len(values) == 1 else values
         clip = (rec.get("id") or "").strip() or Path(video).stem
-        rows.append(Row(clip, video, audio, labels, str(path), line))
+        rows.append(Row(clip, video, audio, labels, str(path), line, problem))
     return rows
+
+
+def _check_splits(path: Path, records: list[tuple[int, dict[str, str]]]) -> None:
+    bad = [(line, rec["split"]) for line, rec in records if (rec["split"] or "").strip().lower() not in SPLIT_NAMES]
+    if bad:
+        shown = "\n".join(f"  {path} line {line}: split {value!r}" for line, value in bad[:25])
+        more = f"\n  ... and {len(bad) - 25} more" if len(bad) > 25 else ""
+        raise ManifestError(
+            f"{path}: {len(bad)} row(s) with an unrecognised split value (accepted: train; valid, val, validation, "
+            f"dev; test)\n{shown}{more}"
+        )
 
 
 def _resolve(base: Path, text: str) -> str:
@@ -316,6 +362,7 @@ def msrvtt(root: str | os.PathLike, split: str, cut: str = "miech") -> list[Row]
     """MSR-VTT in the frozen-in-time layout: ids from ``high-quality/structured-symlinks/{split}_list_{cut}.txt``
     (one id per line), videos at ``videos/all/{id}.mp4``, audio from the same mp4. ``split``: train or test."""
     root = Path(root)
+    _require_root(root, "MSR-VTT")
     path = root / "high-quality" / "structured-symlinks" / f"{split}_list_{cut}.txt"
     if not path.is_file():
         raise ManifestError(f"MSR-VTT split list not found: {path}")

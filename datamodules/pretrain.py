@@ -92,7 +92,8 @@ class PretrainDataModule(ClipDataModule):
         return rows[: len(rows) - n_val] if split == "train" else rows[len(rows) - n_val :]
 
     def _has_split(self, split: str) -> bool:
-        return split in ("train", "valid") and bool(self._split_rows(split))
+        # train must exist (an empty one fails at set-up, naming the split); valid is optional
+        return split == "train" or (split == "valid" and bool(self._split_rows(split)))
 
     def _rows(self, split: str) -> list[Row]:
         return self._split_rows(split)

@@ -13,10 +13,12 @@ import pytest
 import soundfile as sf
 import torch
 
+from datamodules.base import NoUsableClipsError
 from datamodules.cache import ClipCache, build_cache
 from datamodules.collate import Skipped, TvltCollator, vam_negatives
+from datamodules.decoding import ClipDecodeError
 from datamodules.demo import EMOTIONS, write_mp4
-from datamodules.manifests import ManifestError, PackedStrings, Row, build_manifest, mosei_original
+from datamodules.manifests import ManifestError, PackedStrings, Row, build_manifest, csv_manifest, mosei_original
 from datamodules.mosei import MoseiDataModule
 from datamodules.pretrain import PretrainDataModule
 from datamodules.retrieval import RetrievalDataModule
@@ -59,14 +61,16 @@ def mosei_layout(root: Path, clips: dict[str, list[tuple[str, str]]], emotion_ro
 
 
 def test_manifest_validation_names_file_and_line_of_each_problem(tmp_path):
-    root = mosei_layout(tmp_path / "m", {"train": [("a", "1.5"), ("b", "nan"), ("c", "3.5"), ("d", "-0.5")]})
+    rows = [("a", "1.5"), ("b", "nan"), ("c", "3.5"), ("d", "-0.5"), ("e", "abc")]
+    root = mosei_layout(tmp_path / "m", {"train": rows})
     os.remove(root / "train" / "video" / "d.mp4")
     dm = MoseiDataModule(root=str(root), batch_size=2)
     with pytest.raises(ManifestError) as e:
         dm.manifest("train")
     text = str(e.value)
     csv_path = root / "labels" / "label_file_train.csv"
-    assert "3 invalid row(s) of 4" in text
+    assert "4 invalid row(s) of 5" in text
+    assert f"{csv_path} line 6 (e): label 'abc' is not a number" in text  # the original text, not "nan"
     assert f"{csv_path} line 3 (b): label nan is not finite" in text
     assert f"{csv_path} line 4 (c): label 3.5 outside [-3, 3]" in text
     assert f"{csv_path} line 5 (d): video file not found: {root / 'train' / 'video' / 'd.mp4'}" in text
@@ -99,6 +103,54 @@ def test_emotion_labels_named_or_positional_columns_and_range(tmp_path):
     path.write_text("FileName," + ",".join(EMOTIONS) + "\na,0,0,3.2,0,0,0\nb,0,0,0,0,0,0\n")
     with pytest.raises(ManifestError, match=r"line 2 \(a\): label \[0, 0, 3.2, 0, 0, 0\] outside \[0, 3\]"):
         MoseiDataModule(root=str(root), task="emotion").manifest("valid")
+    path.write_text("FileName," + ",".join(EMOTIONS) + "\na,0,0,0,0,0,0\nb,0,0,x1,0,0,0\n")
+    with pytest.raises(ManifestError, match=r"line 3 \(b\): label 'x1' \(column angry\) is not a number"):
+        MoseiDataModule(root=str(root), task="emotion").manifest("valid")
+
+
+def test_missing_root_is_named_as_such(tmp_path):
+    missing = tmp_path / "nonexistent"
+    with pytest.raises(ManifestError, match=f"CMU-MOSEI root folder does not exist: {missing}$"):
+        MoseiDataModule(root=str(missing)).manifest("train")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ManifestError, match=f"CMU-MOSEI root is not a folder: {tmp_path / 'file'}$"):
+        MoseiDataModule(root=str(tmp_path / "file")).manifest("train")
+    with pytest.raises(ManifestError, match=f"MSR-VTT root folder does not exist: {missing}$"):
+        RetrievalDataModule(root=str(missing)).manifest("train")
+    with pytest.raises(ManifestError, match=f"video folder not found: {missing}$"):
+        PretrainDataModule(root=str(missing)).setup("fit")
+
+
+def test_csv_split_values_unrecognised_are_reported_with_lines_aliases_accepted(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("video,split,sentiment_score\na.mp4,train,0\nb.mp4,trian,0\nc.mp4,test,0\nd.mp4,,1\n")
+    with pytest.raises(ManifestError) as e:
+        csv_manifest(path, split="train", label_columns=["sentiment_score"])
+    assert str(e.value) == (
+        f"{path}: 2 row(s) with an unrecognised split value (accepted: train; valid, val, validation, dev; test)\n"
+        f"  {path} line 3: split 'trian'\n  {path} line 5: split ''"
+    )
+    with pytest.raises(ManifestError, match="line 3: split 'trian'"):  # also without selecting a split (pretraining)
+        PretrainDataModule(manifest=str(path)).setup("fit")
+    path.write_text("video,split\na.mp4,Train\nb.mp4,val\nc.mp4,dev\nd.mp4,VALID\ne.mp4,validation\nf.mp4,test\n")
+    assert [r.id for r in csv_manifest(path, split="valid")] == ["b", "c", "d", "e"]
+    assert [r.id for r in csv_manifest(path, split="train")] == ["a"]
+
+
+def test_empty_splits_fail_at_setup_naming_the_split_and_causes(tmp_path):
+    for i in range(2):
+        small_clip(tmp_path / f"v{i}.mp4", seed=i, audio_seconds=1.0)
+    (tmp_path / "m.csv").write_text("video,split\nv0.mp4,valid\nv1.mp4,valid\n")
+    with pytest.raises(ManifestError, match=r"^PretrainDataModule\[train\]: no rows \(its source lists no clip"):
+        PretrainDataModule(manifest=str(tmp_path / "m.csv")).setup("fit")
+    (tmp_path / "m.csv").write_text("video,split\nv0.mp4,train\ngone.mp4,train\nv1.mp4,test\n")
+    os.remove(tmp_path / "v0.mp4")
+    with pytest.raises(ManifestError) as e:
+        RetrievalDataModule(manifest=str(tmp_path / "m.csv"), drop_invalid=True).setup("fit")
+    assert str(e.value) == (
+        "RetrievalDataModule[train]: no usable rows: all 2 row(s) are invalid and were dropped (missing_file=2); "
+        f"first: {tmp_path / 'm.csv'} line 2 (v0): video file not found: {tmp_path / 'v0.mp4'}"
+    )
 
 
 def test_manifest_storage_is_a_fixed_number_of_numpy_buffers():
@@ -179,8 +231,58 @@ def test_on_error_skip_counts_by_cause_and_logs_each_epoch(tmp_path, caplog):
     assert "skipped 2 clip(s) in None: empty_file=1, undecodable=1" in caplog.text
     raising = MoseiDataModule(root=str(root), batch_size=2, decode_timeout=None, train_jitter=False)
     raising.setup("fit")
-    with pytest.raises(Exception, match="b.mp4: empty file"):
+    with pytest.raises(ClipDecodeError, match="b.mp4: empty file"):
         list(raising._loader("train", shuffle=False))
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_pass_where_every_clip_is_skipped_raises_with_counts(tmp_path, num_workers):
+    splits = {"train": [("a", "1"), ("b", "2"), ("c", "-1")], "valid": [("v", "0")]}
+    root = mosei_layout(tmp_path / "m", splits)
+    for name in ("a", "b"):
+        (root / "train" / "video" / f"{name}.mp4").write_bytes(b"")
+    (root / "train" / "video" / "c.mp4").write_bytes(b"not a video at all" * 100)
+    dm = MoseiDataModule(
+        root=str(root), batch_size=2, on_error="skip", decode_timeout=None, train_jitter=False, num_workers=num_workers
+    )
+    dm.setup("fit")
+    with pytest.raises(NoUsableClipsError) as e:
+        list(dm.train_dataloader())
+    assert e.value.split == "MoseiDataModule[train]" and dict(e.value.counts) == {"empty_file": 2, "undecodable": 1}
+    assert str(e.value).startswith(
+        "MoseiDataModule[train]: all 3 clip(s) of this pass over the split failed to load and were skipped "
+        "(on_error=skip): empty_file=2, undecodable=1; first: a (empty_file)."
+    )
+    assert [b["ids"] for b in dm.val_dataloader()] == [["v"]]  # a usable split passes
+
+
+def test_all_failed_epoch_fails_the_fit_under_a_trainer(tmp_path):
+    """The QA case: a folder holding only a video without an audio stream must fail the run, not "succeed"."""
+    import lightning.pytorch as pl
+
+    class Tiny(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            return ((batch["pixel_values"].mean() * self.w - 1) ** 2).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    (tmp_path / "videos").mkdir()
+    small_clip(tmp_path / "videos" / "silent.mp4")  # no audio stream
+    dm = PretrainDataModule(
+        root=str(tmp_path / "videos"), batch_size=4, num_workers=1, decode_timeout=None, on_error="skip"
+    )  # conf/data/pretrain.yaml's on_error
+    trainer = pl.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    with pytest.raises(NoUsableClipsError, match=r"PretrainDataModule\[train\]: all 1 clip\(s\) .* no_audio_stream=1"):
+        trainer.fit(Tiny(), datamodule=dm)
+    assert trainer.current_epoch == 0  # failed in the first epoch
 
 
 # ------------------------------------------------------------------------------------------------ cache
