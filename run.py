@@ -27,8 +27,8 @@ log = logging.getLogger("run")
 
 # config keys holding file paths: relative values are made absolute against the launch directory, once, before
 # any DDP process or multirun job starts (DDP children re-run this file from the same directory and agree)
-PATH_KEYS = ("data.root", "data.manifest", "data.demo_dir", "data.cache_dir", "model.pretrained", "ckpt_path",
-             "input", "input_audio")
+PATH_KEYS = ("paths.root_dir", "data.root", "data.manifest", "data.demo_dir", "data.cache_dir", "model.pretrained",
+             "ckpt_path", "input", "input_audio")
 
 
 # ---------------------------------------------------------------------------------------------------- set-up
@@ -157,6 +157,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if cfg.get("test", True):
             if mode == "train" and not best:
                 log.warning("No best checkpoint (fast_dev_run, or no validation): testing the current weights")
+            elif fit and not _is_best(trainer, best):
+                log.warning("No best checkpoint (no validation): testing the last weights (%s)", Path(best).name)
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update(_floats(trainer.callback_metrics))
         if cfg.get("export_pretrained") and best and fit:
@@ -172,22 +174,33 @@ def _floats(metrics: dict) -> dict[str, float]:
 
 
 def _best_checkpoint(trainer) -> str | None:
+    """The best checkpoint of the monitored metric, else ``last.ckpt`` (no validation: nothing to choose by)."""
     cb = trainer.checkpoint_callback
     if cb is None or trainer.fast_dev_run:
         return None
     return cb.best_model_path or cb.last_model_path or None
 
 
+def _is_best(trainer, path: str) -> bool:
+    cb = trainer.checkpoint_callback
+    return bool(cb is not None and cb.best_model_path and path == cb.best_model_path)
+
+
 def _export(model, best: str, cfg: DictConfig, trainer, tested: bool) -> None:
-    """Best weights as ``<output_dir>/pretrained/{config.json, model.safetensors}`` (rank zero)."""
+    """Best weights (or the last ones when no best checkpoint was chosen) as
+    ``<output_dir>/pretrained/{config.json, model.safetensors}`` (rank zero)."""
     if not trainer.is_global_zero:
         return
-    import torch
+    from tvlt.lit.base import read_checkpoint
 
     if not tested:  # trainer.test has already loaded the best weights into the module otherwise
-        model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+        model.load_state_dict(read_checkpoint(best)["state_dict"])
     out = model.export_pretrained(Path(cfg.paths.output_dir) / "pretrained")
-    log.info("Exported the best weights (%s) with save_pretrained to %s", Path(best).name, out)
+    if _is_best(trainer, best):
+        log.info("Exported the best weights (%s) with save_pretrained to %s", Path(best).name, out)
+    else:
+        log.warning("Exported the last weights (%s; no best checkpoint: %s was never computed) with "
+                    "save_pretrained to %s", Path(best).name, cfg.get("monitor"), out)
 
 
 def _close_loggers(trainer, failed: bool) -> None:
@@ -206,7 +219,7 @@ def predict(cfg: DictConfig) -> list[str]:
     or ``input_audio=<wav>`` for a sidecar file). Returns the printed lines."""
     import torch
 
-    from datamodules.decoding import ClipReader
+    from datamodules.decoding import ClipDecodeError, ClipReader
     from tvlt.feature_extraction import TvltFeatureExtractor
     from tvlt.image_processing import TvltImageProcessor
     from tvlt.lit.base import load_lit_checkpoint
@@ -224,7 +237,13 @@ def predict(cfg: DictConfig) -> list[str]:
     mode = str(data.get("processor_mode", "hf") if "data.processor_mode" in given
                else saved.get("processor_mode", "hf"))
     audio = cfg.get("input_audio") or "container"
-    clip = ClipReader(num_frames=num_frames).read(cfg.input, audio=audio, mode="uniform")
+    try:
+        clip = ClipReader(num_frames=num_frames).read(cfg.input, audio=audio, mode="uniform")
+    except ClipDecodeError as err:
+        if audio != "container" or err.cause != "no_audio_stream":
+            raise
+        hint = "pass input_audio=<wav or flac file> with the clip's audio"
+        raise ClipDecodeError(err.path, err.cause, f"{err.detail}; {hint}" if err.detail else hint) from None
     if clip.waveform is None:
         raise ValueError(f"{cfg.input}: no audio; pass input_audio=<wav> for a sidecar audio file")
     pixels = TvltImageProcessor(mode=mode, num_frames=num_frames)(clip.frames, return_tensors="pt",
@@ -241,12 +260,59 @@ def predict(cfg: DictConfig) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------- main
+def single_lightning_log() -> None:
+    """Lightning's INFO lines once, in Hydra's format (console and the run's log file). Importing ``lightning``
+    adds a bare console handler to its logger that also propagates to Hydra's root handlers (every line twice),
+    and ``lightning.pytorch`` stops propagating when imported before Hydra configured logging."""
+    import lightning.pytorch  # noqa: F401  (adds the handlers this removes)
+
+    if not logging.getLogger().hasHandlers():
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:  # Lightning's own bare console handlers only
+                logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def check_ckpt_path(cfg: DictConfig) -> None:
+    """Fail before any work when ``ckpt_path`` (resume, test or predict) is missing or not a checkpoint, naming
+    the file. Checkpoints are read with ``weights_only=True`` (they may come from anywhere)."""
+    path = cfg.get("ckpt_path")
+    if path:
+        from tvlt.lit.base import read_checkpoint
+
+        read_checkpoint(path, mmap=True)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    try:
+        return _main(cfg)
+    except Exception as err:
+        if _rank_zero():
+            log_failure(err)
+        raise
+
+
+def log_failure(err: BaseException) -> None:
+    """Why the run failed, with the traceback, into the run's log file (``<output_dir>/<task>.log``, Hydra's file
+    handler). The console already gets Hydra's own report of the exception, so it is not printed twice."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "Run failed: %s: %s",
+                            (type(err).__name__, err), (type(err), err, err.__traceback__))
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def _main(cfg: DictConfig) -> float | None:
+    single_lightning_log()
     if cfg.get("mode") not in ("train", "test", "predict"):
         raise ValueError(f"mode must be train, test or predict, got {cfg.get('mode')!r}")
     cfg = apply_demo_preset(cfg)
     resolve_paths(cfg)
+    check_ckpt_path(cfg)
     if cfg.get("mode") == "predict":
         predict(cfg)
         return None

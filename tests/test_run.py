@@ -189,6 +189,13 @@ def test_resume_continues_at_the_saved_step_with_the_same_optimizer_state(tmp_pa
                                        f"input={MEDIA / 'K0m1tO3Ybyc_2.mp4'}",
                                        f"input_audio={MEDIA / 'K0m1tO3Ybyc_2.wav'}"])
     lines = run.predict(cfg)
+    # the mp4 alone: the error says how to give the audio
+    from datamodules.decoding import ClipDecodeError
+
+    no_audio = compose_cfg(tmp_path / "p", ["mode=predict", "experiment=mosei", f"ckpt_path={last}",
+                                            f"input={MEDIA / 'K0m1tO3Ybyc_2.mp4'}"])
+    with pytest.raises(ClipDecodeError, match=r"no audio stream .*pass input_audio=<wav"):
+        run.predict(no_audio)
     # mode=test: the checkpoint on the whole test split, no training
     tested = run.train(compose_cfg(tmp_path / "t", ["mode=test", "experiment=mosei", *FAST,
                                                     *demo_overrides(demo_dir), "logger=none", f"ckpt_path={last}"]))
@@ -280,18 +287,77 @@ def test_ddp_retrieval_scores_the_full_gathered_matrix(tmp_path, demo_dir):
 
 
 def test_multirun_sweep_creates_two_runs(tmp_path, demo_dir):
+    """The documented sweep, with no hydra.sweep.dir override: the jobs land under <launch dir>/logs/<task>/
+    multiruns/<date_time>/<job>, each writing its checkpoints in its own folder; Lightning's lines printed once."""
     proc = run_cli(["-m", "experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=csv",
                     "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-                    "trainer.limit_test_batches=1", "model.optimizer.lr=0.001,0.0001",
-                    f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path)
-    runs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and p.name.isdigit())
+                    "trainer.limit_test_batches=1", "model.optimizer.lr=0.001,0.0001"], cwd=tmp_path)
+    sweeps = list((tmp_path / "logs" / "mosei" / "multiruns").iterdir())
+    assert len(sweeps) == 1, sweeps
+    runs = sorted(p for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit())
     assert [p.name for p in runs] == ["0", "1"], proc.stdout[-2000:]
     lrs = []
     for p in runs:
         overrides = (p / ".hydra" / "overrides.yaml").read_text()
         lrs.append(re.search(r"model\.optimizer\.lr=([\d.]+)", overrides).group(1))
-        assert list((p / "checkpoints").glob("*.ckpt"))
+        assert list((p / "checkpoints").glob("*.ckpt"))  # paths.output_dir is the job's folder
+        assert (p / "pretrained" / "model.safetensors").is_file()
     assert lrs == ["0.001", "0.0001"]
+    out = proc.stdout + proc.stderr
+    # one line per job, in Hydra's format (Lightning's own bare console handler removed)
+    assert out.count("Seed set to 12345") == 2 and "INFO: Seed set" not in out
+
+
+def test_failed_run_logs_its_reason_to_the_run_log_file(tmp_path):
+    """A single run launched without hydra.run.dir writes under <launch dir>/logs/<task>/runs/<date_time>; when it
+    fails, its <task>.log has the exception and traceback and the process exits non-zero."""
+    manifest = tmp_path / "pairs.csv"
+    manifest.write_text("foo,bar\n1,2\n")
+    proc = subprocess.run([sys.executable, str(REPO / "run.py"), "experiment=retrieval", *FAST,
+                           "data.manifest=pairs.csv", "logger=none"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0
+    logs = list((tmp_path / "logs" / "retrieval" / "runs").glob("*/retrieval.log"))
+    assert len(logs) == 1, proc.stderr[-3000:]
+    text = logs[0].read_text()
+    assert "[run][ERROR] - Run failed: ManifestError:" in text and "missing column(s) ['video']" in text
+    assert "Traceback (most recent call last)" in text
+    assert proc.stderr.count("Traceback (most recent call last)") <= 1  # not printed twice on the console
+
+
+def test_corrupt_ckpt_path_is_refused_up_front_naming_the_file(tmp_path):
+    from tvlt.lit import CheckpointError
+
+    bad = tmp_path / "last.ckpt"
+    bad.write_bytes(os.urandom(2048))
+    for mode in ("train", "test", "predict"):
+        cfg = compose_cfg(tmp_path, ["experiment=mosei", f"mode={mode}", f"ckpt_path={bad}"])
+        with pytest.raises(CheckpointError, match=re.escape(str(bad))) as info:
+            run.check_ckpt_path(cfg)
+        assert "not a PyTorch checkpoint" in str(info.value) and "weights_only=False" not in str(info.value)
+    cfg = compose_cfg(tmp_path, ["experiment=mosei", f"ckpt_path={tmp_path / 'nope.ckpt'}"])
+    with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.ckpt"):
+        run.check_ckpt_path(cfg)
+
+
+def test_pretraining_without_validation_warns_and_exports_the_last_weights(tmp_path, caplog):
+    """The two shared clips: train=2, no validation split (one clip is skipped: no audio stream)."""
+    cfg = compose_cfg(tmp_path, ["experiment=pretrain", *FAST, f"data.root={MEDIA}", "logger=none",
+                                 "trainer.max_epochs=1", "trainer.accumulate_grad_batches=1", "test=false"])
+    with caplog.at_level("INFO"):
+        run.train(cfg)
+    text = caplog.text
+    assert "No validation data" in text and "`monitor: val/loss` is never computed" in text
+    assert "Exported the last weights (last.ckpt" in text and "Exported the best" not in text
+    assert (tmp_path / "out" / "pretrained" / "model.safetensors").is_file()
+
+
+def test_unlisted_tvlt_config_fields_are_added_with_plus(tmp_path):
+    """conf/model keeps TvltConfig as the one source of defaults: unlisted fields take `+model.config.<field>=`."""
+    cfg = compose_cfg(tmp_path, ["experiment=mosei", "data.root=/data/mosei", "+model.config.audio_mask_type=foo"])
+    assert cfg.model.config.audio_mask_type == "foo"
+    with pytest.raises(Exception, match="audio_mask_type"):
+        compose_cfg(tmp_path, ["experiment=mosei", "data.root=/data/mosei", "model.config.audio_mask_type=foo"])
 
 
 def test_optuna_search_space_names_real_config_keys(tmp_path):

@@ -3,10 +3,10 @@
 Built by Hydra from ``conf/model/*.yaml`` + ``conf/experiment/*.yaml``; see ``docs/training.md``.
 """
 
-from tvlt.lit.base import NonFiniteLossError, TvltLitModule
+from tvlt.lit.base import CheckpointError, NonFiniteLossError, TvltLitModule, load_lit_checkpoint, read_checkpoint
 from tvlt.lit.pretrain import PretrainModule
 from tvlt.lit.retrieval import RetrievalModule
 from tvlt.lit.sentiment import EmotionModule, SentimentModule
 
-__all__ = ["EmotionModule", "NonFiniteLossError", "PretrainModule", "RetrievalModule", "SentimentModule",
-           "TvltLitModule"]
+__all__ = ["CheckpointError", "EmotionModule", "NonFiniteLossError", "PretrainModule", "RetrievalModule",
+           "SentimentModule", "TvltLitModule", "load_lit_checkpoint", "read_checkpoint"]

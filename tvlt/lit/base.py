@@ -143,16 +143,53 @@ class TvltLitModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
 
+class CheckpointError(ValueError):
+    """``ckpt_path`` is missing, not a PyTorch checkpoint, or holds objects that ``weights_only=True`` refuses;
+    the message names the file."""
+
+
+def read_checkpoint(path: str | Path, map_location: str = "cpu", mmap: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` with errors that name the file. Checks first that the file exists
+    and is a PyTorch zip checkpoint (what ``torch.save`` and Lightning write). Checkpoints are treated as untrusted:
+    a file that ``weights_only`` refuses is reported, never loaded another way.
+
+    Raises:
+        CheckpointError: missing file, not a checkpoint, or unreadable with ``weights_only=True``.
+    """
+    import pickle
+    import zipfile
+
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint is not a file: {p}")
+    if not zipfile.is_zipfile(p):
+        raise CheckpointError(f"{p}: not a PyTorch checkpoint (a .ckpt/.pt file written by torch.save or Lightning "
+                              "is a zip archive; this one is not: corrupt, truncated or another format)")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True, mmap=mmap)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, AttributeError, ValueError) as err:
+        # torch's weights_only message suggests weights_only=False: not for files of unknown origin
+        reason = (str(err).split("WeightsUnpickler error:")[-1].strip().splitlines() or [""])[0].split(". ")[0]
+        if "weights_only" in reason or "trust" in reason:
+            reason = ""
+        raise CheckpointError(f"{p}: cannot be read as a checkpoint with weights_only=True ({type(err).__name__}"
+                              f"{': ' + reason if reason else ''}). It is corrupt or holds objects other than "
+                              "tensors and plain containers; it was not loaded.") from None
+
+
 def load_lit_checkpoint(path: str | Path, map_location: str = "cpu") -> TvltLitModule:
     """Rebuild a TVLT LightningModule from a checkpoint written by this project's training (``last.ckpt`` or the
     best one) for inference. Read with ``weights_only=True``; the module class must be one of ``tvlt.lit``'s.
 
     Raises:
+        CheckpointError: missing, corrupt, or refused by ``weights_only=True`` (the message names the file).
         ValueError: the file is not such a checkpoint (the message says what is missing).
     """
     import tvlt.lit as lit
 
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    ckpt = read_checkpoint(path, map_location=map_location)
     name = ckpt.get("tvlt_module") if isinstance(ckpt, dict) else None
     if name is None or "state_dict" not in ckpt:
         raise ValueError(f"{path}: not a TVLT Lightning checkpoint (no 'tvlt_module' / 'state_dict' entry)")

@@ -112,6 +112,19 @@ class Summaries(pl.Callback):
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._print(trainer, pl_module, "test")
 
+    @rank_zero_only
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # the validation loader is set up by now (sanity check or the fit loop's start)
+        if trainer.fast_dev_run or sum(trainer.num_val_batches or []) > 0:
+            return
+        cb = trainer.checkpoint_callback
+        monitor = getattr(cb, "monitor", None)
+        what = f"`monitor: {monitor}` is never computed, so no best checkpoint can be chosen" if monitor else \
+            "nothing is validated"
+        log.warning("No validation data (no validation split, or limit_val_batches=0): %s; the run keeps and "
+                    "exports the last weights (last.ckpt). Give the data a validation split for model selection.",
+                    what)
+
     @staticmethod
     def data_summary(datamodule: Any) -> str:
         if datamodule is None:
