@@ -54,7 +54,8 @@ def to_original_format(state_dict: dict[str, torch.Tensor], extra_rows_seed: int
     gen = torch.Generator().manual_seed(extra_rows_seed)
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
-        for hf_stack, orig_stack in (("tvlt.encoder.layer.", "blocks."), ("decoder.decoder_layers.", "decoder_blocks.")):
+        stacks = (("tvlt.encoder.layer.", "blocks."), ("decoder.decoder_layers.", "decoder_blocks."))
+        for hf_stack, orig_stack in stacks:
             if key.startswith(hf_stack):
                 index, rest = key[len(hf_stack):].split(".", 1)
                 part, kind = rest.rsplit(".", 1)

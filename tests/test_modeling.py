@@ -284,7 +284,7 @@ def test_first_token_only_computes_the_same_cls(tiny_config):
     assert (cls[:, 0] - full[:, 0]).abs().max().item() < 1e-6
     grads = torch.autograd.grad(full[:, 0].sum(), list(model.parameters()), allow_unused=True)
     grads_cls = torch.autograd.grad(cls.sum(), list(model.parameters()), allow_unused=True)
-    for g, h in zip(grads, grads_cls):
+    for g, h in zip(grads, grads_cls, strict=True):
         assert (g is None and h is None) or (g - h).abs().max().item() < 1e-5
     with_states = model(pixel, audio, first_token_only=True, output_hidden_states=True)
     assert with_states.last_hidden_state.shape[1] == 1 + 32 + 32  # full sequence when states are requested

@@ -96,7 +96,7 @@ def test_model_unmasked_matches_reference(tiny_config, with_masks):
     compare_model_outputs(a, b)
     assert a.last_hidden_state.shape == (2, 1 + num_pixel + num_audio, 32)
     assert len(a.hidden_states) == len(b.hidden_states) == tiny_config.num_hidden_layers + 1
-    for x, y in zip(a.hidden_states + a.attentions, b.hidden_states + b.attentions):
+    for x, y in zip(a.hidden_states + a.attentions, b.hidden_states + b.attentions, strict=True):
         assert max_diff(x, y) <= ATOL
     if with_masks:  # padding really changes the result (the mask is not a no-op)
         with torch.no_grad():

@@ -200,7 +200,7 @@ def convert_original_state_dict(state_dict: Mapping[str, torch.Tensor], config: 
             stack, index, part, kind = match.groups()
             base = (f"tvlt.encoder.layer.{index}" if stack == "blocks" else f"decoder.decoder_layers.{index}")
             if part == "attn.qkv":
-                for name, chunk in zip(("query", "key", "value"), value.chunk(3, dim=0)):
+                for name, chunk in zip(("query", "key", "value"), value.chunk(3, dim=0), strict=True):
                     out[f"{base}.attention.attention.{name}.{kind}"] = chunk.clone()
                 continue
             if part in _LAYER_PARTS:
@@ -208,7 +208,7 @@ def convert_original_state_dict(state_dict: Mapping[str, torch.Tensor], config: 
                 continue
             unknown.append(key)
             continue
-        head, _, rest = key.partition(".")
+        head = key.split(".", 1)[0]
         for old in (key, head, ".".join(key.split(".")[:2])):
             if old in _RENAMES:
                 suffix = key[len(old):]
@@ -235,7 +235,7 @@ def convert_original_state_dict(state_dict: Mapping[str, torch.Tensor], config: 
 # --------------------------------------------------------------------------------------------- loading rules
 def _base_prefix(model: nn.Module) -> str:
     """'tvlt.' for head models, '' for TvltModel."""
-    return BASE_PREFIX if hasattr(model, BASE_PREFIX[:-1]) and isinstance(getattr(model, "tvlt"), nn.Module) else ""
+    return BASE_PREFIX if isinstance(getattr(model, "tvlt", None), nn.Module) else ""
 
 
 def _align_base_prefix(state_dict: dict[str, torch.Tensor], prefix: str, notes: list[str]) -> dict[str, torch.Tensor]:

@@ -241,10 +241,13 @@ class TvltModel(TvltPreTrainedModel):
         audio_noise: torch.Tensor | None = None,
         first_token_only: bool = False,
     ) -> TvltModelOutput | tuple[torch.Tensor, ...]:
-        """Encode. ``first_token_only=True`` computes only the CLS token in the last layer (exact; for heads that
-        read CLS, ~7% less work): ``last_hidden_state`` is then (B, 1, D) and the per-modality states are empty
-        (not applied when hidden states or attentions are requested). ``pixel_noise`` (B, Np) / ``audio_noise`` (B, Na), or (B, Na/F_patches) for frame-level
-        masking, replace the uniform draws (same order as the reference: pixel first, then audio).
+        """Encode.
+
+        ``pixel_noise`` (B, Np) / ``audio_noise`` (B, Na), or (B, Na/F_patches) for frame-level masking, replace
+        the uniform draws (drawn otherwise in the reference's order: pixel first, then audio).
+        ``first_token_only=True`` computes only the CLS token in the last layer (exact; for heads that read CLS,
+        less work): ``last_hidden_state`` is then (B, 1, D) and the per-modality states are empty (not applied
+        when hidden states or attentions are requested).
 
         Raises ValueError on wrong input or mask shapes.
         """
