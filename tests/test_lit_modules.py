@@ -207,3 +207,32 @@ def test_all_failed_batches_are_skipped():
     m = SentimentModule(config=TINY)
     m.validation_step(None, 0)
     assert m.val_metrics.num_samples == 0
+
+
+class _NotATensor:
+    """A class weights_only=True refuses to unpickle."""
+
+
+def test_load_lit_checkpoint_names_bad_files_and_never_advises_weights_only_false(tmp_path):
+    from tvlt.lit import CheckpointError, load_lit_checkpoint
+
+    m = SentimentModule(config=TINY)
+    good = tmp_path / "good.ckpt"
+    torch.save({"tvlt_module": "SentimentModule", "state_dict": m.state_dict(),
+                "hyper_parameters": {"config": TINY}}, good)
+    loaded = load_lit_checkpoint(good)
+    assert type(loaded) is SentimentModule and loaded.loaded_checkpoint == str(good)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), m.state_dict().values()))
+
+    random_bytes = tmp_path / "random.ckpt"
+    random_bytes.write_bytes(torch.randint(0, 256, (4096,), dtype=torch.uint8).numpy().tobytes())
+    hostile = tmp_path / "object.ckpt"
+    torch.save({"tvlt_module": "SentimentModule", "state_dict": {}, "extra": _NotATensor()}, hostile)
+    cases = {random_bytes: "not a PyTorch checkpoint", hostile: "Unsupported global",
+             tmp_path / "missing.ckpt": "checkpoint not found"}
+    for path, reason in cases.items():
+        with pytest.raises(CheckpointError) as info:
+            load_lit_checkpoint(path)
+        message = str(info.value)
+        assert str(path) in message and reason in message, message
+        assert "False" not in message and info.value.__cause__ is None  # torch's advice is not passed on

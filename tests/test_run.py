@@ -315,7 +315,7 @@ def test_failed_run_logs_its_reason_to_the_run_log_file(tmp_path):
     manifest.write_text("foo,bar\n1,2\n")
     proc = subprocess.run([sys.executable, str(REPO / "run.py"), "experiment=retrieval", *FAST,
                            "data.manifest=pairs.csv", "logger=none"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, check=False)
     assert proc.returncode != 0
     logs = list((tmp_path / "logs" / "retrieval" / "runs").glob("*/retrieval.log"))
     assert len(logs) == 1, proc.stderr[-3000:]
