@@ -367,14 +367,19 @@ class TvltImageProcessor(ProcessorConfigMixin):
                 "(uint8) or do_rescale=False",
                 stacklevel=3,
             )
-        x = x.to(torch.float32)
-        if self.do_rescale:
-            x = x * self.rescale_factor
+        # rescale and normalize folded into one per-channel affine map, written into a contiguous float32 tensor
+        # (one pass over the frames instead of three; equal to (x * rescale - mean) / std within float rounding)
+        x = x.to(torch.float32, memory_format=torch.contiguous_format)
+        scale = torch.full((x.shape[-3],), self.rescale_factor if self.do_rescale else 1.0, dtype=torch.float64)
+        shift = torch.zeros(x.shape[-3], dtype=torch.float64)
         if self.do_normalize:
-            mean = torch.tensor(self.image_mean, dtype=torch.float32, device=x.device)[:, None, None]
-            std = torch.tensor(self.image_std, dtype=torch.float32, device=x.device)[:, None, None]
-            x = (x - mean) / std
-        return x
+            std = torch.tensor(self.image_std, dtype=torch.float64)
+            scale, shift = scale / std, -torch.tensor(self.image_mean, dtype=torch.float64) / std
+        if not self.do_rescale and not self.do_normalize:
+            return x
+        scale = scale.to(device=x.device, dtype=torch.float32)[:, None, None]
+        shift = shift.to(device=x.device, dtype=torch.float32)[:, None, None]
+        return torch.addcmul(shift, x, scale)
 
     def process_video(
         self, video: Any, num_frames: int | None = None, frames_over_limit: str | None = None
