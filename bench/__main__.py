@@ -103,6 +103,11 @@ def write_markdown(path: Path, info: dict, command: str, date: str, rows_by_modu
         *table(rows_by_module),
         "",
     ]
+    # modules may add a section of their own (figures, analysis) through a ``markdown() -> str`` function
+    for name in rows_by_module:
+        section = getattr(importlib.import_module(f"bench.bench_{name}"), "markdown", None)
+        if section is not None and (body := section()):
+            text += [body, ""]
     path.write_text("\n".join(text))
 
 
