@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from tvlt.feature_extraction import TvltFeatureExtractor
 from tvlt.image_processing import TvltImageProcessor
-from tvlt.processing_utils import CONFIG_NAME, BatchFeature, ReturnTensors
+from tvlt.processing_utils import CONFIG_NAME, BatchFeature, ReturnTensors, read_config_json
 
 # keyword arguments of TvltProcessor.__call__ forwarded to each sub-processor
 _IMAGE_KWARGS = frozenset({"input_data_format", "num_frames", "frames_over_limit"})
@@ -170,14 +170,7 @@ class TvltProcessor:
             FileNotFoundError: no ``preprocessor_config.json``.
             ValueError: keys neither sub-processor knows (named in the message with the file).
         """
-        file = Path(pretrained_path)
-        if file.is_dir():
-            file = file / CONFIG_NAME
-        if not file.is_file():
-            raise FileNotFoundError(f"{file}: no {CONFIG_NAME} (nothing is downloaded; pass a local directory)")
-        config = json.loads(file.read_text())
-        if not isinstance(config, dict):
-            raise ValueError(f"{file}: expected a JSON object, got {type(config).__name__}")
+        config, file = read_config_json(pretrained_path)
         nested = "image_processor" in config or "feature_extractor" in config
         if nested:
             extra = set(config) - {"image_processor", "feature_extractor", "processor_class"}

@@ -34,6 +34,26 @@ HF_BOOKKEEPING_KEYS = frozenset(
 ReturnTensors = Literal["np", "pt"] | None
 
 
+def read_config_json(pretrained_path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
+    """Read a processor config: ``pretrained_path`` is a directory holding ``preprocessor_config.json`` or the file.
+
+    Returns the JSON object and the file it came from. Nothing is downloaded.
+
+    Raises:
+        FileNotFoundError: no config file at the path.
+        ValueError: the file does not hold a JSON object.
+    """
+    file = Path(pretrained_path)
+    if file.is_dir():
+        file = file / CONFIG_NAME
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no {CONFIG_NAME} (nothing is downloaded; pass a local directory)")
+    config = json.loads(file.read_text())
+    if not isinstance(config, dict):
+        raise ValueError(f"{file}: expected a JSON object, got {type(config).__name__}")
+    return config, file
+
+
 def _to_numpy(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
@@ -196,14 +216,7 @@ class ProcessorConfigMixin:
             FileNotFoundError: no config file at the path.
             ValueError: a key this processor does not know (the message names it and the file).
         """
-        file = Path(pretrained_path)
-        if file.is_dir():
-            file = file / CONFIG_NAME
-        if not file.is_file():
-            raise FileNotFoundError(f"{file}: no {CONFIG_NAME} (nothing is downloaded; pass a local directory)")
-        config = json.loads(file.read_text())
-        if not isinstance(config, dict):
-            raise ValueError(f"{file}: expected a JSON object, got {type(config).__name__}")
+        config, file = read_config_json(pretrained_path)
         return cls.from_dict(config, source=str(file), **overrides)
 
     def __repr__(self) -> str:
