@@ -236,3 +236,19 @@ def test_load_lit_checkpoint_names_bad_files_and_never_advises_weights_only_fals
         message = str(info.value)
         assert str(path) in message and reason in message, message
         assert "False" not in message and info.value.__cause__ is None  # torch's advice is not passed on
+
+
+def test_compile_option_compiles_in_place_and_keeps_state_dict_keys():
+    """model.compile=true wraps the TVLT model's call with torch.compile without renaming any weight, so
+    checkpoints and save_pretrained exports stay loadable by uncompiled models (no `_orig_mod.` prefix)."""
+    from tvlt.lit import SentimentModule
+
+    tiny = dict(image_size=32, spectrogram_length=32, frequency_length=16, image_patch_size=[16, 16],
+                audio_patch_size=[16, 16], num_frames=2, hidden_size=32, num_hidden_layers=2,
+                num_attention_heads=4, intermediate_size=64)
+    plain = SentimentModule(config=tiny)
+    compiled = SentimentModule(config=tiny, compile=True)
+    assert plain.model._compiled_call_impl is None
+    assert compiled.model._compiled_call_impl is not None
+    assert list(compiled.state_dict()) == list(plain.state_dict())
+    plain.load_state_dict(compiled.state_dict(), strict=True)

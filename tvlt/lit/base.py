@@ -41,6 +41,8 @@ class TvltLitModule(pl.LightningModule):
             per optimizer step; ``total_steps: null`` = the trainer's estimated optimizer steps; ``None`` = constant.
         pretrained: a checkpoint to start from, any format :func:`tvlt.checkpoints.load_checkpoint` reads.
         exclude_no_decay: no weight decay for biases, norms and embedding tables.
+        compile: compile the TVLT model with ``torch.compile`` (``nn.Module.compile``: in place, so state-dict keys,
+            checkpoints and ``save_pretrained`` exports are unchanged). The first steps pay the compilation time.
     """
 
     model_class: type[nn.Module]
@@ -52,6 +54,7 @@ class TvltLitModule(pl.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         pretrained: str | None = None,
         exclude_no_decay: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         # the optimizer factory is code, not data: kept out of the checkpoint so it loads with weights_only=True
@@ -62,6 +65,8 @@ class TvltLitModule(pl.LightningModule):
         self.loaded_checkpoint: str | None = None
         if pretrained:
             self.load_pretrained(pretrained)
+        if compile:
+            self.model.compile()
 
     # ---------------------------------------------------------------- subclass hooks
     def task_config_fields(self) -> dict[str, Any]:
