@@ -171,6 +171,11 @@ class ClipDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     def _dataset(self, split: str, manifest: Manifest) -> ClipDataset:
+        return ClipDataset(manifest, self.reader, self.image_processor, self.feature_extractor,
+                           on_error=self.on_error, **self._dataset_options(split))
+
+    def _dataset_options(self, split: str) -> dict[str, Any]:
+        """The split's :class:`ClipDataset` options (sampling, windows, labels, cache); subclasses define them."""
         raise NotImplementedError
 
     def manifest(self, split: str) -> Manifest:

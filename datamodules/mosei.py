@@ -13,14 +13,20 @@ Clips are read whole: 8 frames uniformly over the clip (random per-segment jitte
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import torch
 
 from datamodules.base import ClipDataModule
-from datamodules.datasets import ClipDataset
 from datamodules.demo import EMOTIONS, DemoSpec
-from datamodules.manifests import EMOTION_RANGE, SENTIMENT_RANGE, Manifest, Row, csv_manifest, mosei_original
+from datamodules.manifests import (
+    EMOTION_RANGE,
+    SENTIMENT_RANGE,
+    Row,
+    csv_manifest,
+    mosei_original,
+)
 
 __all__ = ["MoseiDataModule"]
 
@@ -79,19 +85,13 @@ class MoseiDataModule(ClipDataModule):
             return csv_manifest(self.manifest_path, split=split, label_columns=columns, default_audio="container")
         return mosei_original(self.root if self.root is not None else self.demo_dir, split, self.task)
 
-    def _dataset(self, split: str, manifest: Manifest) -> ClipDataset:
-        train = split == "train"
-        return ClipDataset(
-            manifest,
-            self.reader,
-            self.image_processor,
-            self.feature_extractor,
-            sampling="random" if train and self.train_jitter else "uniform",
-            window_seconds=None,
-            on_error=self.on_error,
-            label_transform=self._labels,
-            cache=self._cache(split),
-        )
+    def _dataset_options(self, split: str) -> dict[str, Any]:
+        return {
+            "sampling": "random" if split == "train" and self.train_jitter else "uniform",
+            "window_seconds": None,
+            "label_transform": self._labels,
+            "cache": self._cache(split),
+        }
 
     def _labels(self, row: np.ndarray) -> torch.Tensor:
         if self.task == "sentiment":

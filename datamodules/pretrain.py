@@ -12,11 +12,17 @@ used, so that pretraining runs end to end on a fresh machine.
 
 from __future__ import annotations
 
+from typing import Any
 
 from datamodules.base import ClipDataModule
-from datamodules.datasets import ClipDataset
 from datamodules.demo import DemoSpec
-from datamodules.manifests import Manifest, ManifestError, Row, csv_manifest, mosei_original, video_folder
+from datamodules.manifests import (
+    ManifestError,
+    Row,
+    csv_manifest,
+    mosei_original,
+    video_folder,
+)
 
 __all__ = ["PretrainDataModule"]
 
@@ -98,18 +104,13 @@ class PretrainDataModule(ClipDataModule):
     def _rows(self, split: str) -> list[Row]:
         return self._split_rows(split)
 
-    def _dataset(self, split: str, manifest: Manifest) -> ClipDataset:
-        return ClipDataset(
-            manifest,
-            self.reader,
-            self.image_processor,
-            self.feature_extractor,
-            sampling="random",
-            window_seconds=self.window_seconds,
-            seeded_eval=split != "train",
-            on_error=self.on_error,
-            cache=self._cache(split),
-        )
+    def _dataset_options(self, split: str) -> dict[str, Any]:
+        return {
+            "sampling": "random",
+            "window_seconds": self.window_seconds,
+            "seeded_eval": split != "train",
+            "cache": self._cache(split),
+        }
 
     def collator(self):
         collator = super().collator()

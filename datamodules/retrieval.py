@@ -9,11 +9,11 @@ its own train/valid/test splits, so that retrieval runs end to end on a fresh ma
 
 from __future__ import annotations
 
+from typing import Any
 
 from datamodules.base import ClipDataModule
-from datamodules.datasets import ClipDataset
 from datamodules.demo import DemoSpec
-from datamodules.manifests import Manifest, Row, csv_manifest, mosei_original, msrvtt
+from datamodules.manifests import Row, csv_manifest, mosei_original, msrvtt
 
 __all__ = ["RetrievalDataModule"]
 
@@ -69,14 +69,8 @@ class RetrievalDataModule(ClipDataModule):
             return csv_manifest(self.manifest_path, split=source)
         return msrvtt(self.root, source, self.cut)
 
-    def _dataset(self, split: str, manifest: Manifest) -> ClipDataset:
-        train = split == "train"
-        return ClipDataset(
-            manifest,
-            self.reader,
-            self.image_processor,
-            self.feature_extractor,
-            sampling="random" if train and self.train_jitter else "uniform",
-            on_error=self.on_error,
-            cache=self._cache(self._source_split(split)),
-        )
+    def _dataset_options(self, split: str) -> dict[str, Any]:
+        return {
+            "sampling": "random" if split == "train" and self.train_jitter else "uniform",
+            "cache": self._cache(self._source_split(split)),
+        }
