@@ -9,14 +9,13 @@ masking for MAE happens inside the model (``mask_pixel=`` / ``mask_audio=`` of i
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from tvlt.feature_extraction import TvltFeatureExtractor
 from tvlt.image_processing import TvltImageProcessor
-from tvlt.processing_utils import CONFIG_NAME, BatchFeature, ReturnTensors, read_config_json
+from tvlt.processing_utils import BatchFeature, ReturnTensors, read_config_json, write_config_json
 
 # keyword arguments of TvltProcessor.__call__ forwarded to each sub-processor
 _IMAGE_KWARGS = frozenset({"input_data_format", "num_frames", "frames_over_limit"})
@@ -152,11 +151,7 @@ class TvltProcessor:
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         """Write both sub-processors' settings to ``save_directory/preprocessor_config.json`` (one JSON object with
         an ``image_processor`` and a ``feature_extractor`` section); returns the file path."""
-        path = Path(save_directory)
-        path.mkdir(parents=True, exist_ok=True)
-        file = path / CONFIG_NAME
-        file.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        return file
+        return write_config_json(save_directory, self.to_dict())
 
     @classmethod
     def from_pretrained(cls, pretrained_path: str | os.PathLike, **kwargs: Any) -> TvltProcessor:

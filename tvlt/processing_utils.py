@@ -34,6 +34,15 @@ HF_BOOKKEEPING_KEYS = frozenset(
 ReturnTensors = Literal["np", "pt"] | None
 
 
+def write_config_json(save_directory: str | os.PathLike, config: dict[str, Any]) -> Path:
+    """Write ``config`` as ``save_directory/preprocessor_config.json`` (directory created if needed); returns the file."""
+    path = Path(save_directory)
+    path.mkdir(parents=True, exist_ok=True)
+    file = path / CONFIG_NAME
+    file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return file
+
+
 def read_config_json(pretrained_path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
     """Read a processor config: ``pretrained_path`` is a directory holding ``preprocessor_config.json`` or the file.
 
@@ -152,11 +161,7 @@ class ProcessorConfigMixin:
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         """Write ``preprocessor_config.json`` into ``save_directory`` (created if needed); returns the file path."""
-        path = Path(save_directory)
-        path.mkdir(parents=True, exist_ok=True)
-        file = path / CONFIG_NAME
-        file.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        return file
+        return write_config_json(save_directory, self.to_dict())
 
     @classmethod
     def _kwargs_from_config(cls, config: dict[str, Any], source: str) -> dict[str, Any]:
