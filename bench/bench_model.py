@@ -1,21 +1,27 @@
 """Model benchmark: this project's TVLT against transformers 4.40.2's, default size, CPU fp32, same run.
 
-Input (the issue's reference workload): batch 1, 8 frames of 224x224 and 512 audio frames (32 time x 8 freq
-patches), so the unmasked sequence is 1 + 1568 + 256 = 1825 tokens. Cases:
+Input (the issue's reference workload): batch 1 and 4, each sample 8 frames of 224x224 and 512 audio frames
+(32 time x 8 freq patches), so the unmasked sequence is 1 + 1568 + 256 = 1825 tokens. Cases:
 
 - ``encoder forward``: TvltModel, inference (``torch.inference_mode``), no masking;
 - ``fine-tuning step``: TvltForAudioVisualClassification (1 label, regression) forward + backward + AdamW step;
 - ``pretraining step``: TvltForPreTraining, VAM (mixed video + labels) and MAE, forward + backward + AdamW step;
+- ``pretraining step, model.compile()``: the same step with this project's model compiled (``nn.Module.compile``,
+  the ``model.compile=true`` option of the LightningModules) against the reference in eager mode, as a user
+  switching would run it; compilation happens in the warm-up step and is reported, not timed;
 - ``pretraining step peak RSS``: the process's peak resident memory (ru_maxrss) during the pretraining case,
   model and optimizer included (the same for both implementations, so the difference is activations).
 
 Timing: for each case one subprocess builds both models (same architecture and inputs) and alternates their
 steps (reference, ours, reference, ours, ...), so that load from other processes on a shared machine hits both
-alike. Memory: one fresh subprocess per implementation runs one pretraining step (honest ru_maxrss). Figures are
-medians after one warm-up iteration, at most 3 timed iterations for the
-forward and 2 for the training steps (a reference pretraining step takes tens of seconds on 2 cores). Both
-implementations use the same optimizer, ``AdamW(fused=True)``. Run one case alone:
-``python -m bench.bench_model --case pretrain --repeats 1`` (prints JSON).
+alike. Memory: one fresh subprocess per implementation runs one pretraining step (honest ru_maxrss). Every subprocess
+runs under an address-space limit (what it has mapped at start plus ``MEMORY_LIMIT_FRACTION`` of the available
+memory) so that a case too big for the machine fails with an allocation error, reported in the table, instead of
+waking the OOM killer: at batch 4 the reference's pretraining step does not fit on a 24 GB machine.
+Figures are medians after one warm-up iteration: up to 3 timed iterations at batch 1 and 2 at batch 4 (a
+reference pretraining step at batch 4 takes over a minute on 2 cores). Both implementations use the same
+optimizer, ``AdamW(fused=True)``. Run one case alone:
+``python -m bench.bench_model --case pretrain --batch 4 --repeats 1`` (prints JSON).
 """
 
 from __future__ import annotations
@@ -29,13 +35,15 @@ import subprocess
 import sys
 import time
 
+INPUT = "8x224^2 + 512 audio frames"
 CASES = {
-    "forward": "encoder forward (B=1, 8x224^2 + 512 audio frames)",
-    "finetune": "fine-tuning step (fwd+bwd+AdamW, B=1)",
-    "pretrain": "pretraining step MAE+VAM (fwd+bwd+AdamW, B=1)",
+    "forward": "encoder forward",
+    "finetune": "fine-tuning step (fwd+bwd+AdamW)",
+    "pretrain": "pretraining step MAE+VAM (fwd+bwd+AdamW)",
 }
-MAX_FORWARD_REPEATS = 3
-MAX_STEP_REPEATS = 2  # a reference pretraining step takes tens of seconds on 2 shared cores
+BATCHES = (1, 4)
+MAX_REPEATS = {1: 3, 4: 2}  # a reference pretraining step takes ~20 s at batch 1 and over a minute at batch 4
+MEMORY_LIMIT_FRACTION = 0.85
 
 
 def _inputs(batch: int = 1):
@@ -79,7 +87,8 @@ def _step_fn(case: str, model, pixel, audio):
         return step
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)  # the same optimizer for both
-    labels = torch.tensor([[0.5]]) if case == "finetune" else torch.tensor([[1.0]])
+    batch = pixel.shape[0]
+    labels = torch.full((batch, 1), 0.5) if case == "finetune" else (torch.arange(batch) % 2 == 0).float()[:, None]
     mixed = pixel.flip(1)
 
     def step() -> None:
@@ -94,31 +103,75 @@ def _step_fn(case: str, model, pixel, audio):
     return step
 
 
-def measure_interleaved(case: str, repeats: int, with_reference: bool) -> dict:
+def measure_interleaved(case: str, batch: int, repeats: int, with_reference: bool, compile_ours: bool = False
+                        ) -> dict:
     """Time both implementations in this process, alternating reference and ours step by step, so that load
-    from other processes on a shared machine hits both alike. Returns per-implementation times (s)."""
+    from other processes on a shared machine hits both alike. Returns per-implementation times (s), the
+    duration of the warm-up step (which compiles this project's model with ``compile_ours``), or for an
+    implementation whose warm-up step did not fit under the address-space cap, the allocation error."""
     import torch
 
-    pixel, audio = _inputs()
+    cap = _limit_address_space()
+    pixel, audio = _inputs(batch)
     impls = ["reference", "ours"] if with_reference else ["ours"]
-    steps = {impl: _step_fn(case, _build(case, impl), pixel, audio) for impl in impls}
-    times: dict[str, list[float]] = {impl: [] for impl in impls}
+    steps = {}
+    for impl in impls:
+        model = _build(case, impl)
+        if impl == "ours" and compile_ours:
+            model.compile()
+        steps[impl] = _step_fn(case, model, pixel, audio)
+    results: dict[str, dict] = {}
     torch.manual_seed(1)
     for impl in impls:
-        steps[impl]()  # warm-up
+        start = time.perf_counter()
+        try:
+            steps[impl]()  # warm-up (and compilation)
+        except (RuntimeError, MemoryError) as error:
+            if "allocate" not in str(error) and not isinstance(error, MemoryError):
+                raise
+            results[impl] = {"median_s": None, "times_s": [], "cap_mb": cap / 2**20,
+                             "error": f"{type(error).__name__}: {str(error)[:160]}"}
+            del steps[impl]
+            continue
+        results[impl] = {"warmup_s": time.perf_counter() - start, "times_s": []}
     for _ in range(repeats):
-        for impl in impls:
+        for impl, step in steps.items():
             start = time.perf_counter()
-            steps[impl]()
-            times[impl].append(time.perf_counter() - start)
-    return {impl: {"median_s": statistics.median(t), "times_s": t} for impl, t in times.items()}
+            step()
+            results[impl]["times_s"].append(time.perf_counter() - start)
+    for impl in steps:
+        results[impl]["median_s"] = statistics.median(results[impl]["times_s"])
+    return results
 
 
-def measure_peak_rss(case: str, impl: str) -> dict:
-    """One step of one implementation in a fresh process: peak resident memory (ru_maxrss) in MB."""
-    pixel, audio = _inputs()
-    _step_fn(case, _build(case, impl), pixel, audio)()
-    return {"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+def _meminfo_kb(path: str, key: str) -> int:
+    with open(path) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(f"{key} not in {path}")
+
+
+def _limit_address_space() -> int:
+    """Cap this process's address space at what it has mapped now plus MEMORY_LIMIT_FRACTION of the memory
+    available now (MemAvailable), so that a case too big for the machine raises an allocation error instead of
+    waking the OOM killer. Returns the cap in bytes."""
+    cap = (_meminfo_kb("/proc/self/status", "VmSize")
+           + int(MEMORY_LIMIT_FRACTION * _meminfo_kb("/proc/meminfo", "MemAvailable"))) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    return cap
+
+
+def measure_peak_rss(case: str, impl: str, batch: int) -> dict:
+    """One step of one implementation in a fresh process: peak resident memory (ru_maxrss) in MB, or the
+    allocation error when the step does not fit under the address-space cap."""
+    cap = _limit_address_space()
+    pixel, audio = _inputs(batch)
+    try:
+        _step_fn(case, _build(case, impl), pixel, audio)()
+    except (RuntimeError, MemoryError) as error:  # torch's allocator raises RuntimeError("... can't allocate ...")
+        return {"maxrss_mb": None, "error": f"{type(error).__name__}: {str(error)[:160]}", "cap_mb": cap / 2**20}
+    return {"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cap_mb": cap / 2**20}
 
 
 def _subprocess(args: list[str]) -> dict:
@@ -138,43 +191,69 @@ def _reference_available() -> bool:
     return True
 
 
+def _timing_row(case: str, batch: int, repeats: int, threads: int, with_reference: bool,
+                compile_ours: bool = False) -> dict:
+    n = max(1, min(repeats, MAX_REPEATS[batch]))
+    args = ["--case", case, "--batch", str(batch), "--repeats", str(n)]
+    args += ([] if with_reference else ["--no-reference"]) + (["--compile"] if compile_ours else [])
+    result = _subprocess(args)
+    ours, ref = result["ours"], result.get("reference")
+    if ours.get("error"):
+        raise RuntimeError(f"{CASES[case]}, B={batch}: this project's step did not fit: {ours['error']}")
+    label = f"{CASES[case]}{', model.compile() (ours)' if compile_ours else ''}, B={batch}"
+    note = (f"{INPUT} per sample; CPU fp32, {threads} torch threads, median of {n} after 1 warm-up, steps of both alternated in one "
+            "process; " + ("AdamW(fused=True) for both; " if case != "forward" else "")
+            + (f"ours compiled in the warm-up step ({ours['warmup_s']:.0f} s, not timed), reference eager; "
+               if compile_ours else "")
+            + "reference = transformers 4.40.2 (eager attention)")
+    if ref and ref.get("error"):
+        note += (f"; the reference's step did not fit under the {ref['cap_mb'] / 1024:.1f} GB address-space cap "
+                 f"({ref['error']})")
+    print(f"  {label}: ours {ours['times_s']} s, reference {ref['times_s'] if ref else None} s", flush=True)
+    return {"case": label, "ours": ours["median_s"], "reference": ref["median_s"] if ref else None, "unit": "s",
+            "notes": note, "times_s": {impl: r["times_s"] for impl, r in result.items()}}
+
+
 def run(repeats: int = 5) -> list[dict]:
     import torch
 
     with_reference = _reference_available()
     threads = torch.get_num_threads()
+    impls = ["ours", "reference"] if with_reference else ["ours"]
     rows = []
-    for case, label in CASES.items():
-        n = max(1, min(repeats, MAX_FORWARD_REPEATS if case == "forward" else MAX_STEP_REPEATS))
-        args = ["--case", case, "--repeats", str(n)] + ([] if with_reference else ["--no-reference"])
-        result = _subprocess(args)
-        ours, ref = result["ours"], result.get("reference")
-        note = (f"CPU fp32, {threads} torch threads, median of {n} after 1 warm-up, steps of both alternated in "
-                "one process; " + ("AdamW(fused=True) for both; " if case != "forward" else "")
-                + "reference = transformers 4.40.2 (eager attention)")
-        rows.append({"case": label, "ours": ours["median_s"], "reference": ref["median_s"] if ref else None,
-                     "unit": "s", "notes": note})
-        print(f"  {label}: ours {ours['times_s']} s, reference {ref['times_s'] if ref else None} s", flush=True)
-    mem = {impl: _subprocess(["--case", "pretrain", "--impl", impl, "--memory"])["maxrss_mb"]
-           for impl in (["ours", "reference"] if with_reference else ["ours"])}
-    rows.append({"case": "pretraining step peak RSS (B=1)", "ours": mem["ours"], "reference": mem.get("reference"),
-                 "unit": "MB", "notes": "ru_maxrss of a fresh process running one step, model + AdamW state "
-                 "included (same for both)"})
+    for batch in BATCHES:
+        for case in CASES:
+            rows.append(_timing_row(case, batch, repeats, threads, with_reference))
+    rows.append(_timing_row("pretrain", 1, repeats, threads, with_reference, compile_ours=True))
+    for batch in BATCHES:
+        mem = {impl: _subprocess(["--case", "pretrain", "--impl", impl, "--batch", str(batch), "--memory"])
+               for impl in impls}
+        errors = {impl: m["error"] for impl, m in mem.items() if m.get("error")}
+        note = ("ru_maxrss of a fresh process running one step, model + AdamW state included (same for both); "
+                f"address space capped at {mem['ours']['cap_mb'] / 1024:.1f} GB (mapped at start + "
+                f"{MEMORY_LIMIT_FRACTION:.0%} of the available memory)")
+        if errors:
+            note += "; " + "; ".join(f"{impl} did not fit: {error}" for impl, error in errors.items())
+        rows.append({"case": f"pretraining step peak RSS (B={batch})", "ours": mem["ours"]["maxrss_mb"],
+                     "reference": mem.get("reference", {}).get("maxrss_mb"), "unit": "MB", "notes": note})
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=sorted(CASES), required=True)
+    parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-reference", action="store_true", help="time this project only")
+    parser.add_argument("--compile", action="store_true", help="compile this project's model (model.compile())")
     parser.add_argument("--memory", action="store_true", help="peak RSS of one step of --impl instead of timing")
     parser.add_argument("--impl", choices=["ours", "reference"], default="ours")
     args = parser.parse_args()
     if args.memory:
-        print(json.dumps(measure_peak_rss(args.case, args.impl)))
+        print(json.dumps(measure_peak_rss(args.case, args.impl, args.batch)))
     else:
-        print(json.dumps(measure_interleaved(args.case, args.repeats, not args.no_reference)))
+        print(json.dumps(measure_interleaved(args.case, args.batch, args.repeats, not args.no_reference,
+                                             args.compile)))
 
 
 if __name__ == "__main__":
