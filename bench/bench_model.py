@@ -103,15 +103,35 @@ def _step_fn(case: str, model, pixel, audio):
     return step
 
 
+def first_touch_rate(megabytes: int = 256, repeats: int = 5) -> float:
+    """GB/s at which this process can fill freshly allocated memory (page faults included), median of repeats.
+
+    The reference's eager attention allocates and first-touches tens of GB per training step (fp32 score and
+    probability matrices, above glibc's mmap threshold, so every allocation gets fresh pages from the kernel);
+    its step time follows this rate, which depends on the other tenants of a shared host, while this project's
+    compute-bound steps do not. Recorded with every timing so that figures from different runs can be compared.
+    """
+    import torch
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.empty(megabytes * 2**18).fill_(1.0)
+        times.append(time.perf_counter() - start)
+    return megabytes * 2**20 / statistics.median(times) / 1e9
+
+
 def measure_interleaved(case: str, batch: int, repeats: int, with_reference: bool, compile_ours: bool = False
                         ) -> dict:
     """Time both implementations in this process, alternating reference and ours step by step, so that load
-    from other processes on a shared machine hits both alike. Returns per-implementation times (s), the
-    duration of the warm-up step (which compiles this project's model with ``compile_ours``), or for an
-    implementation whose warm-up step did not fit under the address-space cap, the allocation error."""
+    from other processes on a shared machine hits both alike. Returns per implementation the wall times (s),
+    the process's user and system CPU times per step (s), the duration of the warm-up step (which compiles this
+    project's model with ``compile_ours``) or, for an implementation whose warm-up step did not fit under the
+    address-space cap, the allocation error; and the first-touch rate (GB/s) before and after."""
     import torch
 
     cap = _limit_address_space()
+    touch_before = first_touch_rate()
     pixel, audio = _inputs(batch)
     impls = ["reference", "ours"] if with_reference else ["ours"]
     steps = {}
@@ -133,14 +153,18 @@ def measure_interleaved(case: str, batch: int, repeats: int, with_reference: boo
                              "error": f"{type(error).__name__}: {str(error)[:160]}"}
             del steps[impl]
             continue
-        results[impl] = {"warmup_s": time.perf_counter() - start, "times_s": []}
+        results[impl] = {"warmup_s": time.perf_counter() - start, "times_s": [], "user_s": [], "sys_s": []}
     for _ in range(repeats):
         for impl, step in steps.items():
-            start = time.perf_counter()
+            cpu, start = os.times(), time.perf_counter()
             step()
-            results[impl]["times_s"].append(time.perf_counter() - start)
+            wall, cpu_after = time.perf_counter() - start, os.times()
+            results[impl]["times_s"].append(wall)
+            results[impl]["user_s"].append(cpu_after.user - cpu.user)
+            results[impl]["sys_s"].append(cpu_after.system - cpu.system)
     for impl in steps:
         results[impl]["median_s"] = statistics.median(results[impl]["times_s"])
+    results["first_touch_gb_s"] = [touch_before, first_touch_rate()]
     return results
 
 
@@ -197,21 +221,26 @@ def _timing_row(case: str, batch: int, repeats: int, threads: int, with_referenc
     args = ["--case", case, "--batch", str(batch), "--repeats", str(n)]
     args += ([] if with_reference else ["--no-reference"]) + (["--compile"] if compile_ours else [])
     result = _subprocess(args)
+    touch = result.pop("first_touch_gb_s")
     ours, ref = result["ours"], result.get("reference")
     if ours.get("error"):
         raise RuntimeError(f"{CASES[case]}, B={batch}: this project's step did not fit: {ours['error']}")
     label = f"{CASES[case]}{', model.compile() (ours)' if compile_ours else ''}, B={batch}"
-    note = (f"{INPUT} per sample; CPU fp32, {threads} torch threads, median of {n} after 1 warm-up, steps of both alternated in one "
-            "process; " + ("AdamW(fused=True) for both; " if case != "forward" else "")
+    note = (f"{INPUT} per sample; CPU fp32, {threads} torch threads, median of {n} after 1 warm-up, steps of both "
+            "alternated in one process; " + ("AdamW(fused=True) for both; " if case != "forward" else "")
             + (f"ours compiled in the warm-up step ({ours['warmup_s']:.0f} s, not timed), reference eager; "
                if compile_ours else "")
-            + "reference = transformers 4.40.2 (eager attention)")
+            + "reference = transformers 4.40.2 (eager attention); system CPU s/step "
+            + ", ".join(f"{impl} {statistics.median(r['sys_s']):.1f}" for impl, r in result.items() if r.get("sys_s"))
+            + f"; first-touch rate {touch[0]:.1f}/{touch[1]:.1f} GB/s before/after")
     if ref and ref.get("error"):
         note += (f"; the reference's step did not fit under the {ref['cap_mb'] / 1024:.1f} GB address-space cap "
                  f"({ref['error']})")
-    print(f"  {label}: ours {ours['times_s']} s, reference {ref['times_s'] if ref else None} s", flush=True)
+    print(f"  {label}: ours {ours['times_s']} s, reference {ref['times_s'] if ref else None} s, "
+          f"first-touch {touch} GB/s", flush=True)
     return {"case": label, "ours": ours["median_s"], "reference": ref["median_s"] if ref else None, "unit": "s",
-            "notes": note, "times_s": {impl: r["times_s"] for impl, r in result.items()}}
+            "notes": note, "first_touch_gb_s": touch,
+            "per_step": {impl: {k: r.get(k) for k in ("times_s", "user_s", "sys_s")} for impl, r in result.items()}}
 
 
 def run(repeats: int = 5) -> list[dict]:
