@@ -98,12 +98,13 @@ def write_markdown(path: Path, info: dict, command: str, date: str, rows_by_modu
     text = [
         "# Benchmarks",
         "",
-        f"Generated on {date}, last by `{command}`. Reference = transformers 4.40.2, run in the same invocation on",
+        f"Generated on {date}, last by `{command}`. Reference = transformers {info.get('transformers')}, run in the "
+        "same invocation on",
         "the same inputs. Figures are medians after warm-up. Ratio: reference/ours for times and memory,",
         "ours/reference for throughput (clips/s); above 1 means this project is faster or smaller.",
         "",
         *([f"Rows by module come from: {provenance}.", ""] if provenance else []),
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
+        "Machine (at the last run): " + ", ".join(f"{k} {v}" for k, v in info.items()),
         "",
         *table(rows_by_module),
         "",

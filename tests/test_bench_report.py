@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from bench.__main__ import ratio, write_markdown
 
 
@@ -22,3 +24,19 @@ def test_markdown_table_and_provenance(tmp_path):
     assert "Rows by module come from: model: `python -m bench --only model` at 19:10." in text
     assert "| model | encoder forward, B=1 | 2.00 s | 4.10 s | 2.05x (ref/ours) | n |" in text
     assert "| model | pretraining step, B=4 | 43.00 s | - | - | m |" in text
+
+
+def test_model_targets_section_judges_each_ratio(tmp_path):
+    from bench.bench_model import markdown
+
+    rows = [{"case": "encoder forward, B=1", "ours": 2.0, "reference": 3.2, "unit": "s"},  # 1.6x >= 1.5x
+            {"case": "fine-tuning step (fwd+bwd+AdamW), B=1", "ours": 7.0, "reference": 9.8, "unit": "s"},  # 1.4x
+            {"case": "pretraining step MAE+VAM (fwd+bwd+AdamW), B=1", "ours": 10.0, "reference": 21.0, "unit": "s"},
+            {"case": "pretraining step peak RSS (B=1)", "ours": 3000.0, "reference": None, "unit": "MB"}]
+    (tmp_path / "2026-01-02.json").write_text(json.dumps({"modules": {"model": rows}}))
+    text = markdown("2026-01-02", str(tmp_path))
+    assert "| encoder forward, B=1 | 2.00 s | 3.20 s | 1.60x | >= 1.5x | yes |" in text
+    assert "| fine-tuning step (fwd+bwd+AdamW), B=1 | 7.00 s | 9.80 s | 1.40x | >= 1.5x | no |" in text
+    assert "| 2.10x | >= 2x | yes |" in text
+    assert "peak RSS" not in text  # no reference figure: no judgement
+    assert markdown("2026-01-03", str(tmp_path)) == ""  # no results file for that date
