@@ -350,13 +350,17 @@ def markdown(date: str | None = None, results_dir: str | None = None) -> str:
                      f"{met} |")
     if not lines:
         return ""
+    tuned = [f"{row['case'].split(' (')[0].split(',')[0]} {row['reference'] / row['ours']:.2f}x" for row in rows
+             if row["case"].endswith("malloc tuned") and row.get("ours") and row.get("reference")]
     return "\n".join([
         f"## Model targets in this run ({path.stem})", "", "| case | ours | reference | ratio | target | met |",
         "|---|---|---|---|---|---|", *lines, "",
         "At batch 1 the reference's step times depend on the host: its eager attention spends seconds per step in "
         "page faults (see the system CPU times and first-touch rates in the notes). docs/benchmarks.md gathers the "
         "day's runs and shows why the 2x pretraining target is out of reach on a quiet host: it needs a step faster "
-        "than this CPU's fp32 GEMM peak allows for the step's FLOPs."])
+        "than this CPU's fp32 GEMM peak allows for the step's FLOPs."
+        + (" With glibc's allocator told to keep freed memory (the 'malloc tuned' rows), which removes most of the "
+           "reference's page faults, the batch-1 ratios are " + ", ".join(tuned) + "." if tuned else "")])
 
 
 def main() -> None:
