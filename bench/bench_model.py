@@ -26,7 +26,8 @@ so that a case too big for the machine fails with an allocation error, reported 
 the OOM killer (the cap bounds virtual memory, so it is a little stricter than physical memory). Figures are
 medians after one warm-up iteration: up to 3 timed iterations at batch 1 and 2 at batch 4. Both implementations
 use the same optimizer, ``AdamW(fused=True)``. Run one case alone:
-``python -m bench.bench_model --case pretrain --batch 4 --repeats 1`` (prints JSON).
+``python -m bench.bench_model --case pretrain --batch 4 --repeats 1`` (prints JSON); one implementation in a
+process of its own: ``python -m bench.bench_model --case pretrain --impl reference --alone --repeats 3``.
 """
 
 from __future__ import annotations
@@ -140,21 +141,22 @@ def first_touch_rate(megabytes: int = 256, repeats: int = 5) -> float:
     return megabytes * 2**20 / statistics.median(times) / 1e9
 
 
-def measure_interleaved(case: str, batch: int, repeats: int, with_reference: bool, compile_ours: bool = False
-                        ) -> dict:
+def measure_interleaved(case: str, batch: int, repeats: int, with_reference: bool, compile_ours: bool = False,
+                        alone: str | None = None) -> dict:
     """Time both implementations in this process, alternating reference and ours step by step, so that load
     from other processes on a shared machine hits both alike. Returns per implementation the wall times (s),
     the process's user and system CPU times per step (s), the duration of the warm-up step (which compiles this
     project's model with ``compile_ours``) or, for an implementation whose warm-up step did not fit under the
-    address-space cap, the allocation error; and the first-touch rate (GB/s) before and after."""
+    address-space cap, the allocation error; and the first-touch rate (GB/s) before and after. ``alone``
+    ("ours" or "reference"): build and time only that implementation (a cross-check of the interleaving)."""
     import torch
 
-    if with_reference:
+    impls = [alone] if alone else (["reference", "ours"] if with_reference else ["ours"])
+    if "reference" in impls:
         import transformers  # noqa: F401  (mapped before the cap is set, as in measure_peak_rss)
     cap = _limit_address_space()
     touch_before = first_touch_rate()
     pixel, audio = _inputs(batch)
-    impls = ["reference", "ours"] if with_reference else ["ours"]
     steps = {}
     for impl in impls:
         model = _build(case, impl)
@@ -372,12 +374,13 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="compile this project's model (model.compile())")
     parser.add_argument("--memory", action="store_true", help="peak RSS of two steps of --impl, not timing")
     parser.add_argument("--impl", choices=["ours", "reference"], default="ours")
+    parser.add_argument("--alone", action="store_true", help="time only --impl, in a process of its own")
     args = parser.parse_args()
     if args.memory:
         print(json.dumps(measure_peak_rss(args.case, args.impl, args.batch)))
     else:
         print(json.dumps(measure_interleaved(args.case, args.batch, args.repeats, not args.no_reference,
-                                             args.compile)))
+                                             args.compile, alone=args.impl if args.alone else None)))
 
 
 if __name__ == "__main__":
