@@ -5,3 +5,16 @@ Each ``bench/bench_<topic>.py`` defines ``run(repeats: int = 5) -> list[dict]`` 
 ``python -m bench`` (``make bench``) runs them all, prints a table and writes ``bench/results/<date>.json`` and
 ``BENCHMARKS.md``.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def proc_kb(field: str, path: str = "/proc/self/status") -> int:
+    """A kB figure from a Linux /proc file (``VmRSS``, ``VmHWM``, ``VmSize`` of this process, or ``MemAvailable``
+    from /proc/meminfo). Raises KeyError when the file has no such field."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(f"{path} has no {field}")

@@ -41,6 +41,8 @@ import subprocess
 import sys
 import time
 
+from bench import proc_kb
+
 INPUT = "8x224^2 + 512 audio frames"
 CASES = {
     "forward": "encoder forward",
@@ -152,9 +154,7 @@ def measure_interleaved(case: str, batch: int, repeats: int, with_reference: boo
     import torch
 
     impls = [alone] if alone else (["reference", "ours"] if with_reference else ["ours"])
-    if "reference" in impls:
-        import transformers  # noqa: F401  (mapped before the cap is set, as in measure_peak_rss)
-    cap = _limit_address_space()
+    cap = _limit_address_space("reference" in impls)
     touch_before = first_touch_rate()
     pixel, audio = _inputs(batch)
     steps = {}
@@ -191,20 +191,15 @@ def measure_interleaved(case: str, batch: int, repeats: int, with_reference: boo
     return results
 
 
-def _meminfo_kb(path: str, key: str) -> int:
-    with open(path) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(f"{key} not in {path}")
+def _limit_address_space(with_reference: bool) -> int:
+    """Import torch (and transformers), then cap this process's address space at what it has mapped plus
+    MEMORY_LIMIT_FRACTION of the memory available now (MemAvailable), so that a case too big for the machine
+    raises an allocation error instead of waking the OOM killer. Returns the cap in bytes."""
+    import torch  # noqa: F401  (its libraries are mapped before the cap, in every measuring process alike)
 
-
-def _limit_address_space() -> int:
-    """Cap this process's address space at what it has mapped now plus MEMORY_LIMIT_FRACTION of the memory
-    available now (MemAvailable), so that a case too big for the machine raises an allocation error instead of
-    waking the OOM killer. Returns the cap in bytes."""
-    cap = (_meminfo_kb("/proc/self/status", "VmSize")
-           + int(MEMORY_LIMIT_FRACTION * _meminfo_kb("/proc/meminfo", "MemAvailable"))) * 1024
+    if with_reference:
+        import transformers  # noqa: F401
+    cap = (proc_kb("VmSize") + int(MEMORY_LIMIT_FRACTION * proc_kb("MemAvailable", "/proc/meminfo"))) * 1024
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     return cap
 
@@ -212,11 +207,7 @@ def _limit_address_space() -> int:
 def measure_peak_rss(case: str, impl: str, batch: int) -> dict:
     """Two training steps of one implementation in a fresh process: peak resident memory (ru_maxrss) in MiB, or
     the allocation error when a step does not fit under the address-space cap."""
-    import torch  # noqa: F401  (imported before the cap, as in measure_interleaved)
-
-    if impl == "reference":
-        import transformers  # noqa: F401
-    cap = _limit_address_space()
+    cap = _limit_address_space(impl == "reference")
     pixel, audio = _inputs(batch)
     step = _step_fn(case, _build(case, impl), pixel, audio)
     for _ in range(2):  # the second step runs with the AdamW state that the first one created

@@ -51,6 +51,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench import proc_kb
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PLOT_PATH = RESULTS_DIR / "scaling.png"
 FRAME_POINTS = (1, 2, 4, 8, 16)
@@ -92,13 +94,6 @@ def bench_config_kwargs(layers: int) -> dict:
 _LIBC = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
 
 
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def reset_peak_rss() -> int | None:
     """Release freed memory, reset the peak-RSS counter; return the current RSS in kB (None if unsupported)."""
     gc.collect()
@@ -109,20 +104,20 @@ def reset_peak_rss() -> int | None:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         return None
-    return _status_kb("VmRSS")
+    return proc_kb("VmRSS")
 
 
 def peak_rss_delta_mb(before_kb: int | None) -> float | None:
     if before_kb is None:
         return None
-    return (_status_kb("VmHWM") - before_kb) / 1024
+    return (proc_kb("VmHWM") - before_kb) / 1024
 
 
 def _available_mb() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1024
-    return float("inf")
+    try:
+        return proc_kb("MemAvailable", "/proc/meminfo") / 1024
+    except (OSError, KeyError):
+        return float("inf")
 
 
 # ------------------------------------------------------------------------------------------------- worker
