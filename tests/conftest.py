@@ -8,14 +8,14 @@ import pytest
 
 from tvlt.configuration import TvltConfig
 
-MEDIA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+MEDIA_DIR = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
 def media_dir() -> Path:
-    """../shared/media relative to the repo root (real clips for tests); fails clearly when absent."""
+    """tests/data: the small real clips that ship with the repository (see tests/data/README.md)."""
     if not MEDIA_DIR.is_dir():
-        pytest.fail(f"test media folder not found: {MEDIA_DIR} (expected ../shared/media next to the repo)")
+        pytest.fail(f"test media folder not found: {MEDIA_DIR}")
     return MEDIA_DIR
 
 

@@ -1,4 +1,4 @@
-"""Datamodules: manifest validation, worker-safe storage, collation, skip counting, cache, shared-media acceptance."""
+"""Datamodules: manifest validation, worker-safe storage, collation, skip counting, cache, real-media acceptance."""
 
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ from datamodules.mosei import MoseiDataModule
 from datamodules.pretrain import PretrainDataModule
 from datamodules.retrieval import RetrievalDataModule
 
-MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+MEDIA = Path(__file__).resolve().parent / "data"  # real clips shipped with the tests (tests/data/README.md)
 
 
 def media(name: str) -> Path:
     path = MEDIA / name
     if not path.is_file():
-        raise FileNotFoundError(f"shared test media missing: {path} (expected ../shared/media next to the repo)")
+        raise FileNotFoundError(f"test media missing: {path}")
     return path
 
 
@@ -311,7 +311,7 @@ def test_cache_gives_the_same_batches_as_decoding(tmp_path, mode):
 # ------------------------------------------------------------------------------------------------ acceptance
 
 
-def test_shared_mosei_sample_loads_through_mosei_datamodule(tmp_path):
+def test_real_mosei_sample_loads_through_mosei_datamodule(tmp_path):
     root = tmp_path / "mosei"
     for split in ("train", "valid", "test"):
         (root / split / "video").mkdir(parents=True)
@@ -332,19 +332,19 @@ def test_shared_mosei_sample_loads_through_mosei_datamodule(tmp_path):
     assert batch["labels"].tolist() == [pytest.approx(0.6667)]
 
 
-def test_shared_howto100m_video_loads_through_pretrain_datamodule_with_container_audio(tmp_path):
+def test_real_howto100m_cut_loads_through_pretrain_datamodule_with_container_audio(tmp_path):
     folder = tmp_path / "videos"
     folder.mkdir()
     for name in ("a.mp4", "b.mp4"):
-        os.symlink(media("mg7Q4o9bNN0.mp4"), folder / name)
-    dm = PretrainDataModule(root=str(folder), batch_size=2, num_workers=1, window_seconds=6.0)
+        os.symlink(media("mg7Q4o9bNN0_7s-12s.mp4"), folder / name)
+    dm = PretrainDataModule(root=str(folder), batch_size=2, num_workers=1, window_seconds=4.0)
     dm.setup("fit")
     assert dm.val_dataloader() == []  # two clips: no validation hold-out (at most a tenth)
     batch = next(iter(dm.train_dataloader()))  # one forked worker with its own decode process
     assert sorted(batch["ids"]) == ["a", "b"]
     assert batch["pixel_values"].shape == (2, 4, 3, 224, 224) and batch["pixel_mask"].sum(1).tolist() == [784, 784]
-    # 6 s window = 180 frames at 30 fps -> 264,600 samples -> 516 frames -> padded 528 = 33 x 8 patches
-    assert batch["audio_values"].shape == (2, 1, 528, 128) and batch["audio_mask"].sum(1).tolist() == [264, 264]
+    # 4 s window = 120 frames at 30 fps -> 176,400 samples -> 344 frames -> padded 352 = 22 x 8 patches
+    assert batch["audio_values"].shape == (2, 1, 352, 128) and batch["audio_mask"].sum(1).tolist() == [176, 176]
     assert batch["pixel_values_mixed"].shape == (2, 4, 3, 224, 224) and batch["pixel_mask_mixed"].shape == (2, 784)
     assert set(batch["labels"].tolist()) <= {0.0, 1.0}
     for i, label in enumerate(batch["labels"].tolist()):

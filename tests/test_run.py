@@ -25,7 +25,7 @@ from lightning.pytorch import Callback
 from omegaconf import open_dict
 
 REPO = Path(__file__).resolve().parents[1]
-MEDIA = REPO.parent / "shared" / "media"
+MEDIA = REPO / "tests" / "data"  # real clips shipped with the tests
 EXPERIMENTS = ["mosei", "mosei_demo", "mosei_emotion", "mosei_emotion_demo", "pretrain", "retrieval"]
 
 spec = importlib.util.spec_from_file_location("tvlt_run", REPO / "run.py")
@@ -126,7 +126,7 @@ def test_fast_dev_run(experiment, tmp_path, demo_dir):
     assert stage_metric in metrics
 
 
-def test_real_mosei_layout_from_shared_media(tmp_path):
+def test_real_mosei_layout_from_test_media(tmp_path):
     """experiment=mosei with data.root on a MOSEI-layout folder built from the real CMU-MOSEI segment (symlinks):
     no demo preset, one step of each split."""
     root = tmp_path / "mosei"
@@ -341,7 +341,7 @@ def test_corrupt_ckpt_path_is_refused_up_front_naming_the_file(tmp_path):
 
 
 def test_pretraining_without_validation_warns_and_exports_the_last_weights(tmp_path, caplog):
-    """The two shared clips: train=2, no validation split (one clip is skipped: no audio stream)."""
+    """The two real clips of tests/data: train=2, no validation split (one clip is skipped: no audio stream)."""
     cfg = compose_cfg(tmp_path, ["experiment=pretrain", *FAST, f"data.root={MEDIA}", "logger=none",
                                  "trainer.max_epochs=1", "trainer.accumulate_grad_batches=1", "test=false"])
     with caplog.at_level("INFO"):
