@@ -226,10 +226,14 @@ def test_audio_shorter_than_one_patch():
     "bad,match",
     [
         (np.zeros((2, 3, 1000), np.float32), "accepted audio"),
-        (np.zeros((5000, 2), np.float32), "looks like one multi-channel clip .N, C.; pass channels='last'"),
+        (np.zeros((5000, 2), np.float32), r"ambiguous: a batch of 5000 clips .* Pass channels='last' \(N, C\)"),
+        (np.zeros((5000, 32), np.float32), "one clip of 32 channels"),  # many channels: still not 5000 clips
+        (np.zeros((64, 64), np.float32), "ambiguous"),
         (np.float32(0.5), "accepted audio"),
         ([np.zeros((2, 1000), np.float32)], "channels='first' or 'last'"),
-        (np.array([0.1, np.nan] * 1000, np.float32), "NaN"),
+        (np.array([0.1, np.nan] * 1000, np.float32), r"audio: waveform contains 1000 NaN or infinite"),
+        ([_random(3000), np.full(3000, 1e17, np.float32)], r"audio\[1\]: sample magnitude 1e\+17 is not a waveform"),
+        (np.concatenate([_random(3000), [3.0e38]]).astype(np.float32), "sample magnitude 3e\\+38"),
         (np.zeros(0, np.float32), "empty"),
         (np.zeros(1000, bool), "real numbers"),
     ],
@@ -237,6 +241,29 @@ def test_audio_shorter_than_one_patch():
 def test_bad_audio_raises_value_error(bad, match):
     with pytest.raises(ValueError, match=match):
         TvltFeatureExtractor()(bad, sampling_rate=44100)
+
+
+def test_loud_but_usable_float_audio_warns_once_per_source(caplog):
+    fe = TvltFeatureExtractor()
+    loud = [_random(4000, scale=3.0), _random(4000, seed=1, scale=30000.0)]
+    with caplog.at_level("WARNING", logger="tvlt.audio"):
+        out = fe(loud, sampling_rate=44100, return_tensors="pt")
+        fe(loud, sampling_rate=44100, return_tensors="pt")
+    assert torch.isfinite(out.audio_values).all()
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2 and "audio[0]: float waveform peaks at 3" in warned[0] and "audio[1]" in warned[1]
+
+
+@pytest.mark.parametrize("rate,expected", [(16000, (160, 441)), (192000, (640, 147)), (16001, (41, 113))])
+def test_resampling_kernel_is_bounded_for_any_rate(rate, expected):
+    from tvlt.audio import resample, resampling_ratio
+
+    assert resampling_ratio(rate, 44100) == expected
+    # 16001 Hz is co-prime with 44.1 kHz: the exact kernel would hold 44100 x 16013 weights (2.8 GB)
+    y = resample(torch.from_numpy(_random(2 * rate)), rate, 44100)
+    assert abs(y.shape[0] - 2 * 44100) <= 1  # 2 s in, 2 s out (the approximation is off by 7e-6 at 16001 Hz)
+    out = TvltFeatureExtractor()(_random(2 * rate), sampling_rate=rate, return_tensors="pt")
+    assert out.audio_values.shape == (1, 1, 176, 128) and torch.isfinite(out.audio_values).all()
 
 
 def test_constructor_validation_and_collate_attributes():

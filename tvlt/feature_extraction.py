@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
+from tvlt.audio import check_waveform, resample
 from tvlt.processing_utils import BatchFeature, ProcessorConfigMixin, ReturnTensors
 
 Mode = Literal["hf", "original"]
@@ -52,7 +53,7 @@ _MODES = ("hf", "original")
 _MODE_DEFAULTS: dict[str, tuple[int, float]] = {"hf": (2048, 0.0), "original": (1024, -1.0)}
 
 _ACCEPTED_SHAPES = (
-    "accepted audio: a 1-D waveform (N,); a 2-D array (B, N) = a batch of mono clips; a list of 1-D waveforms; "
+    "accepted audio: a 1-D waveform (N,); a 2-D array (B, N) with N > B = a batch of mono clips; a list of 1-D waveforms; "
     "or one multi-channel clip (C, N) / (N, C) declared with channels='first' / 'last'"
 )
 
@@ -223,10 +224,12 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
                 return clips
         x = _as_float_tensor(raw_speech, "audio")
         if x.ndim == 2 and channels is None:
-            if x.shape[1] <= 8 < x.shape[0]:  # (N, C) from soundfile / decord: not a batch of N tiny clips
+            if x.shape[1] <= x.shape[0]:  # rows no longer than their count: (N, C) from soundfile, any C
                 raise ValueError(
-                    f"audio of shape {tuple(x.shape)} looks like one multi-channel clip (N, C); pass "
-                    f"channels='last' to average it to mono. {_ACCEPTED_SHAPES}"
+                    f"audio of shape {tuple(x.shape)} is ambiguous: a batch of {x.shape[0]} clips of "
+                    f"{x.shape[1]} samples, or one clip of {x.shape[1]} channels? Pass channels='last' (N, C) or "
+                    f"'first' (C, N) for one multi-channel clip, or a list of 1-D waveforms for a batch. "
+                    f"{_ACCEPTED_SHAPES}"
                 )
             return [self._checked(row, f"audio[{i}]") for i, row in enumerate(x)]
         return [self._one_clip(x, channels, "audio")]
@@ -242,19 +245,13 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
 
     @staticmethod
     def _checked(x: torch.Tensor, what: str) -> torch.Tensor:
-        if x.numel() == 0:
-            raise ValueError(f"{what}: empty waveform")
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(f"{what}: waveform contains NaN or infinite samples")
+        check_waveform(x, what)
         return x
 
     def _resample(self, clips: list[torch.Tensor], sampling_rate: int) -> list[torch.Tensor]:
         if sampling_rate == self.sampling_rate:
             return clips
-        out = []
-        for clip in clips:  # sinc (Hann window, width 6, rolloff 0.99): torchaudio's default, as the original release
-            out.append(AF.resample(clip.to(torch.float32), int(sampling_rate), self.sampling_rate))
-        return out
+        return [resample(clip, int(sampling_rate), self.sampling_rate) for clip in clips]
 
     # ------------------------------------------------------------ spectrogram
     def mel_filters(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -334,7 +331,7 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
         """Waveform(s) -> ``BatchFeature(audio_values (B, 1, T, feature_size) float32, audio_mask (B, T/16 * 8))``.
 
         Args:
-            raw_speech: a 1-D waveform (N,), a (B, N) array or a list of 1-D waveforms (a batch of mono clips), or one
+            raw_speech: a 1-D waveform (N,), a (B, N) array with N > B or a list of 1-D waveforms (a batch of mono clips), or one
                 multi-channel clip (C, N) / (N, C) when ``channels`` is given; numpy, torch (any device) or a list of
                 numbers. Floats are taken as [-1, 1] audio; integer PCM (int16, int32, uint8, ...) is scaled to it.
             sampling_rate: rate of ``raw_speech`` in Hz. Other rates than ``self.sampling_rate`` are resampled. If
