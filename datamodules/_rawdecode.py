@@ -1,4 +1,4 @@
-"""Raw clip decoding: probe with PyAV, frames with decord, audio window from a sidecar file or the container.
+"""Raw clip decoding: index with PyAV, frames with decord where it is exact (else PyAV), audio on the same timeline.
 
 This module imports neither torch nor the rest of the package, so it can run cheaply in the isolated decode process
 that :class:`datamodules.decoding.ClipReader` starts (decord can hang in native code while holding the GIL, see
@@ -16,13 +16,14 @@ import pickle
 import select
 import struct
 import sys
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from datamodules.sampling import sample_frames
 
-__all__ = ["ClipDecodeError", "CAUSES", "RawRequest", "RawClip", "read_raw", "serve"]
+__all__ = ["ClipDecodeError", "CAUSES", "RawRequest", "RawClip", "VideoIndex", "index_video", "read_raw", "serve"]
 
 #: Failure causes, the keys of the skip counters.
 CAUSES = (
@@ -34,6 +35,7 @@ CAUSES = (
     "undecodable",  # any other demuxer or decoder failure (corrupt data, unknown format)
     "timeout",  # decoding did not finish within decode_timeout seconds
     "audio_too_short",  # the audio in the clip's time window is shorter than the minimum
+    "invalid_audio",  # the audio holds non-finite samples or magnitudes no waveform has
 )
 
 
@@ -68,14 +70,18 @@ class RawRequest:
 
 @dataclass
 class RawClip:
-    frames: np.ndarray  # uint8 (T, H, W, 3) RGB
-    indices: np.ndarray  # int64 (T,) decoded frame indices
-    num_decodable: int  # frames that can be decoded (<= the header's count)
-    fps: float
-    start: float  # seconds, window start relative to the first frame
+    frames: np.ndarray  # uint8 (T, H, W, 3) RGB, upright
+    indices: np.ndarray  # int64 (T,) indices of the returned frames among the presented frames
+    num_decodable: int  # frames a player presents (<= the header's count)
+    fps: float  # average rate of the presented frames
+    start: float  # seconds, window start relative to the first presented frame
     end: float  # seconds, window end (exclusive)
     audio: np.ndarray | None  # float32 (C, N) at audio_rate, cut to [start, end)
     audio_rate: int | None
+    frame_times: np.ndarray | None = None  # float64 (T,) presentation times of the frames, relative like start
+    backend: str = "decord"  # "decord" or "pyav": which decoder produced the frames
+    backend_reason: str = ""  # why PyAV was used ("" with decord)
+    truncated: str = ""  # why the file is known to be cut short ("" if it is not)
 
 
 def _check_file(path: str) -> None:
@@ -85,96 +91,363 @@ def _check_file(path: str) -> None:
         raise ClipDecodeError(path, "empty_file")
 
 
-def probe(path: str) -> tuple[int, int, float, float, bool]:
-    """Open ``path`` with PyAV without decoding: (decodable frame count, header frame count, fps, video start in s,
-    has audio).
+# ----------------------------------------------------------------------------------------------------------------
+# The presentation index of a video: which frames a player shows, when, and where decoding each one must start.
 
-    The count is the number of non-empty video packets actually present in the file (one per frame for the codecs
-    decord reads), which is what a decoder can reach; headers can over-report it (the shared HowTo100M sample
-    claims 12,633 frames and holds 1,753) or a truncated file can end early.
+#: Containers in which decord's random access was found frame-accurate (given the per-file checks of
+#: :func:`index_video`). In MPEG-TS, AVI and MPEG-PS it returns other frames than the requested ones.
+DECORD_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"})
+#: Frames decoded past the last requested one before a seek counts as missed (the H.264/HEVC reorder depth is <= 16).
+_REORDER_SLACK = 32
+_INDEX_CACHE: OrderedDict = OrderedDict()
+_INDEX_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class VideoIndex:
+    """The frames a player presents from the video stream FFmpeg picks, in presentation order.
+
+    ``pts`` (int64 (n,), stream time base) and ``times`` (float64 (n,), seconds on the container timeline) are
+    increasing; ``seek[i]`` is the timestamp to seek to so that decoding forward reaches frame ``i`` correctly (the
+    decode timestamp of the last keyframe before it in decode order that is not presented after it, so open-GOP
+    leading frames are decoded from the previous keyframe). ``end_time`` is when the last frame stops being shown.
+    Frames that an edit list drops are not part of the index. ``decord_reason`` is empty when decord reads this file
+    frame-accurately, else why it does not. With ``exact_pts`` False (timestamps missing or repeated) frames are
+    counted in decoder output order instead, and reached by decoding from the start.
     """
+
+    stream: int
+    pts: np.ndarray
+    seek: np.ndarray
+    times: np.ndarray
+    end_time: float
+    header_frames: int
+    audio_streams: int
+    decord_reason: str
+    exact_pts: bool = True
+    truncated: str = ""  # why the file is known to be cut short ("" if it is not)
+
+    @property
+    def n(self) -> int:
+        return len(self.pts)
+
+    @property
+    def fps(self) -> float:
+        """Average frame rate over the presented frames (Hz)."""
+        span = self.end_time - float(self.times[0])
+        return self.n / span if span > 0 else 0.0
+
+
+def _pick_video_stream(container, path: str):
+    """The video stream ffmpeg's automatic selection takes: the default-disposition one first, then the largest
+    picture; cover art (attached pictures) only when nothing else is there."""
     import av
 
+    attached = av.stream.Disposition.attached_pic
+    default = av.stream.Disposition.default
+    videos = list(container.streams.video)
+    if not videos:
+        raise ClipDecodeError(path, "no_video_stream")
+
+    def score(s) -> int:
+        if s.disposition & attached:
+            return 1
+        return s.codec_context.width * s.codec_context.height + 5_000_000 * bool(s.disposition & default)
+
+    return max(videos, key=score)  # max keeps the first of equal scores, as ffmpeg does
+
+
+def index_video(path: str) -> VideoIndex:
+    """Demux (without decoding) the video stream of ``path`` into a :class:`VideoIndex`; cached per process by path,
+    size and modification time.
+
+    Raises:
+        ClipDecodeError: ``no_video_stream``, ``truncated`` (the container's own sizes say the file is cut short),
+            ``undecodable``.
+    """
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key in _INDEX_CACHE:
+        _INDEX_CACHE.move_to_end(key)
+        return _INDEX_CACHE[key]
+    index = _build_index(path)
+    _INDEX_CACHE[key] = index
+    if len(_INDEX_CACHE) > _INDEX_CACHE_SIZE:
+        _INDEX_CACHE.popitem(last=False)
+    return index
+
+
+def _build_index(path: str) -> VideoIndex:
+    import av
+
+    cut = truncation(path)
+    packets = []  # decode order: (pts, dts, keyframe, discarded, duration)
     try:
         with av.open(path) as container:
-            if not container.streams.video:
-                raise ClipDecodeError(path, "no_video_stream")
-            stream = container.streams.video[0]
+            stream = _pick_video_stream(container, path)
+            stream_index = stream.index
+            format_name = container.format.name
+            fmt = set(format_name.split(","))
+            n_video = sum(1 for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic)
+            codec = stream.codec_context.name
             header = int(stream.frames or 0)
             rate = stream.average_rate or stream.guessed_rate
-            fps = float(rate) if rate else 0.0
-            start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-            has_audio = bool(container.streams.audio)
-            packets = sum(1 for p in container.demux(stream) if p.size > 0)
+            time_base = float(stream.time_base)
+            audio_streams = len(container.streams.audio)
+            try:
+                for p in container.demux(stream):
+                    if p.size > 0:
+                        packets.append((p.pts, p.dts, p.is_keyframe, p.is_discard, p.duration))
+            except av.error.FFmpegError as e:
+                if not packets:
+                    raise
+                cut = cut or f"demuxing stopped early: {_short(e, 120)}"
     except ClipDecodeError:
         raise
     except av.error.FFmpegError as e:
+        if cut:
+            raise ClipDecodeError(path, "truncated", cut) from None
         raise ClipDecodeError(path, "undecodable", _short(e)) from None
-    if packets == 0:
-        raise ClipDecodeError(path, "truncated" if header > 0 else "undecodable", "no video packets")
-    return packets, header, fps, start, has_audio
+    presented = [p for p in packets if not p[3]]
+    if not presented:
+        raise ClipDecodeError(path, "truncated" if (cut or header) else "undecodable", "no video frames in the file")
+    if header > len(presented) + sum(p[3] for p in packets) and not cut:
+        cut = f"its header announces {header} frames, it holds {len(packets)}"
+    fallback_fps = float(rate) if rate else 25.0
+    pts = [p[0] for p in presented]
+    exact = None not in pts and len(set(pts)) == len(pts)
+    if not exact:
+        return _index_by_decoding(path, stream_index, fallback_fps, header, audio_streams, cut)
+
+    order = sorted(range(len(presented)), key=lambda i: presented[i][0])
+    pts_arr = np.array([presented[i][0] for i in order], np.int64)
+    seek_of: dict[int, int] = {}
+    keys: list[tuple[int, int]] = []  # (pts, seek timestamp) of the keyframes seen so far, decode order
+    leading = 0
+    first_ts = packets[0][1] if packets[0][1] is not None else packets[0][0]
+    for p_pts, p_dts, key, discarded, _ in packets:
+        if key and p_pts is not None:
+            keys.append((p_pts, p_dts if p_dts is not None else p_pts))
+        if discarded or p_pts is None:
+            continue
+        if keys and p_pts < keys[-1][0]:
+            leading += 1
+        seek_of[p_pts] = next((s for k, s in reversed(keys) if k <= p_pts), keys[0][1] if keys else first_ts)
+    seek = np.array([seek_of[int(t)] for t in pts_arr], np.int64)
+    times = pts_arr * time_base
+    last = presented[order[-1]]
+    if last[4]:
+        duration = last[4] * time_base
+    elif len(times) > 1:
+        duration = float(np.median(np.diff(times)))
+    else:
+        duration = 1.0 / fallback_fps
+    reason = ""
+    if not fmt & DECORD_FORMATS:
+        reason = f"{format_name} container: decord seeks to other frames than requested in it"
+    elif n_video > 1:
+        reason = f"{n_video} video streams: the count and frames must come from the one ffmpeg picks"
+    elif len(presented) < len(packets):
+        reason = f"an edit list drops {len(packets) - len(presented)} frames, which decord would return"
+    elif leading:
+        reason = f"open GOP ({leading} frames precede their keyframe), where decord's seeks land on other frames"
+    elif codec == "av1":
+        reason = "decord 0.6 has no AV1 decoder"
+    return VideoIndex(
+        stream_index, pts_arr, seek, times, float(times[-1] + duration), header, audio_streams, reason, True, cut
+    )
+
+
+def _index_by_decoding(path, stream_index, fps, header, audio_streams, cut) -> VideoIndex:
+    """Index a stream whose packets lack usable timestamps by decoding it once: frames in decoder output order,
+    times from the decoder's best-effort timestamps (or ``i / fps``)."""
+    import av
+
+    times = []
+    try:
+        with av.open(path) as container:
+            stream = _stream(container, stream_index)
+            for k, frame in enumerate(container.decode(stream)):
+                times.append(frame.time if frame.time is not None else k / fps)
+    except av.error.FFmpegError as e:
+        if not times:
+            raise ClipDecodeError(path, "truncated" if cut else "undecodable", _short(e)) from None
+        cut = cut or f"decoding stopped early: {_short(e, 120)}"
+    if not times:
+        raise ClipDecodeError(path, "undecodable", "no video frame could be decoded")
+    t = np.maximum.accumulate(np.asarray(times, np.float64))  # best-effort times can repeat; keep them monotonic
+    n = len(t)
+    end = float(t[-1] + (np.median(np.diff(t)) if n > 1 and np.median(np.diff(t)) > 0 else 1.0 / fps))
+    reason = "timestamps are missing or repeated: frames are counted from the start"
+    idx = np.arange(n, dtype=np.int64)
+    return VideoIndex(stream_index, idx, idx, t, end, header, audio_streams, reason, False, cut)
+
+
+def truncation(path: str) -> str:
+    """Why the container's own size fields say ``path`` is cut short, or "" (ISO-BMFF boxes and RIFF/AVI only)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:4] == b"RIFF" and len(head) >= 8:
+            declared = 8 + struct.unpack("<I", head[4:8])[0]
+            return f"its RIFF header announces {declared} bytes, the file has {size}" if declared > size else ""
+        if head[4:8] not in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"styp", b"pnot"):
+            return ""
+        offset = 0
+        while offset + 8 <= size:
+            f.seek(offset)
+            box = f.read(16)
+            length, kind = struct.unpack(">I", box[:4])[0], box[4:8].decode("latin-1")
+            if length == 1 and len(box) == 16:
+                length = struct.unpack(">Q", box[8:16])[0]
+            elif length == 0:  # the box runs to the end of the file
+                return ""
+            if length < 8:
+                return ""  # not a box structure we can follow
+            if offset + length > size:
+                return f"box '{kind}' at byte {offset} announces {length} bytes, the file ends after {size - offset}"
+            offset += length
+    return ""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading a clip.
 
 
 def read_raw(req: RawRequest) -> RawClip:
     """Decode the frames chosen by the request's sampling and the audio of their time window."""
-    import decord
-
     _check_file(req.video)
     if req.audio not in (None, "container"):
         _check_file(req.audio)
-    packets, header, fps_probe, video_start, has_audio = probe(req.video)
-    if req.audio == "container" and not has_audio:
+    index = index_video(req.video)
+    if req.audio == "container" and index.audio_streams == 0:
         raise ClipDecodeError(req.video, "no_audio_stream", "audio from the container was requested")
-    try:
-        vr = decord.VideoReader(req.video, ctx=decord.cpu(0), num_threads=req.decoder_threads)
-        n = min(len(vr), packets)
-        fps = float(vr.get_avg_fps()) or fps_probe
-        window = None if req.window_seconds is None else max(1, int(round(req.window_seconds * fps)))
-        sample = sample_frames(n, req.num_frames, req.mode, window, req.seed, req.jitter)
-        ts = vr.get_frame_timestamp([0, sample.first, sample.stop - 1])
-        try:
-            frames = vr.get_batch(sample.indices.tolist()).asnumpy()
-        except decord.DECORDError as e:
-            # decord 0.6.0 returns 4-channel rows for some frame widths (48, 72, ...) and then fails to copy them
-            # ("The size must exactly match"); PyAV decodes those files correctly.
-            if "size must exactly match" not in str(e):
-                raise
-            frames = _pyav_frames(req.video, sample.indices)
-    except decord.DECORDError as e:
-        message = str(e)
-        cause = "truncated" if "partial file" in message or packets < header else "undecodable"
-        raise ClipDecodeError(req.video, cause, _short(message)) from None
-    finally:
-        vr = None  # release the reader (and its decoding threads) before reading audio
+    sample = sample_frames(index.times, index.end_time, req.num_frames, req.mode, req.window_seconds, req.seed,
+                           req.jitter)  # fmt: skip
+    frames, backend, reason = _read_frames(req, index, sample.indices)
     if frames.ndim != 4 or frames.shape[0] != len(sample.indices) or frames.shape[-1] != 3:
         raise ClipDecodeError(req.video, "undecodable", f"decoder returned frames of shape {frames.shape}")
-    start, end = float(ts[1, 0] - ts[0, 0]), float(ts[2, 1] - ts[0, 0])
+    t0 = float(index.times[0])
+    start = float(index.times[sample.first]) - t0
+    end = (float(index.times[sample.stop]) if sample.stop < index.n else index.end_time) - t0
     audio, rate = None, None
     if req.audio == "container":
-        audio, rate = _container_audio(req.video, req.audio_stream, video_start + start, video_start + end)
+        audio, rate = _container_audio(req.video, req.audio_stream, t0 + start, t0 + end)
     elif req.audio is not None:
         audio, rate = _sidecar_audio(req.audio, start, end)
-    return RawClip(frames, sample.indices, n, fps, start, end, audio, rate)
+    return RawClip(
+        frames, sample.indices, index.n, index.fps, start, end, audio, rate,
+        frame_times=index.times[sample.indices] - t0, backend=backend, backend_reason=reason,
+        truncated=index.truncated,
+    )  # fmt: skip
 
 
-def _pyav_frames(path: str, indices: np.ndarray) -> np.ndarray:
-    """Frames ``indices`` (sorted, in decode order) as uint8 RGB (T, H, W, 3), by decoding from the start."""
+class _NotAccurate(Exception):
+    """decord cannot be trusted for this file; the message says why."""
+
+
+def _read_frames(req: RawRequest, index: VideoIndex, positions: np.ndarray) -> tuple[np.ndarray, str, str]:
+    """Frames ``positions`` (sorted presentation indices) as uint8 (T, H, W, 3) RGB, upright as players show them;
+    with the backend used and why decord was not."""
+    reason = index.decord_reason
+    if not reason:
+        try:
+            return _decord_frames(req.video, index, positions, req.decoder_threads), "decord", ""
+        except _NotAccurate as e:
+            reason = str(e)
+    return _pyav_frames(req.video, index, positions, req.decoder_threads), "pyav", reason
+
+
+def _decord_frames(path: str, index: VideoIndex, positions: np.ndarray, threads: int) -> np.ndarray:
+    import decord
+
+    vr = None
+    try:
+        vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads)
+        if len(vr) < index.n:
+            raise _NotAccurate(f"decord counts {len(vr)} frames where the demuxer finds {index.n}")
+        ts = np.asarray(vr.get_frame_timestamp(np.arange(index.n).tolist()))[:, 0]
+        tolerance = 0.25 / max(index.fps, 1e-3)
+        if np.abs((ts - ts[0]) - (index.times - index.times[0])).max() > tolerance:
+            raise _NotAccurate("decord's frame times differ from the demuxer's presentation times")
+        return vr.get_batch(positions.tolist()).asnumpy()
+    except decord.DECORDError as e:
+        # e.g. "cannot find video stream" for codecs it lacks, or, for some frame widths (48, 72, ...), 4-channel
+        # rows that it then fails to copy ("The size must exactly match"). PyAV decides the cause, if any.
+        raise _NotAccurate(f"decord failed: {_short(e, 160)}") from None
+    finally:
+        vr = None  # release the reader (and its decoding threads) before anything else is read
+
+
+def _pyav_frames(path: str, index: VideoIndex, positions: np.ndarray, threads: int) -> np.ndarray:
+    """Exact frames with PyAV: for each group of requested frames that start decoding at the same keyframe, seek to
+    that keyframe and decode forward, matching frames by presentation timestamp; if a seek misses, decode from the
+    start."""
     import av
 
-    wanted = set(int(i) for i in indices)
-    out = []
+    got: dict[int, np.ndarray] = {}
     try:
         with av.open(path) as container:
-            for k, frame in enumerate(container.decode(video=0)):
-                if k in wanted:
-                    out.append(frame.to_ndarray(format="rgb24"))
-                if k >= indices[-1]:
-                    break
+            stream = _stream(container, index.stream)
+            stream.codec_context.thread_count = max(1, threads)
+            if index.exact_pts:
+                groups: list[list[int]] = []
+                for p in positions.tolist():
+                    if groups and index.seek[p] == index.seek[groups[-1][0]]:
+                        groups[-1].append(p)
+                    else:
+                        groups.append([p])
+                for group in groups:
+                    container.seek(int(index.seek[group[0]]), stream=stream, backward=True, any_frame=False)
+                    if not _decode_forward(container, stream, index, group, got):
+                        break  # the seek missed a frame: decode everything from the start below
+            if len(got) < len(positions):
+                container.seek(0, stream=stream, backward=True, any_frame=False)  # rewinds any demuxer to its start
+                _decode_forward(container, stream, index, positions.tolist(), got, from_start=True)
     except av.error.FFmpegError as e:
-        raise ClipDecodeError(path, "undecodable", _short(e)) from None
-    if len(out) != len(indices):
-        raise ClipDecodeError(path, "truncated", f"decoded {len(out)} of the {len(indices)} requested frames")
-    return np.stack(out)
+        cause = "truncated" if index.truncated else "undecodable"
+        raise ClipDecodeError(path, cause, _short(e)) from None
+    if len(got) < len(positions):
+        detail = f"decoded {len(got)} of the {len(positions)} requested frames"
+        cause = "truncated" if index.truncated else "undecodable"
+        raise ClipDecodeError(path, cause, detail + (f"; {index.truncated}" if index.truncated else ""))
+    return np.stack([got[p] for p in positions.tolist()])
+
+
+def _decode_forward(container, stream, index: VideoIndex, wanted: list[int], got: dict, from_start=False) -> bool:
+    """Decode from the container's current position until the frames ``wanted`` are in ``got`` (or, unless
+    ``from_start``, until ``_REORDER_SLACK`` frames past the last one show that they will not come); True when all
+    came."""
+    if index.exact_pts:
+        targets = {int(index.pts[p]): p for p in wanted if p not in got}
+        last = max(targets) if targets else None
+    else:
+        targets = {p: p for p in wanted if p not in got}
+        last = max(targets) if targets else None
+    past = 0
+    for k, frame in enumerate(container.decode(stream)):
+        key = k if not index.exact_pts else frame.pts
+        if key in targets:
+            got[targets.pop(key)] = _upright_rgb(frame)
+            if not targets:
+                return True
+        elif key is not None and key > last:
+            past += 1
+            if past > _REORDER_SLACK and not from_start:
+                return False
+    return not targets
+
+
+def _stream(container, index: int):
+    """The stream whose container index is ``index``."""
+    return next(s for s in container.streams if s.index == index)
+
+
+def _upright_rgb(frame) -> np.ndarray:
+    """uint8 (H, W, 3) RGB, rotated as the stream's display matrix says (as ffmpeg and decord present it)."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = int(round((frame.rotation or 0) / 90)) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
 
 
 def _sidecar_audio(path: str, start: float, end: float) -> tuple[np.ndarray, int]:
@@ -193,7 +466,9 @@ def _sidecar_audio(path: str, start: float, end: float) -> tuple[np.ndarray, int
 
 
 def _container_audio(path: str, index: int, start: float, end: float) -> tuple[np.ndarray, int]:
-    """Audio stream ``index`` of ``path`` over [start, end) seconds (container timeline), as float32 (C, N)."""
+    """Audio stream ``index`` of ``path`` over [start, end) seconds of the container's presentation timeline, as
+    float32 (C, N): where the stream starts after ``start`` (late audio), the gap is leading silence, as a player
+    plays it."""
     import av
 
     try:
@@ -222,8 +497,11 @@ def _container_audio(path: str, index: int, start: float, end: float) -> tuple[n
     if not chunks:
         return np.zeros((1, 0), np.float32), rate
     audio = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
-    skip = max(0, int(round((start - first_time) * rate)))
+    skip = int(round((start - first_time) * rate))
     stop = max(skip, int(round((end - first_time) * rate)))
+    if skip < 0:  # the stream starts after the window does: silence until it starts
+        lead = np.zeros((audio.shape[0], min(-skip, stop - skip)), np.float32)
+        return np.ascontiguousarray(np.concatenate([lead, audio[:, : max(0, stop)]], axis=1)), rate
     return np.ascontiguousarray(audio[:, skip:stop]), rate
 
 

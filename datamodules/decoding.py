@@ -1,11 +1,20 @@
-"""Clip reader: decord video frames and soundfile/PyAV audio, mono, resampled to 44.1 kHz, cut to the frames' window.
+"""Clip reader: the frames and audio a player presents, audio mono and resampled to 44.1 kHz, cut to the frames' window.
 
 Data flow: file -> :class:`ClipReader` -> :class:`Clip` (uint8 frames, float32 mono waveform at 44.1 kHz) -> the
 ``tvlt`` processors. Nothing here resizes or normalizes: that is the processors' job.
 
+What "presents" means (what ``ffmpeg -i FILE`` decodes): the video stream ffmpeg picks; edit lists applied (frames
+they drop are not frames of the clip); frames in presentation order, counted from what the file really holds (not
+the header's claim); windows in seconds measured on the frames' timestamps (variable frame rates included); audio
+placed on the same timeline (leading silence where its stream starts late); frames upright as the display matrix
+says. The frames come from decord where it is exact for the file (MP4/MOV with one video stream, no frame-dropping
+edit list, no open GOP, frame table matching the demuxer's), else from PyAV, which seeks to the keyframe each frame
+needs and decodes forward, matching frames by timestamp; each worker logs once which backend it used and why. See
+:mod:`datamodules._rawdecode`.
+
 Failures raise :class:`ClipDecodeError` naming the path and one of :data:`CAUSES` (missing file, empty file, no
-video stream, requested audio stream missing, truncated, undecodable, timeout, audio too short); a dummy tensor is
-never returned.
+video stream, requested audio stream missing, truncated, undecodable, timeout, audio too short, invalid audio); a
+dummy tensor is never returned.
 
 Timeouts: decord can spin forever in native code while holding the GIL (dmlc/decord#269, #373, #375), which neither
 a thread nor a signal can interrupt. With ``decode_timeout`` set (the default, 30 s) each decode therefore runs in a
@@ -26,11 +35,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import logging
+
 import numpy as np
 import torch
-import torchaudio.functional as AF
 
 from datamodules._rawdecode import CAUSES, ClipDecodeError, RawClip, RawRequest, read_raw, recv, send
+from tvlt.audio import check_waveform, resample
 
 __all__ = ["Clip", "ClipReader", "ClipDecodeError", "CAUSES", "TARGET_SAMPLING_RATE"]
 
@@ -44,9 +55,12 @@ RECYCLE_AFTER = 1000
 class Clip:
     """One decoded clip.
 
-    frames: uint8 (T, H, W, 3) RGB at the stored resolution, 1 <= T <= num_frames.
+    frames: uint8 (T, H, W, 3) RGB at the stored resolution, upright, 1 <= T <= num_frames.
     waveform: float32 (N,) mono at ``sampling_rate`` Hz covering [start, end) seconds of the clip, or None.
-    indices: the decoded frame indices (int64 (T,)); num_decodable: frames the file really holds.
+    indices: int64 (T,) indices of the frames among the presented frames; num_decodable: frames the file really
+        presents. fps: their average rate (Hz). start, end: the window in seconds from the first presented frame;
+        frame_times: float64 (T,) each frame's presentation time on that clock.
+    backend: "decord" or "pyav", the decoder that produced the frames.
     """
 
     frames: np.ndarray
@@ -57,6 +71,8 @@ class Clip:
     fps: float
     start: float
     end: float
+    frame_times: np.ndarray | None = None
+    backend: str = "decord"
 
 
 class ClipReader:
@@ -129,11 +145,12 @@ class ClipReader:
         return self._finish(raw, req)
 
     def _finish(self, raw: RawClip, req: RawRequest) -> Clip:
+        _log_once(raw, req.video)
         waveform = None
         if raw.audio is not None:
-            waveform = to_mono_44k(raw.audio, raw.audio_rate, self.sampling_rate)
+            source = req.video if req.audio == "container" else req.audio
+            waveform = to_mono(raw.audio, raw.audio_rate, source, self.sampling_rate)
             if waveform.shape[0] < self.min_audio_samples:
-                source = req.video if req.audio == "container" else req.audio
                 raise ClipDecodeError(
                     source,
                     "audio_too_short",
@@ -141,17 +158,44 @@ class ClipReader:
                     f"need {self.min_audio_samples}",
                 )
         return Clip(
-            raw.frames, waveform, self.sampling_rate, raw.indices, raw.num_decodable, raw.fps, raw.start, raw.end
-        )
+            raw.frames, waveform, self.sampling_rate, raw.indices, raw.num_decodable, raw.fps, raw.start, raw.end,
+            raw.frame_times, raw.backend,
+        )  # fmt: skip
 
 
-def to_mono_44k(audio: np.ndarray, rate: int, target: int = TARGET_SAMPLING_RATE) -> np.ndarray:
-    """float32 (C, N) at ``rate`` -> float32 (N',) mono at ``target`` (channel mean, then torchaudio's default
-    windowed-sinc resampling, as the original release does for wav files)."""
-    mono = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).mean(dim=0)
+def to_mono(audio: np.ndarray, rate: int, source: str, target: int = TARGET_SAMPLING_RATE) -> np.ndarray:
+    """float32 (C, N) at ``rate`` -> float32 (N',) mono at ``target`` (channel mean, then :func:`tvlt.audio.resample`,
+    torchaudio's windowed sinc as the original release uses for wav files).
+
+    Raises:
+        ClipDecodeError: cause ``invalid_audio`` naming ``source`` when the samples are not a waveform
+            (:func:`tvlt.audio.check_waveform`).
+    """
+    samples = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    if samples.numel():
+        try:
+            check_waveform(samples, str(source))
+        except ValueError as e:
+            raise ClipDecodeError(source, "invalid_audio", str(e).removeprefix(f"{source}: ")) from None
+    mono = samples.mean(dim=0)
     if rate != target and mono.numel() > 0:
-        mono = AF.resample(mono, int(rate), int(target))
+        mono = resample(mono, int(rate), int(target))
     return mono.numpy()
+
+
+_LOGGED: set[tuple[str, str]] = set()
+log = logging.getLogger(__name__)
+
+
+def _log_once(raw: RawClip, path: str) -> None:
+    """Log, once per process (DataLoader worker) and reason, that PyAV decoded a file and why; and each file that is
+    cut short."""
+    if raw.backend != "decord" and (raw.backend, raw.backend_reason) not in _LOGGED:
+        _LOGGED.add((raw.backend, raw.backend_reason))
+        log.info("Decoding %s with %s: %s (logged once per worker and reason)", path, raw.backend, raw.backend_reason)
+    if raw.truncated and ("truncated", path) not in _LOGGED:
+        _LOGGED.add(("truncated", path))
+        log.warning("%s is cut short (%s): using the %d frames it holds", path, raw.truncated, raw.num_decodable)
 
 
 class _IsolatedDecoder:

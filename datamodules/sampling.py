@@ -1,9 +1,9 @@
 """Frame-index sampling: uniform over the clip (evaluation) or a random window with jitter (training).
 
 Everything here is plain numpy and torch-free, because it also runs inside the isolated decode process
-(:mod:`datamodules._rawdecode`). Every function returns indices that lie in ``[0, num_decodable)``: callers pass the
-number of frames that can actually be decoded, not the container header's claim (see
-:func:`datamodules._rawdecode.probe`).
+(:mod:`datamodules._rawdecode`). Indices count the frames a player presents, in presentation order, and lie in
+``[0, n)`` where ``n`` is the number of frames the file really holds (see :func:`datamodules._rawdecode.index_video`),
+not the container header's claim.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FrameSample", "uniform_indices", "random_window_indices", "sample_frames"]
+__all__ = ["FrameSample", "uniform_indices", "random_window", "random_window_indices", "sample_frames"]
 
 
 @dataclass(frozen=True)
@@ -49,39 +49,68 @@ def random_window_indices(
     rng: np.random.Generator,
     jitter: bool = True,
 ) -> FrameSample:
-    """A random window of ``window_frames`` frames (whole clip when ``None`` or longer than the clip), split into
-    ``num_frames`` equal segments with one frame per segment, at a random offset inside the segment when
+    """A random window of ``window_frames`` frames of a constant-rate clip: :func:`random_window` with the frame
+    index as the clock."""
+    times = np.arange(num_decodable, dtype=np.float64)
+    window = None if window_frames is None else max(1, int(window_frames))
+    return random_window(times, float(num_decodable), num_frames, window, rng, jitter)
+
+
+def random_window(
+    times: np.ndarray,
+    end_time: float,
+    num_frames: int,
+    window_seconds: float | None,
+    rng: np.random.Generator,
+    jitter: bool = True,
+) -> FrameSample:
+    """A random window of ``window_seconds`` (whole clip when ``None`` or longer than the clip), split into
+    ``num_frames`` equal segments of frames with one frame per segment, at a random offset inside the segment when
     ``jitter`` (TSN-style), else at the segment start.
 
-    The window start is uniform over all positions that keep the window inside the clip.
+    Args:
+        times: float64 (n,) increasing presentation times of the clip's frames, in seconds.
+        end_time: when the last frame stops being shown (s).
+
+    The window is measured on the frames' timestamps, so on a variable-frame-rate clip it lasts ``window_seconds``
+    wherever it falls; its start is uniform over the frames at which a whole window fits. On a constant-rate clip
+    this is the original release's rule: ``round(window_seconds * fps)`` frames from a uniform start.
     """
-    _check(num_decodable, num_frames)
-    span = num_decodable if window_frames is None else max(1, min(int(window_frames), num_decodable))
-    first = int(rng.integers(0, num_decodable - span + 1))
+    n = len(times)
+    _check(n, num_frames)
+    eps = 1e-6 * max(1.0, abs(float(end_time)))
+    first, stop = 0, n
+    if window_seconds is not None and end_time - times[0] > window_seconds + eps:
+        starts = np.flatnonzero(times + window_seconds <= end_time + eps)
+        first = int(starts[int(rng.integers(0, len(starts)))])
+        stop = max(first + 1, int(np.searchsorted(times, times[first] + window_seconds - eps, side="left")))
+    span = stop - first
     if span <= num_frames:
-        return FrameSample(np.arange(first, first + span, dtype=np.int64), first, first + span)
+        return FrameSample(np.arange(first, stop, dtype=np.int64), first, stop)
     # Integer segment bounds; each segment holds at least one frame (span > num_frames), so one index per segment
     # gives strictly increasing indices.
     bounds = np.floor(np.arange(num_frames + 1) * (span / num_frames)).astype(np.int64)
     widths = np.diff(bounds)
     offsets = np.floor(rng.random(num_frames) * widths).astype(np.int64) if jitter else np.zeros(num_frames, np.int64)
     idx = first + bounds[:-1] + np.minimum(offsets, widths - 1)
-    return FrameSample(idx, first, first + span)
+    return FrameSample(idx, first, stop)
 
 
 def sample_frames(
-    num_decodable: int,
+    times: np.ndarray,
+    end_time: float,
     num_frames: int,
     mode: str,
-    window_frames: int | None = None,
+    window_seconds: float | None = None,
     seed: int | None = None,
     jitter: bool = True,
 ) -> FrameSample:
-    """Dispatch on ``mode``: ``"uniform"`` (evaluation) or ``"random"`` (training, seeded by ``seed``)."""
+    """Dispatch on ``mode``: ``"uniform"`` (evaluation: by index over the whole clip) or ``"random"`` (training: a
+    window measured on ``times``, seeded by ``seed``)."""
     if mode == "uniform":
-        return uniform_indices(num_decodable, num_frames)
+        return uniform_indices(len(times), num_frames)
     if mode == "random":
-        return random_window_indices(num_decodable, num_frames, window_frames, np.random.default_rng(seed), jitter)
+        return random_window(times, end_time, num_frames, window_seconds, np.random.default_rng(seed), jitter)
     raise ValueError(f"frame sampling mode must be 'uniform' or 'random', got {mode!r}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,11 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     make("portrait", frames(6, 96, 48), 10, tone(0.6))
     make("gray", frames(6)[..., 0], 10, tone(0.6))
     make("faststart", frames(30), 10, tone(3.0), faststart=True)
-    data = out["faststart"].read_bytes()
+    data = out["faststart"].read_bytes()  # index first: the first half still plays
+    out["cut_faststart"] = d / "cut_faststart.mp4"
+    out["cut_faststart"].write_bytes(data[: len(data) // 2])
+    make("index_last", frames(30), 10, tone(3.0))  # index (moov) last: cut short, nothing can be found
+    data = out["index_last"].read_bytes()
     out["truncated"] = d / "truncated.mp4"
     out["truncated"].write_bytes(data[: len(data) // 2])
     corrupt = bytearray(out["normal"].read_bytes())
@@ -218,6 +223,20 @@ def test_bad_files_raise_named_errors(clips, reader, name, cause):
         reader.read(clips[name], None)
     assert e.value.cause == cause
     assert str(e.value).startswith(f"{clips[name]}: {cause.replace('_', ' ')}")
+
+
+def test_a_file_cut_short_is_truncated_with_what_its_header_says(clips, reader):
+    with pytest.raises(ClipDecodeError) as e:
+        reader.read(clips["truncated"], None)
+    # the mdat box announces more bytes than the file has: the index after it was never written
+    assert e.value.cause == "truncated" and re.search(r"box 'mdat' at byte \d+ announces \d+ bytes", str(e.value))
+
+
+def test_a_file_cut_short_after_its_index_plays_the_frames_it_holds(clips, reader, caplog):
+    with caplog.at_level("WARNING", logger="datamodules.decoding"):
+        clip = reader.read(clips["cut_faststart"], None)
+    assert 5 < clip.num_decodable < 30 and clip.frames.shape[0] == 8 and clip.indices.max() < clip.num_decodable
+    assert f"{clips['cut_faststart']} is cut short" in caplog.text
 
 
 def test_missing_video_and_missing_sidecar(clips, reader, tmp_path):
