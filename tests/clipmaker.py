@@ -44,17 +44,17 @@ def frame_indices(frames: np.ndarray) -> list[int]:
     return [frame_index(f) for f in frames]
 
 
-RAMP_SLOPE = 0.1  # the ramp rises by 0.1 per second from -0.9: values stay inside [-1, 1] for 18 s
+RAMP_SLOPE = 0.05  # the ramp rises by 0.05 per second from -0.9: values stay inside [-1, 1] for 36 s
 
 
 def ramp(seconds: float, rate: int, start: float = 0.0) -> np.ndarray:
-    """float32 (1, N): sample k has value -0.9 + 0.1 * (start + k / rate), a clock written into the waveform."""
+    """float32 (1, N): sample k has value -0.9 + 0.05 * (start + k / rate), a clock written into the waveform."""
     t = start + np.arange(int(round(seconds * rate))) / rate
     return (-0.9 + RAMP_SLOPE * t).astype(np.float32)[None]
 
 
 def ramp_time(value: float) -> float:
-    """The timeline instant (s) at which :func:`ramp` has ``value``."""
+    """The timeline instant (s) at which :func:`ramp` has ``value`` (16-bit PCM resolves it to 1 ms)."""
     return (value + 0.9) / RAMP_SLOPE
 
 
@@ -75,13 +75,15 @@ def write_video(
     audio_start: float = 0.0,
     audio_codec: str = "aac",
     second_video: np.ndarray | None = None,
+    default_video: int = 0,
     shift_frames: int = 0,
 ) -> None:
     """Encode ``frames`` (uint8 (T, H, W, 3)) with PyAV.
 
     times: presentation time of each frame in seconds (variable frame rate); default ``i / fps``.
     audio: float32 (C, N) placed at ``audio_start`` seconds on the timeline.
-    second_video: frames of a second video stream, added after the first (stream order: first, second, audio).
+    second_video: frames of a second video stream, added after the first (stream order: first, second, audio);
+        ``default_video`` (0 or 1) is the one marked with the default disposition.
     shift_frames: timestamps of every packet are moved back by this many frame durations, so the first
         ``shift_frames`` frames lie before t = 0; the MP4 muxer then writes an edit list that drops them, as a
         ``-c copy`` cut does (only for constant ``fps``, with no audio).
@@ -104,6 +106,9 @@ def write_video(
                 stream.codec_context.max_b_frames = max_b_frames
             if gop_size is not None:
                 stream.codec_context.gop_size = gop_size
+            if second_video is not None:
+                default = len(streams) == default_video
+                stream.disposition = av.stream.Disposition.default if default else av.stream.Disposition(0)
             streams.append((stream, video))
         audio_stream = None
         if audio is not None:
