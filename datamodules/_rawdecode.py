@@ -100,7 +100,9 @@ DECORD_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"})
 #: Frames decoded past the last requested one before a seek counts as missed (the H.264/HEVC reorder depth is <= 16).
 _REORDER_SLACK = 32
 _INDEX_CACHE: OrderedDict = OrderedDict()
-_INDEX_CACHE_SIZE = 4096
+#: Frames indexed in the per-process cache at most (24 bytes each: about 50 MB), oldest files evicted first.
+_INDEX_CACHE_FRAMES = 2_000_000
+_INDEX_CACHED_FRAMES = 0
 
 
 @dataclass(frozen=True)
@@ -170,10 +172,12 @@ def index_video(path: str) -> VideoIndex:
     if key in _INDEX_CACHE:
         _INDEX_CACHE.move_to_end(key)
         return _INDEX_CACHE[key]
+    global _INDEX_CACHED_FRAMES
     index = _build_index(path)
     _INDEX_CACHE[key] = index
-    if len(_INDEX_CACHE) > _INDEX_CACHE_SIZE:
-        _INDEX_CACHE.popitem(last=False)
+    _INDEX_CACHED_FRAMES += index.n
+    while len(_INDEX_CACHE) > 1 and _INDEX_CACHED_FRAMES > _INDEX_CACHE_FRAMES:
+        _INDEX_CACHED_FRAMES -= _INDEX_CACHE.popitem(last=False)[1].n
     return index
 
 
