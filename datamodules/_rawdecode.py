@@ -223,12 +223,9 @@ def _build_index(path: str) -> VideoIndex:
     if not exact:
         return _index_by_decoding(path, stream_index, fallback_fps, header, audio_streams, cut)
 
-    order = sorted(range(len(presented)), key=lambda i: presented[i][0])
-    pts_arr = np.array([presented[i][0] for i in order], np.int64)
     seek_of: dict[int, int] = {}
     keys: list[tuple[int, int]] = []  # (pts, seek timestamp) of the keyframes seen so far, decode order
-    leading = 0
-    first_ts = packets[0][1] if packets[0][1] is not None else packets[0][0]
+    leading = orphans = 0
     for p_pts, p_dts, key, discarded, _ in packets:
         if key and p_pts is not None:
             keys.append((p_pts, p_dts if p_dts is not None else p_pts))
@@ -236,7 +233,16 @@ def _build_index(path: str) -> VideoIndex:
             continue
         if keys and p_pts < keys[-1][0]:
             leading += 1
-        seek_of[p_pts] = next((s for k, s in reversed(keys) if k <= p_pts), keys[0][1] if keys else first_ts)
+        seek_ts = next((s for k, s in reversed(keys) if k <= p_pts), None)
+        if seek_ts is None:  # before the first keyframe (a stream cut mid-GOP): no decoder can present it
+            orphans += 1
+            continue
+        seek_of[p_pts] = seek_ts
+    if not seek_of:
+        raise ClipDecodeError(path, "undecodable", "no keyframe: no frame of the video can be decoded")
+    presented = [p for p in presented if p[0] in seek_of]
+    order = sorted(range(len(presented)), key=lambda i: presented[i][0])
+    pts_arr = np.array([presented[i][0] for i in order], np.int64)
     seek = np.array([seek_of[int(t)] for t in pts_arr], np.int64)
     times = pts_arr * time_base
     last = presented[order[-1]]
@@ -251,8 +257,10 @@ def _build_index(path: str) -> VideoIndex:
         reason = f"{format_name} container: decord seeks to other frames than requested in it"
     elif n_video > 1:
         reason = f"{n_video} video streams: the count and frames must come from the one ffmpeg picks"
-    elif len(presented) < len(packets):
-        reason = f"an edit list drops {len(packets) - len(presented)} frames, which decord would return"
+    elif len(presented) + orphans < len(packets):
+        reason = f"an edit list drops {len(packets) - len(presented) - orphans} frames, which decord would return"
+    elif orphans:
+        reason = f"{orphans} frames precede the first keyframe, which decord would return"
     elif leading:
         reason = f"open GOP ({leading} frames precede their keyframe), where decord's seeks land on other frames"
     elif codec == "av1":

@@ -75,6 +75,24 @@ def test_returned_frames_are_the_requested_frames(kinds, reader, name):
     assert uniform.frame_times.tolist() == pytest.approx((uniform.indices / 30.0).tolist(), abs=1e-3)
 
 
+def test_a_stream_cut_mid_gop_starts_at_its_first_keyframe(tmp_path):
+    """MPEG-TS whose first 5 packets (its keyframe among them) were cut away, as broadcast captures start: the 25
+    frames before the next keyframe cannot be decoded, so the clip starts at that keyframe (frame 30), as ffmpeg's
+    output does."""
+    import av
+
+    full, cut = tmp_path / "full.ts", tmp_path / "cut.ts"
+    write_video(full, index_frames(N), options={"x264-params": "bframes=0:keyint=30:scenecut=0"})
+    with av.open(str(full)) as src, av.open(str(cut), "w") as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for k, packet in enumerate(src.demux(src.streams.video[0])):
+            if packet.size and k >= 5:
+                packet.stream = out
+                dst.mux(packet)
+    clip = ClipReader(num_frames=N, decode_timeout=None).read(cut, None)
+    assert clip.num_decodable == 60 and frame_indices(clip.frames) == list(range(30, 90))
+
+
 def test_the_pyav_path_is_logged_once_per_reason(kinds, caplog):
     reader = ClipReader(num_frames=8, decode_timeout=None)
     with caplog.at_level("INFO", logger="datamodules.decoding"):
