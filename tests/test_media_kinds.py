@@ -233,3 +233,16 @@ def test_audio_that_cannot_be_a_waveform_is_a_named_error(tmp_path, bad, detail)
     with pytest.raises(ClipDecodeError, match=detail) as e:
         ClipReader(num_frames=8, decode_timeout=None).read(video, wav)
     assert e.value.cause == "invalid_audio" and e.value.path == str(wav)
+
+
+@pytest.mark.parametrize("name", ["mg7Q4o9bNN0_7s-12s.mp4", "K0m1tO3Ybyc_2.mp4"])
+def test_both_backends_give_identical_pixels_on_real_clips(media_dir, name):
+    """Where decord is exact, PyAV's frames are bit-identical to it (same YUV->RGB conversion), so a dataset whose
+    files take different backends is preprocessed alike."""
+    from datamodules._rawdecode import _pyav_frames, index_video
+
+    path = str(media_dir / name)
+    clip = ClipReader(num_frames=8, decode_timeout=None).read(path, None)
+    assert clip.backend == "decord"
+    pyav = _pyav_frames(path, index_video(path), clip.indices, threads=1)
+    np.testing.assert_array_equal(pyav, clip.frames)
