@@ -76,7 +76,7 @@ class Point:
 
 
 def sweep_points() -> list[Point]:
-    from bench.flops import audio_frames_for_seconds
+    from tvlt.flops import audio_frames_for_seconds
 
     points = [Point("frames", f, FIXED_AUDIO_FRAMES, f"F={f}") for f in FRAME_POINTS]
     for seconds in AUDIO_SECONDS:
@@ -159,7 +159,7 @@ def measure(layers: int, repeats: int) -> dict:
     """Measure every point in this process; returns {"points": [...], "layers", "threads"}."""
     import torch
 
-    from bench.flops import encoder_forward_flops, finetune_step_flops, token_counts
+    from tvlt.flops import encoder_forward_flops, finetune_step_flops, token_counts
     from tvlt import TvltConfig
 
     torch.set_num_threads(int(os.environ.get("TVLT_BENCH_SCALING_THREADS", DEFAULT_THREADS)))
@@ -427,7 +427,7 @@ def full_step_cpu_time(case: str, impl: str, repeats: int = 2) -> list[float]:
 
 
 def _full_steps() -> None:
-    from bench.flops import finetune_step_flops, pretrain_step_flops
+    from tvlt.flops import finetune_step_flops, pretrain_step_flops
     from tvlt import TvltConfig
 
     # this project's work (CLS-only last layer in the fine-tuning and VAM passes)

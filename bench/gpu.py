@@ -12,7 +12,7 @@ with fp32 weights, which is what Lightning's ``precision="bf16-mixed"`` does.
 - fine-tuning: TvltForAudioVisualClassification, 1 label, MSE (the MOSEI sentiment set-up);
 - pretraining: TvltForPreTraining, VAM (half the pairs mismatched by rolling the video over the batch) + MAE.
 
-MFU = FLOPs per step from :mod:`bench.flops` (matmuls only, training step = 3x forward; this project's work,
+MFU = FLOPs per step from :mod:`tvlt.flops` (matmuls only, training step = 3x forward; this project's work,
 whose last encoder layer computes only CLS in the fine-tuning and VAM passes) / step time / peak.
 The default peak, 989e12 FLOP/s, is the dense (no sparsity) bf16 tensor-core peak of an H100 SXM, which the H200
 shares; pass ``--peak-flops`` for other parts (A100: 312e12, L4: 121e12, RTX 4090: 165e12).
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench import flops as flop_model
+from tvlt import flops as flop_model
 from tvlt import TvltConfig, TvltForAudioVisualClassification, TvltForPreTraining
 
 H100_BF16_DENSE = 989e12

@@ -1,4 +1,4 @@
-"""bench/flops.py: hand-computed FLOP counts on a tiny config, scaling rules, and an exact cross-check against
+"""tvlt/flops.py: hand-computed FLOP counts on a tiny config, scaling rules, and an exact cross-check against
 torch.utils.flop_counter.FlopCounterMode on this project's models and the reference (transformers 4.40.2).
 
 Tiny config (FLOP_CONFIG below): 32x32 frames in 8x8 patches -> 16 patches per frame, 2 frames -> 32 video
@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import flops, gpu  # the repo root is on sys.path under `python -m pytest` (make test)
+from bench import gpu  # the repo root is on sys.path under `python -m pytest` (make test)
+from tvlt import flops
 from tvlt import TvltConfig, TvltForAudioVisualClassification, TvltForPreTraining, TvltModel
 
 FLOP_CONFIG = dict(

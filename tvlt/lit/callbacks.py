@@ -8,9 +8,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import ThroughputMonitor as _ThroughputMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
+from tvlt.flops import batch_flops
 from tvlt.masking import unpatchify_audio, unpatchify_pixels
 
 log = logging.getLogger(__name__)
@@ -153,3 +155,75 @@ class Summaries(pl.Callback):
                              f"{bs * trainer.world_size * accum}; precision {trainer.precision}")
         for line in lines:
             log.info(line)  # Hydra's logging shows INFO on the console and in <run>/<task>.log
+
+
+class ThroughputMonitor(_ThroughputMonitor):
+    """Lightning's ``ThroughputMonitor`` fed with this project's FLOP model: logs samples/s, batches/s, FLOP/s and,
+    where the peak is known, MFU, per device and in total (``train/device/mfu``, ``train/device/samples_per_sec``, ...,
+    every ``log_every_n_steps``).
+
+    Each batch's FLOPs come from :func:`tvlt.flops.batch_flops` on its padded shapes, with the task the
+    LightningModule names in ``flop_task`` ("finetune" or "pretrain"; a module without it logs no FLOPs) and a
+    training step (3x forward) in training, a forward in evaluation. A module with ``flops_at_eval = False``
+    (retrieval, which scores pairs at epoch end) logs no evaluation FLOPs.
+
+    Args:
+        peak_flops: the device's peak FLOP/s for MFU where Lightning's table has none (CPUs; GPUs it does not know);
+            ignored where the table knows the device and precision.
+        window_size: batches in the moving window of the rates (Lightning's default 100).
+    """
+
+    def __init__(self, peak_flops: float | None = None, window_size: int = 100) -> None:
+        super().__init__(batch_size_fn=_batch_size, window_size=window_size)
+        if peak_flops is not None and peak_flops <= 0:
+            raise ValueError(f"peak_flops must be a positive FLOP/s figure or null, got {peak_flops}")
+        self.peak_flops = peak_flops
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if self.available_flops is None and self.peak_flops is not None:
+            self.available_flops = int(self.peak_flops)
+            for throughput in self._throughputs.values():
+                throughput.available_flops = self.available_flops
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        pl_module.flops_per_batch = _module_flops(pl_module, batch, training=True)
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                                  batch_idx: int, dataloader_idx: int = 0) -> None:
+        pl_module.flops_per_batch = _module_flops(pl_module, batch, training=False)
+
+    def on_test_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int,
+                            dataloader_idx: int = 0) -> None:
+        pl_module.flops_per_batch = _module_flops(pl_module, batch, training=False)
+
+    def on_predict_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                               batch_idx: int, dataloader_idx: int = 0) -> None:
+        pl_module.flops_per_batch = _module_flops(pl_module, batch, training=False)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, *args: Any, **kwargs: Any) -> None:
+        if _batch_size(batch):  # a batch whose every clip failed to decode (on_error=skip) did no work
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, *args, **kwargs)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, *args: Any, **kwargs: Any) -> None:
+        if _batch_size(batch):
+            super().on_validation_batch_end(trainer, pl_module, outputs, batch, *args, **kwargs)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, *args: Any, **kwargs: Any) -> None:
+        if _batch_size(batch):
+            super().on_test_batch_end(trainer, pl_module, outputs, batch, *args, **kwargs)
+
+
+def _batch_size(batch: Any) -> int:
+    """Samples in a collated batch (0 for None or a batch without pixel_values)."""
+    if not isinstance(batch, dict) or "pixel_values" not in batch:
+        return 0
+    return int(batch["pixel_values"].shape[0])
+
+
+def _module_flops(pl_module: pl.LightningModule, batch: Any, training: bool) -> int | None:
+    task = getattr(pl_module, "flop_task", None)
+    if task is None or not _batch_size(batch) or (not training and not getattr(pl_module, "flops_at_eval", True)):
+        return None
+    return batch_flops(pl_module.model.config, batch, task, training)

@@ -28,6 +28,7 @@ class PretrainModule(TvltLitModule):
     """
 
     model_class = TvltForPreTraining
+    flop_task = "pretrain"  # tvlt.flops.batch_flops: what ThroughputMonitor logs
 
     def __init__(self, *args: Any, loss_weights: Mapping[str, float] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -40,6 +40,8 @@ class RetrievalModule(TvltLitModule):
     """
 
     model_class = TvltForPreTraining
+    flop_task = "pretrain"  # tvlt.flops.batch_flops, with the config's tasks (VAM only here)
+    flops_at_eval = False  # evaluation scores every video-audio pair at epoch end, not per batch
 
     def __init__(self, *args: Any, score_batch_size: int = 16, max_eval_clips: int | None = None,
                  **kwargs: Any) -> None:

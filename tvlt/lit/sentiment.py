@@ -27,6 +27,7 @@ class SentimentModule(TvltLitModule):
     """
 
     model_class = TvltForAudioVisualClassification
+    flop_task = "finetune"  # tvlt.flops.batch_flops: what ThroughputMonitor logs
     task = "sentiment"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -26,16 +26,20 @@ Per encoder layer with ``L`` tokens, width ``d``, MLP width ``i``: projections `
 ``4 L^2 d``, MLP ``4 L d i``. Attention FLOPs equal the MLP's at ``L = i`` (3072 for TVLT-base) and all the
 linear layers' at ``L = 2d + i`` (4608): see docs/benchmarks.md.
 
+The training loop logs these counts per batch (:func:`batch_flops`, through
+:class:`tvlt.lit.callbacks.ThroughputMonitor`); the benchmarks use the step functions.
+
 Usage::
 
-    python -m bench.flops                     # table for TVLT-base, 8 frames + 512 audio frames
-    python -m bench.flops --frames 16 --audio-seconds 20
+    python -m tvlt.flops                     # table for TVLT-base, 8 frames + 512 audio frames
+    python -m tvlt.flops --frames 16 --audio-seconds 20
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -240,6 +244,26 @@ def pretrain_step_flops(config: Any, num_frames: int, audio_frames: int, batch: 
     return training_step_flops(pretrain_forward_flops(config, num_frames, audio_frames, batch, cls_only_last_layer))
 
 
+def batch_flops(config: Any, batch: Mapping[str, Any], task: str, training: bool) -> int:
+    """Model FLOPs of one batch as the model runs it: the padded shapes of ``pixel_values`` (B, T, C, H, W) and
+    ``audio_values`` (B, 1, Ta, F), for ``task`` "finetune" (encoder + classifier) or "pretrain" (the
+    TvltForPreTraining tasks the config switches on); a training step when ``training`` (3x forward), else a
+    forward. This is what :class:`tvlt.lit.callbacks.ThroughputMonitor` logs as FLOP/s and MFU.
+
+    Raises:
+        ValueError: an unknown ``task``.
+    """
+    b, t = batch["pixel_values"].shape[:2]
+    audio_frames = batch["audio_values"].shape[2]
+    if task == "finetune":
+        forward = finetune_forward_flops(config, t, audio_frames, b)
+    elif task == "pretrain":
+        forward = pretrain_forward_flops(config, t, audio_frames, b)
+    else:
+        raise ValueError(f"FLOP task must be 'finetune' or 'pretrain', got {task!r}")
+    return (training_step_flops(forward) if training else forward).total
+
+
 def attention_crossover_tokens(hidden: int, intermediate: int) -> tuple[int, int]:
     """Sequence lengths where attention FLOPs (4 L^2 d) equal the MLP's (4 L d i) -> L = i, and equal all linear
     layers' (8 L d^2 + 4 L d i) -> L = 2d + i."""
@@ -256,7 +280,7 @@ def model_flop_utilization(flops_per_step: float, seconds_per_step: float, peak_
 def _main() -> None:
     from tvlt import TvltConfig
 
-    parser = argparse.ArgumentParser(prog="python -m bench.flops", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tvlt.flops", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--audio-frames", type=int, default=512, help="spectrogram frames (~86.13 per second)")
