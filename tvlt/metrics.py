@@ -272,6 +272,12 @@ class _DedupMetric(Metric):
         keep = _first_occurrence(keys)
         return preds[keep], target[keep]
 
+    def gathered(self) -> tuple[Tensor, Tensor]:
+        """(preds, target) of every distinct sample seen so far by every process, without changing the state: a
+        collective under DDP, so every process must call it (the dashboards use it before ``compute``)."""
+        with self.sync_context(should_unsync=True):
+            return self._gathered()
+
     @property
     def num_samples(self) -> int:
         """Distinct samples seen so far (after the gather when called inside ``compute``)."""

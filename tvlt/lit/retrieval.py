@@ -124,6 +124,7 @@ class RetrievalModule(TvltLitModule):
         if len(audio_ids) < 2:
             raise ValueError(f"retrieval {stage}: {len(audio_ids)} clip(s); at least 2 are needed to rank")
         scores = torch.stack([all_rows[v] for v in audio_ids])  # (N videos, N audios), same order
+        self.last_similarity = {"stage": stage, "scores": scores, "ids": audio_ids}  # for tvlt.lit.dashboards
         self.log_metrics({**retrieval_scores(scores), "num_samples": float(len(audio_ids))}, stage)
 
     @torch.no_grad()
