@@ -252,3 +252,9 @@ def test_compile_option_compiles_in_place_and_keeps_state_dict_keys():
     assert compiled.model._compiled_call_impl is not None
     assert list(compiled.state_dict()) == list(plain.state_dict())
     plain.load_state_dict(compiled.state_dict(), strict=True)
+
+
+def test_config_keys_stay_strict_in_the_framework():
+    """The library config stores unknown keys (the port's policy); the Hydra layer refuses them by name."""
+    with pytest.raises(ValueError, match=r"model\.config: unknown key\(s\) \['hidden_sise'\]"):
+        SentimentModule(config={**TINY, "hidden_sise": 64})
