@@ -10,13 +10,13 @@ its checkpoints load strictly (``load_state_dict(hf_model.state_dict())``). Nume
 - a padding mask is used when either modality's mask is given (the reference needs both);
 - ``use_mean_pooling=True`` mean-pools the real (non-padding) tokens for classification (the reference still
   reads CLS);
-- TvltForPreTraining computes the MAE branch in eval mode too (validation losses), allows ``task_mae=False`` or
-  ``task_matching=False``, and an empty MAE target set gives loss 0 instead of NaN.
+- TvltForPreTraining allows ``task_mae=False`` or ``task_matching=False``, runs MAE in eval mode on request
+  (``compute_mae=True``, for validation losses; by default only in training, as the port), and an empty MAE
+  target set gives loss 0 instead of NaN.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields
 from typing import Any, Iterator
 
@@ -27,6 +27,7 @@ from torch import nn
 from tvlt.configuration import TvltConfig
 from tvlt.embeddings import TvltAudioEmbeddings, TvltPixelEmbeddings, tile_positions
 from tvlt.layers import TvltDecoder, TvltEncoder, TvltMAEHead, TvltMatchingHead, TvltPooler
+from tvlt.modeling_utils import HFModelMixin
 from tvlt.masking import (
     audio_noise as draw_audio_noise,
     expand_frame_noise,
@@ -46,7 +47,14 @@ class ModelOutput:
 
     Attribute access (``out.logits``), key access (``out["logits"]``), and tuple access (``out[0]``,
     ``out.to_tuple()``) where None fields are skipped. Iterating yields the names of non-None fields (dict-like).
+    ``return_tuple()`` is what ``return_dict=False`` returns: the port's tuple, position for position.
     """
+
+    def return_tuple(self) -> tuple[Any, ...]:
+        return self.to_tuple()
+
+    def _optional_tail(self) -> tuple[Any, ...]:
+        return tuple(x for x in (self.hidden_states, self.attentions) if x is not None)
 
     def to_tuple(self) -> tuple[Any, ...]:
         return tuple(v for v in (getattr(self, f.name) for f in fields(self)) if v is not None)
@@ -97,6 +105,12 @@ class TvltModelOutput(ModelOutput):
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
+    def return_tuple(self) -> tuple[Any, ...]:
+        """The first seven fields always (None where not masked), then hidden states / attentions if present."""
+        return (self.last_hidden_state, self.last_pixel_hidden_state, self.last_audio_hidden_state,
+                self.pixel_label_masks, self.audio_label_masks, self.pixel_ids_restore,
+                self.audio_ids_restore) + self._optional_tail()
+
 
 @dataclass
 class TvltForPreTrainingOutput(ModelOutput):
@@ -118,6 +132,12 @@ class TvltForPreTrainingOutput(ModelOutput):
     pixel_label_masks: torch.Tensor | None = None
     audio_label_masks: torch.Tensor | None = None
 
+    def return_tuple(self) -> tuple[Any, ...]:
+        """(loss if computed, matching_logits, pixel_logits, audio_logits), then hidden states / attentions if
+        present; this project's extra fields are not in the tuple."""
+        loss = () if self.loss is None else (self.loss,)
+        return loss + (self.matching_logits, self.pixel_logits, self.audio_logits) + self._optional_tail()
+
 
 @dataclass
 class TvltClassifierOutput(ModelOutput):
@@ -128,10 +148,17 @@ class TvltClassifierOutput(ModelOutput):
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
+    def return_tuple(self) -> tuple[Any, ...]:
+        """(loss if computed, logits, None, None, None), then hidden states / attentions if present: the port
+        slices its encoder tuple from index 4, so three empty slots sit before the hidden states."""
+        loss = () if self.loss is None else (self.loss,)
+        return loss + (self.logits, None, None, None) + self._optional_tail()
+
 
 # ------------------------------------------------------------------------------------------------- base class
-class TvltPreTrainedModel(nn.Module):
-    """Weight init, gradient checkpointing and save/load shared by the TVLT models."""
+class TvltPreTrainedModel(HFModelMixin, nn.Module):
+    """Weight init and forward flags shared by the TVLT models; the Hugging Face model surface (device, dtype,
+    gradient checkpointing, save/load, ...) comes from :class:`tvlt.modeling_utils.HFModelMixin`."""
 
     config_class = TvltConfig
     base_model_prefix = "tvlt"
@@ -145,6 +172,7 @@ class TvltPreTrainedModel(nn.Module):
 
     def post_init(self) -> None:
         self.apply(self._init_weights)
+        self._apply_config_gradient_checkpointing()
 
     def _init_weights(self, module: nn.Module) -> None:
         """HF port: Linear/Conv N(0, initializer_range) with zero bias; LayerNorm 1/0; tables stay zero."""
@@ -156,19 +184,6 @@ class TvltPreTrainedModel(nn.Module):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
-    def gradient_checkpointing_enable(self) -> None:
-        for module in self.modules():
-            if isinstance(module, (TvltEncoder, TvltDecoder)):
-                module.gradient_checkpointing = True
-
-    def gradient_checkpointing_disable(self) -> None:
-        for module in self.modules():
-            if isinstance(module, (TvltEncoder, TvltDecoder)):
-                module.gradient_checkpointing = False
-
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
-
     def no_weight_decay(self) -> set[str]:
         """Names of parameters that conventionally skip weight decay: tables, tokens, biases and norms."""
         names = set()
@@ -178,24 +193,11 @@ class TvltPreTrainedModel(nn.Module):
                 names.add(name)
         return names
 
-    def save_pretrained(self, directory: str | os.PathLike, safe_serialization: bool = True) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) to ``directory``."""
-        from tvlt.checkpoints import save_pretrained
-
-        save_pretrained(self, directory, safe_serialization=safe_serialization)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, config: TvltConfig | None = None, **config_overrides: Any):
-        """Build from a directory with ``config.json`` + weights; see :func:`tvlt.checkpoints.from_pretrained`."""
-        from tvlt.checkpoints import from_pretrained
-
-        return from_pretrained(cls, path, config=config, **config_overrides)
-
     def _flags(self, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
         c = self.config
         return (c.output_attentions if output_attentions is None else output_attentions,
                 c.output_hidden_states if output_hidden_states is None else output_hidden_states,
-                c.return_dict if return_dict is None else return_dict)
+                c.use_return_dict if return_dict is None else return_dict)
 
 
 def _as_bool_mask(mask: torch.Tensor | None, expected: tuple[int, int], name: str) -> torch.Tensor | None:
@@ -303,7 +305,7 @@ class TvltModel(TvltPreTrainedModel):
             hidden_states=all_hidden,
             attentions=all_attn,
         )
-        return out if return_dict else out.to_tuple()
+        return out if return_dict else out.return_tuple()
 
     @staticmethod
     def _key_mask(pixel_real: torch.Tensor | None, audio_real: torch.Tensor | None, pixel_tokens: torch.Tensor,
@@ -369,10 +371,13 @@ class TvltForPreTraining(TvltPreTrainedModel):
         return_dict: bool | None = None,
         pixel_noise: torch.Tensor | None = None,
         audio_noise: torch.Tensor | None = None,
+        compute_mae: bool | None = None,
     ) -> TvltForPreTrainingOutput | tuple[torch.Tensor, ...]:
         """VAM on (pixel_values_mixed, audio_values) when task_matching and labels (B,) or (B, 1) of 0/1 or the
         mixed video is given (without a mixed video, pixel_values are used: all pairs matched); MAE on
-        (pixel_values, audio_values) when task_mae, in train and eval mode.
+        (pixel_values, audio_values) when task_mae and ``compute_mae`` (default None: in training mode only, as
+        the port; True also in eval mode, e.g. for validation losses, with masks from the seeded RNG or the
+        given noise).
 
         hidden_states/attentions come from the last encoder pass (the MAE pass when it runs).
         """
@@ -397,7 +402,7 @@ class TvltForPreTraining(TvltPreTrainedModel):
                     matching_logits.view(-1), labels.reshape(-1).to(matching_logits.dtype))
                 losses.append(matching_loss)
 
-        if c.task_mae:
+        if c.task_mae and (self.training if compute_mae is None else compute_mae):
             encoder_out = self.tvlt(pixel_values, audio_values, pixel_mask, audio_mask, mask_pixel=True,
                                     mask_audio=True, output_attentions=output_attentions,
                                     output_hidden_states=output_hidden_states, return_dict=True,
@@ -423,7 +428,7 @@ class TvltForPreTraining(TvltPreTrainedModel):
             pixel_label_masks=pixel_label_masks,
             audio_label_masks=audio_label_masks,
         )
-        return out if return_dict else out.to_tuple()
+        return out if return_dict else out.return_tuple()
 
     def _decode(self, encoder_out: TvltModelOutput, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """MAE decoder on both streams -> pixel_logits (B, Np, ph*pw*C), audio_logits (B, Na, pt*pf*C)."""
@@ -491,7 +496,7 @@ class TvltForAudioVisualClassification(TvltPreTrainedModel):
         loss = None if labels is None else self.compute_loss(logits, labels)
         out = TvltClassifierOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states,
                                    attentions=enc.attentions)
-        return out if return_dict else out.to_tuple()
+        return out if return_dict else out.return_tuple()
 
     def pool(self, hidden: torch.Tensor, pixel_mask: torch.Tensor | None,
              audio_mask: torch.Tensor | None) -> torch.Tensor:
