@@ -17,7 +17,7 @@ its checkpoints load strictly (``load_state_dict(hf_model.state_dict())``). Nume
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterator
 
 import torch
@@ -41,14 +41,24 @@ from tvlt.masking import (
 
 
 # ----------------------------------------------------------------------------------------------------- outputs
+def extra_field() -> Any:
+    """A ModelOutput field of this project only: readable as an attribute or ``out["name"]``, not in the tuple."""
+    return field(default=None, metadata={"extra": True})
+
+
 @dataclass
 class ModelOutput:
     """Dataclass output with Hugging Face ``ModelOutput`` semantics.
 
     Attribute access (``out.logits``), key access (``out["logits"]``), and tuple access (``out[0]``,
     ``out.to_tuple()``) where None fields are skipped. Iterating yields the names of non-None fields (dict-like).
-    ``return_tuple()`` is what ``return_dict=False`` returns: the port's tuple, position for position.
+    ``return_tuple()`` is what ``return_dict=False`` returns: the port's tuple, position for position. Fields
+    declared with :func:`extra_field` (this project's additions) are attributes and string keys only, outside the
+    tuple, iteration and length, so those match the port's output class.
     """
+
+    def _port_fields(self) -> list[str]:
+        return [f.name for f in fields(self) if not f.metadata.get("extra")]
 
     def return_tuple(self) -> tuple[Any, ...]:
         return self.to_tuple()
@@ -57,10 +67,10 @@ class ModelOutput:
         return tuple(x for x in (self.hidden_states, self.attentions) if x is not None)
 
     def to_tuple(self) -> tuple[Any, ...]:
-        return tuple(v for v in (getattr(self, f.name) for f in fields(self)) if v is not None)
+        return tuple(v for v in (getattr(self, name) for name in self._port_fields()) if v is not None)
 
     def keys(self) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+        return [name for name in self._port_fields() if getattr(self, name) is not None]
 
     def values(self) -> list[Any]:
         return list(self.to_tuple())
@@ -70,7 +80,7 @@ class ModelOutput:
 
     def __getitem__(self, key: int | slice | str) -> Any:
         if isinstance(key, str):
-            if key not in self.keys():
+            if getattr(self, key, None) is None or key not in {f.name for f in fields(self)}:
                 raise KeyError(key)
             return getattr(self, key)
         return self.to_tuple()[key]
@@ -117,7 +127,8 @@ class TvltForPreTrainingOutput(ModelOutput):
     """Pretraining output. loss = matching_loss + pixel_loss + audio_loss (terms that ran).
 
     matching_logits (B, 1); pixel_logits (B, Np, ph*pw*C); audio_logits (B, Na, pt*pf*C). The fields after
-    ``attentions`` are this project's additions (for logging and reconstruction plots).
+    ``attentions`` are this project's additions (for logging and reconstruction plots): attributes and string
+    keys, outside ``to_tuple()`` / ``keys()`` / ``len()``, which match the port's class.
     """
 
     loss: torch.Tensor | None = None
@@ -126,11 +137,11 @@ class TvltForPreTrainingOutput(ModelOutput):
     audio_logits: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
-    matching_loss: torch.Tensor | None = None
-    pixel_loss: torch.Tensor | None = None
-    audio_loss: torch.Tensor | None = None
-    pixel_label_masks: torch.Tensor | None = None
-    audio_label_masks: torch.Tensor | None = None
+    matching_loss: torch.Tensor | None = extra_field()
+    pixel_loss: torch.Tensor | None = extra_field()
+    audio_loss: torch.Tensor | None = extra_field()
+    pixel_label_masks: torch.Tensor | None = extra_field()
+    audio_label_masks: torch.Tensor | None = extra_field()
 
     def return_tuple(self) -> tuple[Any, ...]:
         """(loss if computed, matching_logits, pixel_logits, audio_logits), then hidden states / attentions if
