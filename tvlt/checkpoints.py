@@ -349,6 +349,7 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, safe_seriali
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    model.config.torch_dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())  # as the port
     model.config.save_pretrained(directory)
     source = model.state_dict() if state_dict is None else state_dict
     state = {k: v.detach().contiguous().cpu() for k, v in source.items()}
@@ -448,7 +449,6 @@ def from_pretrained(cls: type, pretrained_model_name_or_path: str | os.PathLike 
     dtype = _resolve_dtype(torch_dtype, config, source)
     if dtype is not None:
         model.to(dtype)
-        model.config.torch_dtype = dtype
     model.loading_report = report
     model.eval()
     if output_loading_info:

@@ -58,7 +58,18 @@ class TvltSelfAttention(nn.Module):
         self.value = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
         self.dropout = dropout
 
+    def _fusable(self) -> bool:
+        """True while query/key/value are plain Linear layers. A wrapped projection (a LoRA adapter from ``peft``,
+        a quantised layer) must be called as a module, or its extra computation would be skipped."""
+        return all(type(m) is nn.Linear for m in (self.query, self.key, self.value))
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) -> (B, H, L, d)."""
+        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+
     def _project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if not self._fusable():
+            return self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         # One GEMM for q, k and v (weights concatenated on the fly; the copy is tiny next to the GEMM).
         weight = torch.cat([self.query.weight, self.key.weight, self.value.weight], dim=0)
         bias = None
@@ -74,6 +85,8 @@ class TvltSelfAttention(nn.Module):
         """Query of the first token only, keys and values of all tokens: (B, H, 1, d), (B, H, L, d) x 2."""
         b, n, _ = x.shape
         q = self.query(x[:, :1]).view(b, 1, self.num_heads, self.head_dim).transpose(1, 2)
+        if not self._fusable():
+            return q, self._heads(self.key(x)), self._heads(self.value(x))
         weight = torch.cat([self.key.weight, self.value.weight], dim=0)
         bias = None if self.key.bias is None else torch.cat([self.key.bias, self.value.bias], dim=0)
         k, v = F.linear(x, weight, bias).view(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
