@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import logging
+
 import pytest
+import torch
 import transformers
 
 from tvlt.configuration import TvltConfig
@@ -61,9 +64,66 @@ def test_bad_values_raise_naming_the_field(kwargs, field):
         TvltConfig(**kwargs)
 
 
-def test_unknown_key_raises():
-    with pytest.raises(ValueError, match="unknown key.*norm_pix_loss"):
-        TvltConfig(norm_pix_loss=True)
+# generic PretrainedConfig keywords with non-default values (the port's ConfigTester checks the same kind of list)
+GENERIC_KWARGS = dict(
+    return_dict=False, output_hidden_states=True, output_attentions=True, torchscript=True, torch_dtype="float16",
+    use_bfloat16=True, pruned_heads={"a": 1}, tie_word_embeddings=False, chunk_size_feed_forward=5,
+    is_encoder_decoder=True, is_decoder=True, architectures=["TvltModel"], finetuning_task="mosei",
+    id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}, problem_type="regression",
+    bos_token_id=6, pad_token_id=7, max_length=50, num_beams=3, task_specific_params={"a": 1},
+)
+
+
+def test_generic_keywords_are_stored_as_in_the_port():
+    ours = TvltConfig(**GENERIC_KWARGS)
+    reference = transformers.TvltConfig(**GENERIC_KWARGS)
+    for key in GENERIC_KWARGS:
+        assert getattr(ours, key) == getattr(reference, key), key
+    assert ours.torch_dtype is torch.float16
+    assert ours.use_return_dict is reference.use_return_dict is False  # torchscript turns dict outputs off
+    for key in ("tie_word_embeddings", "is_encoder_decoder", "torchscript", "chunk_size_feed_forward",
+                "problem_type", "architectures", "pruned_heads", "torch_dtype", "pad_token_id"):
+        assert getattr(TvltConfig(), key) == getattr(transformers.TvltConfig(), key), key
+
+
+def test_unknown_keys_are_stored_and_logged_once(caplog, tmp_path):
+    with caplog.at_level(logging.WARNING, logger="tvlt.configuration"):
+        config = TvltConfig(my_dataset_name="mosei", my_run_note=True)
+        TvltConfig(my_dataset_name="again")
+    assert config.my_dataset_name == "mosei" and config.my_run_note is True
+    assert transformers.TvltConfig(my_dataset_name="mosei").my_dataset_name == "mosei"  # the port stores it too
+    messages = [r.getMessage() for r in caplog.records if "my_dataset_name" in r.getMessage()]
+    assert len(messages) == 1 and "my_run_note" in messages[0]
+    config.save_pretrained(tmp_path)
+    assert TvltConfig.from_pretrained(tmp_path).my_dataset_name == "mosei"
+    assert transformers.TvltConfig.from_pretrained(tmp_path).my_dataset_name == "mosei"
+
+
+def test_num_labels_follows_id2label_as_in_the_port():
+    ours, reference = TvltConfig(num_labels=5), transformers.TvltConfig(num_labels=5)
+    assert ours.id2label == reference.id2label and ours.label2id == reference.label2id
+    ours.num_labels = reference.num_labels = 3
+    assert ours.id2label == reference.id2label == {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}
+    named = TvltConfig(id2label={"0": "neg", "1": "pos"})  # JSON keys are strings
+    assert named.num_labels == 2 and named.id2label == {0: "neg", 1: "pos"} and named.label2id == {"neg": 0, "pos": 1}
+    assert TvltConfig(**{**TvltConfig().to_dict(), "num_labels": 6}).num_labels == 6  # default names are rebuilt
+    with pytest.raises(ValueError, match=r"TvltConfig\.num_labels.*contradicts"):
+        TvltConfig(num_labels=3, id2label={0: "neg", 1: "pos"})
+
+
+def test_json_methods_update_subfolder_and_missing_path(tmp_path):
+    config = TvltConfig(hidden_size=64, num_attention_heads=4, torch_dtype=torch.bfloat16, my_key=[1, 2])
+    data = json.loads(config.to_json_string())
+    assert data["hidden_size"] == 64 and data["torch_dtype"] == "bfloat16" and data["my_key"] == [1, 2]
+    config.to_json_file(tmp_path / "c.json")
+    assert TvltConfig.from_json_file(tmp_path / "c.json") == config
+    config.save_pretrained(tmp_path / "sub")
+    assert TvltConfig.from_pretrained(tmp_path, subfolder="sub") == config
+    assert TvltConfig.from_dict(config.to_dict(), return_unused_kwargs=True) == (config, {})
+    config.update({"hidden_dropout_prob": 0.1, "note": "x"})
+    assert config.hidden_dropout_prob == 0.1 and TvltConfig.from_dict(config.to_dict()).note == "x"
+    with pytest.raises(OSError):  # FileNotFoundError, as the port raises OSError
+        TvltConfig.from_pretrained(tmp_path / "nowhere")
 
 
 def test_json_round_trip(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import warnings
 
 import numpy as np
@@ -273,8 +275,62 @@ def test_constructor_validation_and_collate_attributes():
         TvltFeatureExtractor(mode="librosa")
     with pytest.raises(ValueError, match="num_channels"):
         TvltFeatureExtractor(num_channels=2)
-    with pytest.raises(TypeError):
-        fe(_random(1000), sampling_rate=44100, mask_audio=True)  # the HF port silently ignores this
+
+
+
+def test_port_arguments_accepted_with_their_meaning(reference, caplog, tmp_path):
+    """Constructor fields of the port (num_audio_channels, chunk_length, hop_length) and mask_audio / resample are
+    accepted; those without effect in the port have none here either and say so once."""
+    kwargs = dict(spectrogram_length=2048, feature_size=128, num_audio_channels=1, hop_length=512, chunk_length=30,
+                  sampling_rate=44100)
+    fe = TvltFeatureExtractor(**kwargs)
+    assert all(getattr(fe, k) == v == getattr(ReferenceFeatureExtractor(**kwargs), k) for k, v in kwargs.items())
+    assert {k: json.loads(fe.to_json_string())[k] for k in kwargs} == kwargs
+    audio = _random(9000)
+    plain = fe(audio, sampling_rate=44100, return_tensors="np")
+    with caplog.at_level(logging.WARNING, logger="tvlt.processing_utils"):
+        masked = fe(audio, sampling_rate=44100, return_tensors="np", mask_audio=True, resample=True)
+        fe(audio, sampling_rate=44100, mask_audio=True)
+    ref = reference(audio, sampling_rate=44100, return_tensors="np", mask_audio=True)
+    np.testing.assert_array_equal(masked["audio_values"], plain["audio_values"])
+    assert np.abs(masked["audio_values"] - ref["audio_values"]).max() <= 1e-4
+    assert sum("mask_audio has no effect" in r.getMessage() for r in caplog.records) == 1
+    with pytest.raises(ValueError, match="hop_length=256 contradicts"):
+        TvltFeatureExtractor(hop_length=256)
+    files = fe.save_pretrained(tmp_path)  # the list of files written, as the port
+    assert [f.name for f in files] == ["preprocessor_config.json"]
+    assert TvltFeatureExtractor.from_pretrained(tmp_path).chunk_length == 30
+    fe.to_json_file(tmp_path / "fe.json")
+    assert TvltFeatureExtractor.from_json_file(tmp_path / "fe.json").to_dict() == fe.to_dict()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(padding="longest"),
+        dict(padding=True, pad_to_multiple_of=16, return_tensors="np"),
+        dict(padding="max_length", max_length=300, return_tensors="pt"),
+        dict(padding="max_length", max_length=100, truncation=True, return_tensors="np"),
+        dict(padding="max_length", max_length=100, truncation=True, pad_to_multiple_of=48),
+        dict(padding=False),
+    ],
+)
+def test_pad_matches_the_port(reference, options):
+    rng = np.random.default_rng(3)
+    sequences = [rng.uniform(-1, 1, (n, 128)).astype(np.float32) for n in (120, 250, 77)]
+    ours = TvltFeatureExtractor().pad({"audio_values": sequences}, **options)
+    ref = reference.pad({"audio_values": sequences}, **options)
+    assert sorted(ours) == sorted(ref) == ["attention_mask", "audio_values"]
+    for key in ref:
+        a, b = ours[key], ref[key]
+        assert type(a) is type(b), key
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+            assert np.asarray(x).dtype == np.asarray(y).dtype
+    with pytest.raises(ValueError):
+        TvltFeatureExtractor().pad({"audio_values": sequences}, padding="max_length")
+    with pytest.raises(ValueError):
+        TvltFeatureExtractor().pad({"audio_values": sequences}, truncation=True, max_length=10)
 
 
 def test_save_and_load_round_trip(tmp_path, reference):
@@ -285,10 +341,10 @@ def test_save_and_load_round_trip(tmp_path, reference):
     reference.save_pretrained(tmp_path / "hf")  # the HF port's file: bookkeeping keys ignored
     from_hf = TvltFeatureExtractor.from_pretrained(tmp_path / "hf")
     assert from_hf.to_dict() == TvltFeatureExtractor().to_dict()
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "preprocessor_config.json").write_text('{"feature_size": 128, "n_ftt": 1024}')
-    with pytest.raises(ValueError, match="n_ftt"):
-        TvltFeatureExtractor.from_pretrained(tmp_path / "bad")
+    (tmp_path / "extra").mkdir()  # unknown keys are kept as attributes (the port's policy), logged once
+    (tmp_path / "extra" / "preprocessor_config.json").write_text('{"feature_size": 128, "n_ftt": 1024}')
+    loaded = TvltFeatureExtractor.from_pretrained(tmp_path / "extra")
+    assert loaded.n_ftt == 1024 and loaded.n_fft == 2048 and loaded.to_dict()["n_ftt"] == 1024
     with pytest.raises(FileNotFoundError):
         TvltFeatureExtractor.from_pretrained(tmp_path / "missing")
 

@@ -186,8 +186,52 @@ def test_unsupported_options_are_rejected():
         TvltImageProcessor(frames_over_limit="drop")
     with pytest.raises(ValueError, match="lanczos"):
         TvltImageProcessor(resample=1)
-    with pytest.raises(TypeError):
-        TvltImageProcessor()(_video(1, 32, 32)[0], mask_pixel=True)  # the HF port silently ignores this
+
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(do_normalize=False), dict(image_mean=0, image_std=1), dict(image_mean=[0.4, 0.5, 0.6], image_std=0.25),
+     dict(do_rescale=False, do_normalize=False), dict(size={"shortest_edge": 112}, crop_size={"height": 96, "width": 96})],
+)
+def test_per_call_settings_match_the_port(reference, overrides):
+    video = _video(2, 180, 240, seed=5)
+    ref = reference(video, return_tensors="np", **overrides)
+    ours = TvltImageProcessor()(video, return_tensors="np", **overrides)
+    rescale = 1.0 if overrides.get("do_rescale", True) is False else 1 / 255
+    std = min(np.atleast_1d(overrides.get("image_std", 0.5))) if overrides.get("do_normalize", True) else 1.0
+    one_level = rescale / std  # one 8-bit level in output units (resampling differs by at most one, see above)
+    assert ours["pixel_values"].shape == ref["pixel_values"].shape
+    assert np.abs(ours["pixel_values"] - ref["pixel_values"]).max() <= one_level + 1e-6
+    assert TvltImageProcessor().do_normalize is True  # a per-call setting does not change the processor
+
+
+def test_port_arguments_accepted(reference, caplog, tmp_path):
+    """mask_pixel and init_mask_generator have no effect in the port either: accepted, noted once; the argument
+    list of preprocess() is _valid_processor_keys, as the port's image-processor contract has it."""
+    import inspect
+    import json
+    import logging
+
+    video = _video(2, 64, 80)
+    with caplog.at_level(logging.WARNING, logger="tvlt.processing_utils"):
+        processor = TvltImageProcessor(init_mask_generator=False)
+        masked = processor(video, mask_pixel=True, return_tensors="np")
+        processor(video, mask_pixel=True)
+    np.testing.assert_array_equal(masked["pixel_values"], processor(video, return_tensors="np")["pixel_values"])
+    assert sum("mask_pixel has no effect" in r.getMessage() for r in caplog.records) == 1
+    arguments = inspect.getfullargspec(processor.preprocess).args[1:]
+    assert sorted(arguments) == sorted(processor._valid_processor_keys)
+    settings = dict(image_mean=[0.5] * 3, image_std=[0.5] * 3, do_normalize=True, do_resize=True,
+                    size={"shortest_edge": 18}, do_center_crop=True, crop_size={"height": 18, "width": 18})
+    processor = TvltImageProcessor(**settings)
+    assert {k: json.loads(processor.to_json_string())[k] for k in settings} == settings
+    [file] = processor.save_pretrained(tmp_path)
+    assert TvltImageProcessor.from_pretrained(tmp_path).to_dict() == processor.to_dict()
+    processor.to_json_file(tmp_path / "ip.json")
+    assert TvltImageProcessor.from_json_file(tmp_path / "ip.json").to_dict() == processor.to_dict()
+    with pytest.raises(ValueError, match="data_format"):
+        processor(video, data_format="channels_last")
 
 
 # ------------------------------------------------------------------------------------------- original mode

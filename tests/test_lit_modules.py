@@ -252,3 +252,43 @@ def test_compile_option_compiles_in_place_and_keeps_state_dict_keys():
     assert compiled.model._compiled_call_impl is not None
     assert list(compiled.state_dict()) == list(plain.state_dict())
     plain.load_state_dict(compiled.state_dict(), strict=True)
+
+
+def test_config_keys_stay_strict_in_the_framework():
+    """The library config stores unknown keys (the port's policy); the Hydra layer refuses them by name."""
+    with pytest.raises(ValueError, match=r"model\.config: unknown key\(s\) \['hidden_sise'\]"):
+        SentimentModule(config={**TINY, "hidden_sise": 64})
+
+
+def test_pretraining_validation_runs_seeded_mae_and_keeps_training_randomness():
+    """The model runs MAE only in training (as the port); the pretraining module's validation adds the MAE terms
+    with masks from a seeded, forked RNG: the same loss every time, and the global RNG is left as it was."""
+    torch.manual_seed(0)
+    m = PretrainModule(config=TINY, val_mask_seed=5).eval()
+    batch = make_batch()
+    batch["labels"] = torch.tensor([1.0, 0.0, 1.0])
+    batch["pixel_values_mixed"] = batch["pixel_values"].roll(1, 0)
+    batch["pixel_mask_mixed"] = batch["pixel_mask"]
+    logged = []
+    m.log = lambda name, value, **kw: logged.append((name, float(value)))
+    torch.manual_seed(123)
+    with torch.no_grad():
+        m.validation_step(batch, 2)
+        m.validation_step(batch, 2)
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(after, torch.rand(3))  # validation drew nothing from the global RNG
+    losses = [v for k, v in logged if k == "val/loss"]
+    parts = {k for k, _ in logged}
+    assert len(losses) == 2 and losses[0] == losses[1]
+    assert {"val/mae_pixel_loss", "val/mae_audio_loss", "val/vam_loss"} <= parts
+    inputs = {k: batch[k] for k in ("pixel_values", "audio_values", "pixel_mask", "audio_mask", "labels",
+                                    "pixel_values_mixed", "pixel_mask_mixed")}
+    torch.manual_seed(7)  # the plain model in eval mode: matching only, deterministic
+    with torch.no_grad():
+        plain = m.model(**inputs)
+    assert plain.pixel_loss is None and plain.loss.item() == pytest.approx(plain.matching_loss.item())
+    torch.manual_seed(5 + 2)  # the module's masks are those of seed val_mask_seed + batch index
+    with torch.no_grad():
+        seeded = m.model(**inputs, compute_mae=True)
+    assert losses[0] == pytest.approx(seeded.loss.item(), rel=1e-6)

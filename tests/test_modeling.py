@@ -80,7 +80,7 @@ def test_low_precision_with_fully_padded_region_is_finite(tiny_config, dtype, im
     audio_mask[1] = 0
     with torch.no_grad():
         out = model(pixel.to(dtype), audio.to(dtype), pixel_mask=pixel_mask, audio_mask=audio_mask,
-                    labels=torch.tensor([1.0, 0.0]))
+                    labels=torch.tensor([1.0, 0.0]), compute_mae=True)
         enc = model.tvlt(pixel.to(dtype), audio.to(dtype), pixel_mask=pixel_mask, audio_mask=audio_mask)
     assert torch.isfinite(enc.last_hidden_state).all()
     for name in ("loss", "matching_logits", "pixel_logits", "audio_logits"):
@@ -187,7 +187,8 @@ def test_output_tuple_semantics(tiny_config):
         as_tuple = model(pixel, audio, return_dict=False)
     assert isinstance(out, TvltModelOutput)
     assert torch.equal(out[0], out.last_hidden_state) and torch.equal(out["last_hidden_state"], out[0])
-    assert len(as_tuple) == 3 and out.pixel_label_masks is None  # None fields skipped
+    assert len(out.to_tuple()) == 3 and out.pixel_label_masks is None  # None fields skipped by to_tuple
+    assert len(as_tuple) == 7 and as_tuple[3:] == (None,) * 4  # return_dict=False keeps the port's positions
     assert torch.equal(as_tuple[1], out.last_pixel_hidden_state)
     assert list(out.keys()) == ["last_hidden_state", "last_pixel_hidden_state", "last_audio_hidden_state"]
 
@@ -197,7 +198,7 @@ def test_pretraining_task_switches(tiny_config):
     labels = torch.tensor([1.0, 0.0])
     mae_only = TvltForPreTraining(TvltConfig(**{**tiny_config.to_dict(), "task_matching": False})).eval()
     assert not hasattr(mae_only, "matching_head")
-    out = mae_only(pixel, audio, labels=labels)
+    out = mae_only(pixel, audio, labels=labels, compute_mae=True)
     assert out.matching_logits is None and torch.allclose(out.loss, out.pixel_loss + out.audio_loss)
     vam_only = TvltForPreTraining(TvltConfig(**{**tiny_config.to_dict(), "task_mae": False})).train()
     assert not hasattr(vam_only, "decoder")

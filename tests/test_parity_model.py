@@ -159,19 +159,33 @@ def test_pretraining_train_mode_losses_and_logits(tiny_config):
         assert max_diff(ga[name].grad, p.grad) <= 1e-4, name
 
 
-def test_pretraining_eval_mode(tiny_config):
-    """Reference eval mode computes matching only; ours also computes the MAE terms (validation losses)."""
+def test_pretraining_eval_mode_matches_the_reference(tiny_config):
+    """Eval mode runs matching only, as the reference: outputs are deterministic and a batch gives the same
+    values as its samples one by one. MAE in eval mode is opt-in (compute_mae=True), reproducible under a seed."""
     ours, hf = pair(TvltForPreTraining, transformers.TvltForPreTraining, tiny_config)
     pixel, audio, _, _ = inputs(tiny_config, seed=4)
     labels = torch.tensor([1.0, 0.0])
     with torch.no_grad():
         a = ours(pixel, audio, labels=labels, pixel_values_mixed=pixel.flip(0))
+        again = ours(pixel, audio, labels=labels, pixel_values_mixed=pixel.flip(0))
         b = hf(pixel, audio, labels=labels, pixel_values_mixed=pixel.flip(0))
-    assert b.pixel_logits is None and b.audio_logits is None
-    assert max_diff(a.matching_logits, b.matching_logits) <= ATOL
-    assert max_diff(a.matching_loss, b.loss) <= ATOL
-    assert a.pixel_logits is not None and torch.isfinite(a.pixel_loss)
-    assert torch.allclose(a.loss, a.matching_loss + a.pixel_loss + a.audio_loss)
+        single = ours(pixel[1:], audio[1:], labels=labels[1:], pixel_values_mixed=pixel.flip(0)[1:])
+        as_tuple = ours(pixel, audio, labels=labels, pixel_values_mixed=pixel.flip(0), return_dict=False)
+        ref_tuple = hf(pixel, audio, labels=labels, pixel_values_mixed=pixel.flip(0), return_dict=False)
+    assert a.pixel_logits is None and a.audio_logits is None and a.pixel_loss is None
+    assert max_diff(a.matching_logits, b.matching_logits) <= ATOL and max_diff(a.loss, b.loss) <= ATOL
+    assert torch.equal(a.loss, again.loss) and torch.equal(a.matching_logits, again.matching_logits)
+    assert max_diff(single.matching_logits, a.matching_logits[1:]) <= ATOL
+    assert len(as_tuple) == len(ref_tuple) == 4 and as_tuple[2] is None and ref_tuple[2] is None
+    assert max_diff(as_tuple[1], ref_tuple[1]) <= ATOL
+    with torch.no_grad():
+        torch.manual_seed(3)
+        mae = ours(pixel, audio, labels=labels, pixel_values_mixed=pixel.flip(0), compute_mae=True)
+        torch.manual_seed(3)
+        mae_again = ours(pixel, audio, labels=labels, pixel_values_mixed=pixel.flip(0), compute_mae=True)
+    assert mae.pixel_logits.shape == (2, 2 * tiny_config.num_patches_per_frame, 8 * 8 * 3)
+    assert torch.equal(mae.loss, mae_again.loss)
+    assert torch.allclose(mae.loss, mae.matching_loss + mae.pixel_loss + mae.audio_loss)
 
 
 @pytest.mark.parametrize("loss_type,num_labels", [("regression", 1), ("classification", 3)])

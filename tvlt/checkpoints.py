@@ -46,7 +46,8 @@ BASE_PREFIX = "tvlt."
 @dataclass
 class LoadReport:
     """What a load did. ``loaded``: target keys filled from the file; ``newly_initialized``: head keys the file
-    lacked (fresh init kept); ``ignored``: file keys with no place in the target; ``notes``: conversions made."""
+    lacked or had with another shape (fresh init kept); ``ignored``: file keys with no place in the target;
+    ``notes``: conversions made; ``mismatched``: ``(key, file shape, model shape)`` of re-initialised heads."""
 
     source: str
     format: str
@@ -54,6 +55,12 @@ class LoadReport:
     newly_initialized: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    def loading_info(self) -> dict[str, list]:
+        """The port's ``output_loading_info`` dict: missing / unexpected / mismatched keys and error messages."""
+        return {"missing_keys": list(self.newly_initialized), "unexpected_keys": list(self.ignored),
+                "mismatched_keys": list(self.mismatched), "error_msgs": []}
 
     def summary(self) -> str:
         lines = [f"loaded {len(self.loaded)} tensors from {self.source} ({self.format} format)"]
@@ -294,11 +301,15 @@ def load_state_dict_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor
         newly_initialized=sorted([k for k in missing if not is_encoder(k)] + bad_heads),
         ignored=sorted(k.removeprefix("__head__.") for k in source_sd if k not in target),
         notes=notes,
+        mismatched=[(k, tuple(source_sd[k].shape), tuple(target[k].shape)) for k in bad_heads],
     )
     logger.info(report.summary())
+    # the head-only differences the port warns about: warned here too
     if report.newly_initialized:
         logger.warning("%s: heads not in the checkpoint were newly initialised: %s", source,
                        report.newly_initialized)
+    if report.ignored:
+        logger.warning("%s: checkpoint weights not used by %s: %s", source, type(model).__name__, report.ignored)
     return report
 
 
@@ -329,12 +340,22 @@ def load_checkpoint(model: nn.Module, path_or_state_dict: str | os.PathLike | Ma
 
 
 # ---------------------------------------------------------------------------------------- save/from_pretrained
-def save_pretrained(model: nn.Module, directory: str | os.PathLike, safe_serialization: bool = True) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` (``pytorch_model.bin`` if not safe_serialization)."""
+def save_pretrained(model: nn.Module, directory: str | os.PathLike, safe_serialization: bool = True,
+                    state_dict: Mapping[str, torch.Tensor] | None = None) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` (``pytorch_model.bin`` if not safe_serialization).
+
+    ``state_dict`` (default ``model.state_dict()``) replaces the weights written, as in the port (e.g. a
+    ``Trainer`` passing its unwrapped state). Returns the weights file.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    model.config.torch_dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())  # as the port
     model.config.save_pretrained(directory)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    source = model.state_dict() if state_dict is None else state_dict
+    state = {k: v.detach().contiguous().cpu() for k, v in source.items()}
+    other = directory / (PYTORCH_NAME if safe_serialization else SAFETENSORS_NAME)
+    if other.is_file():  # a stale file of the other format would shadow or contradict the new one
+        other.unlink()
     if safe_serialization:
         from safetensors.torch import save_file
 
@@ -347,20 +368,114 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, safe_seriali
     return path
 
 
-def from_pretrained(cls: type, path: str | os.PathLike, config: TvltConfig | None = None,
-                    **config_overrides: Any):
-    """Build ``cls`` from a directory with ``config.json`` and weights, or from a checkpoint file plus ``config``.
+# from_pretrained options of the port that need the Hub or features this package does not have: refused by name
+_UNSUPPORTED_LOAD_OPTIONS = frozenset({
+    "cache_dir", "force_download", "resume_download", "proxies", "token", "use_auth_token", "revision",
+    "trust_remote_code", "mirror", "device_map", "max_memory", "offload_folder", "offload_state_dict",
+    "load_in_8bit", "load_in_4bit", "quantization_config", "variant", "use_flash_attention_2", "from_tf",
+    "from_flax", "low_cpu_mem_usage",
+})
 
-    The load report is kept on the model as ``model.loading_report``. Raises FileNotFoundError when the config
-    or weights are absent.
+
+def from_pretrained(cls: type, pretrained_model_name_or_path: str | os.PathLike | None, *,
+                    config: TvltConfig | str | os.PathLike | None = None,
+                    state_dict: Mapping[str, torch.Tensor] | None = None,
+                    torch_dtype: torch.dtype | str | None = None, output_loading_info: bool = False,
+                    subfolder: str = "", ignore_mismatched_sizes: bool = False, local_files_only: bool = True,
+                    use_safetensors: bool | None = None, attn_implementation: str | None = None,
+                    **kwargs: Any):
+    """Build ``cls`` from a local directory with ``config.json`` and weights, from a checkpoint file (any format
+    :func:`load_checkpoint` reads) plus ``config``, or from ``None`` with ``config`` and ``state_dict``.
+
+    Args mirror ``PreTrainedModel.from_pretrained`` of the port:
+        config: a :class:`TvltConfig` or a directory / json file to read it from (default: the model directory).
+        state_dict: weights to load instead of the directory's weights file.
+        torch_dtype: dtype the model is cast to after loading: ``torch.float16``, ``"bfloat16"``, ... or
+            ``"auto"`` (``config.torch_dtype`` if set, else the checkpoint's first floating dtype). Default float32
+            whatever the checkpoint holds, as the port.
+        output_loading_info: also return ``{"missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"}``
+            (missing: head weights left at their fresh initialisation; unexpected: file weights the model has no
+            place for; mismatched: ``(key, file shape, model shape)`` of heads re-initialised with
+            ``ignore_mismatched_sizes=True``).
+        subfolder: look inside this sub-directory of the model directory.
+        ignore_mismatched_sizes: re-initialise head weights whose shapes differ (e.g. another ``num_labels``)
+            instead of raising.
+        local_files_only: accepted; always effectively True (nothing is downloaded).
+        use_safetensors: True requires ``model.safetensors``, False ``pytorch_model.bin``; None takes either.
+        attn_implementation: "sdpa" or "eager" (a config override).
+        **kwargs: config overrides; only keys the config knows (a typo raises ``TypeError``, as the port's model
+            ``__init__`` does).
+
+    The model is returned in eval mode with the load report on ``model.loading_report``.
+
+    Raises:
+        FileNotFoundError: no config or weights at the path.
+        ValueError: missing or mis-shaped encoder weights (named, with shapes), mis-shaped heads without
+            ``ignore_mismatched_sizes``, nothing to load, or an unknown ``torch_dtype``.
+        TypeError: an option of the port this package does not support (``device_map``, ``revision``, ...) or an
+            unknown keyword, named.
     """
-    path = Path(path)
-    if config is None:
-        config_dir = path if path.is_dir() else path.parent
-        config = TvltConfig.from_pretrained(config_dir, **config_overrides)
-    elif config_overrides:
-        config = TvltConfig.from_dict(config.to_dict(), **config_overrides)
+    unsupported = sorted(k for k in kwargs if k in _UNSUPPORTED_LOAD_OPTIONS)
+    if unsupported:
+        raise TypeError(f"{cls.__name__}.from_pretrained: option(s) {unsupported} are not supported (local "
+                        "directories and files only, loaded on CPU; move the model with .to() afterwards)")
+    kwargs.pop("_fast_init", None)  # the port's init shortcut; loading here never re-initialises loaded weights
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    path = None if pretrained_model_name_or_path is None else Path(pretrained_model_name_or_path) / subfolder
+    if path is None and state_dict is None:
+        raise ValueError(f"{cls.__name__}.from_pretrained: nothing to load; pass a directory or file, or "
+                         "config= and state_dict=")
+    if not isinstance(config, TvltConfig):
+        config_source = config if config is not None else path
+        if config_source is None:
+            raise ValueError(f"{cls.__name__}.from_pretrained(None, ...) needs config=")
+        config_dir = Path(config_source)
+        config = TvltConfig.from_pretrained(config_dir if config_dir.is_dir() or config_dir.suffix == ".json"
+                                            else config_dir.parent)
+    else:
+        config = TvltConfig.from_dict(config.to_dict())  # the caller's object stays unchanged
+    unknown = sorted(k for k in kwargs if k not in TvltConfig.known_keys() and not hasattr(config, k))
+    if unknown:
+        raise TypeError(f"{cls.__name__}.from_pretrained got unexpected keyword argument(s) {unknown}")
+    if kwargs:
+        config = TvltConfig.from_dict(config.to_dict(), **kwargs)
     model = cls(config)
-    report = load_checkpoint(model, path)
+
+    source: Any = state_dict
+    if source is None:
+        source = _weights_path(path, use_safetensors)
+    report = load_checkpoint(model, source, ignore_mismatched_heads=ignore_mismatched_sizes)
+    dtype = _resolve_dtype(torch_dtype, config, source)
+    if dtype is not None:
+        model.to(dtype)
     model.loading_report = report
+    model.eval()
+    if output_loading_info:
+        return model, report.loading_info()
     return model
+
+
+def _weights_path(path: Path, use_safetensors: bool | None) -> Path:
+    if not path.is_dir():
+        return path
+    names = {True: [SAFETENSORS_NAME], False: [PYTORCH_NAME], None: [SAFETENSORS_NAME, PYTORCH_NAME]}
+    for name in names[use_safetensors]:
+        if (path / name).is_file():
+            return path / name
+    raise FileNotFoundError(f"no {' or '.join(names[use_safetensors])} in {path}")
+
+
+def _resolve_dtype(torch_dtype: Any, config: TvltConfig, source: Any) -> torch.dtype | None:
+    """The dtype to cast to: None keeps float32 (the port's default); "auto" reads the config, then the file."""
+    if torch_dtype is None:
+        return None
+    if torch_dtype == "auto":
+        if isinstance(config.torch_dtype, torch.dtype):
+            return config.torch_dtype
+        tensors = source if isinstance(source, Mapping) else read_state_dict(source)
+        return next((t.dtype for t in tensors.values() if t.is_floating_point()), None)
+    dtype = torch_dtype if isinstance(torch_dtype, torch.dtype) else getattr(torch, str(torch_dtype), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"from_pretrained: torch_dtype must be a floating torch dtype or 'auto', got {torch_dtype!r}")
+    return dtype

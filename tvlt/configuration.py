@@ -3,26 +3,52 @@
 Fields and defaults follow the Hugging Face port (transformers <= 4.40.2, ``model_type="tvlt"``), so a
 ``config.json`` written by that port loads here and vice versa. Extra fields of this project:
 
-- ``num_labels`` (default 2, the ``PretrainedConfig`` default the port inherits);
+- ``num_labels`` (default 2, the ``PretrainedConfig`` default the port inherits), kept in step with
+  ``id2label`` / ``label2id`` as in ``PretrainedConfig``;
 - ``classifier_pooler`` (default False): the original release's fine-tuning head layout
   (pooler dense + tanh on CLS, then the MLP), needed to load ``TVLT-MOSEI-SA``-style checkpoints;
 - ``attn_implementation`` ("sdpa" or "eager"): fused ``scaled_dot_product_attention`` or plain math
   (identical semantics; "eager" is used automatically when attention weights are requested).
+
+Keyword policy (the port's): the generic ``PretrainedConfig`` fields (``torchscript``, ``torch_dtype``,
+``architectures``, ``problem_type``, ``is_encoder_decoder``, ...) are attributes with the port's defaults; any
+other unknown key is stored as an attribute too (users keep their own fields in configs, other tools write extra
+keys) and logged once by name. The framework's Hydra layer (``tvlt.lit``) stays strict: it checks its keys with
+:meth:`TvltConfig.check_known_keys` first, so a typo in YAML is an error naming the key.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
+logger = logging.getLogger(__name__)
+
 CONFIG_NAME = "config.json"
 
-# Keys a Hugging Face ``PretrainedConfig.to_dict()`` writes next to the model's own fields. They are accepted
-# when reading a config.json and, apart from the few this project uses (id2label/label2id -> num_labels,
-# return_dict, output_attentions, output_hidden_states), ignored.
+# The generic ``PretrainedConfig`` fields (transformers 4.40) every config carries, with the port's defaults. They
+# are plain attributes; only return_dict / output_* / torchscript / torch_dtype / id2label change behaviour here.
+GENERIC_DEFAULTS: dict[str, Any] = {
+    "torchscript": False, "torch_dtype": None, "use_bfloat16": False, "tf_legacy_loss": False, "pruned_heads": {},
+    "tie_word_embeddings": True, "chunk_size_feed_forward": 0, "is_encoder_decoder": False, "is_decoder": False,
+    "cross_attention_hidden_size": None, "add_cross_attention": False, "tie_encoder_decoder": False,
+    "architectures": None, "finetuning_task": None, "tokenizer_class": None, "prefix": None, "bos_token_id": None,
+    "pad_token_id": None, "eos_token_id": None, "sep_token_id": None, "decoder_start_token_id": None,
+    "task_specific_params": None, "problem_type": None,
+}
+# Bookkeeping keys transformers writes or passes; read and dropped (``_name_or_path`` is kept as ``name_or_path``).
+_BOOKKEEPING_KEYS = frozenset({"transformers_version", "model_type", "_commit_hash", "_name_or_path", "name_or_path",
+                               "_attn_implementation", "_attn_implementation_internal", "id2label", "label2id"})
+_logged_unknown: set[str] = set()  # unknown keys already reported in this process (each is logged once)
+
+# Keys a Hugging Face ``PretrainedConfig`` knows besides the model's own fields (generic fields, generation
+# defaults, bookkeeping): stored without a log line.
 HF_STANDARD_KEYS = frozenset(
     """return_dict output_hidden_states output_attentions torchscript torch_dtype use_bfloat16 tf_legacy_loss
     pruned_heads tie_word_embeddings chunk_size_feed_forward is_encoder_decoder is_decoder
@@ -49,11 +75,16 @@ class TvltConfig:
     (``image_size``, ``image_patch_size``) or spectrogram bins (``spectrogram_length`` time frames at
     ~86.13 frames/s, ``frequency_length`` mel bins).
 
+    Any other keyword is stored as an attribute (generic ``PretrainedConfig`` fields with the port's defaults;
+    keys the model does not know are logged once by name), as the port does.
+
     Raises:
-        ValueError: a field has a bad value (the message names it), or an unknown key is passed.
+        ValueError: a field has a bad value (the message names it), ``model_type`` is not "tvlt", or ``num_labels``
+            contradicts a non-default ``id2label``.
     """
 
     model_type = "tvlt"
+    is_composition = False  # PretrainedConfig's flag for configs built from sub-configs
 
     def __init__(
         self,
@@ -95,16 +126,24 @@ class TvltConfig:
         **kwargs: Any,
     ) -> None:
         id2label = kwargs.pop("id2label", None)
-        kwargs.pop("label2id", None)
+        label2id = kwargs.pop("label2id", None)
         # HF stores its attention choice under a private key; honour it only if it names one we have.
         hf_attn = kwargs.pop("_attn_implementation", None)
-        unknown = sorted(k for k in kwargs if k not in HF_STANDARD_KEYS)
-        if unknown:
-            raise ValueError(
-                f"TvltConfig got unknown key(s) {unknown}; known fields: {sorted(self.field_names())}"
-            )
+        self.name_or_path = str(kwargs.pop("_name_or_path", kwargs.pop("name_or_path", "")))
         if kwargs.get("model_type", "tvlt") != "tvlt":
             raise ValueError(f"TvltConfig: model_type must be 'tvlt', got {kwargs['model_type']!r}")
+        for key in _BOOKKEEPING_KEYS:
+            kwargs.pop(key, None)
+        for key, default in GENERIC_DEFAULTS.items():
+            setattr(self, key, copy.deepcopy(kwargs.pop(key, default)))
+        self.torch_dtype = _as_torch_dtype(self.torch_dtype)
+        unknown = sorted(k for k in kwargs if k not in HF_STANDARD_KEYS and k not in _logged_unknown)
+        if unknown:
+            _logged_unknown.update(unknown)
+            logger.warning("TvltConfig: storing key(s) the model does not use: %s", unknown)
+        self._extra_keys = sorted(kwargs)
+        for key, value in kwargs.items():  # unknown and generation keys: kept as attributes, as PretrainedConfig
+            setattr(self, key, value)
 
         self.image_size = image_size
         self.spectrogram_length = spectrogram_length
@@ -135,9 +174,7 @@ class TvltConfig:
         self.task_matching = task_matching
         self.task_mae = task_mae
         self.loss_type = loss_type
-        if num_labels is None:
-            num_labels = len(id2label) if id2label else 2
-        self.num_labels = num_labels
+        self.id2label, self.label2id = _label_maps(num_labels, id2label, label2id)
         self.classifier_pooler = classifier_pooler
         if attn_implementation == "sdpa" and hf_attn == "eager":
             attn_implementation = "eager"
@@ -227,30 +264,76 @@ class TvltConfig:
         return self.spectrogram_length // self.audio_patch_size[0]
 
     @property
+    def num_labels(self) -> int:
+        """Number of classifier outputs: ``len(id2label)``. Setting it rebuilds ``id2label`` / ``label2id`` with
+        ``LABEL_i`` names when the count changes (as ``PretrainedConfig``)."""
+        return len(self.id2label)
+
+    @num_labels.setter
+    def num_labels(self, value: int) -> None:
+        if value != len(getattr(self, "id2label", None) or {}):
+            self.id2label, self.label2id = _label_maps(value, None, None)
+
+    @property
     def use_return_dict(self) -> bool:
-        return self.return_dict
+        """Default of ``return_dict`` in forward: ``return_dict`` unless ``torchscript`` (as ``PretrainedConfig``)."""
+        return self.return_dict and not self.torchscript
+
+    @classmethod
+    def known_keys(cls) -> frozenset[str]:
+        """The model's own fields and the generic ``PretrainedConfig`` keys."""
+        return frozenset(cls.field_names()) | HF_STANDARD_KEYS
+
+    @classmethod
+    def check_known_keys(cls, keys: Any, where: str = "TvltConfig") -> None:
+        """Strict key check for callers that want it (the Hydra layer): raise ``ValueError`` naming every key that
+        is neither a TVLT field nor a generic ``PretrainedConfig`` key."""
+        unknown = sorted(set(keys) - cls.known_keys())
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown}; known fields: {sorted(cls.field_names())}")
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
-        """All fields plus ``model_type``, JSON-serialisable."""
+        """All fields, the generic ``PretrainedConfig`` fields, stored extra keys and ``model_type``; JSON-ready
+        (``torch_dtype`` as its name, e.g. "float16")."""
         out = {name: copy.deepcopy(getattr(self, name)) for name in self.field_names()}
+        for name in GENERIC_DEFAULTS:
+            out[name] = copy.deepcopy(getattr(self, name))
+        out["torch_dtype"] = _dtype_name(self.torch_dtype)
+        out["id2label"] = {int(k): v for k, v in self.id2label.items()}
+        out["label2id"] = dict(self.label2id)
+        for name in self._extra_keys:
+            if hasattr(self, name):
+                out[name] = copy.deepcopy(getattr(self, name))
         out["model_type"] = self.model_type
         return out
 
-    def to_json_string(self) -> str:
+    def to_json_string(self, use_diff: bool = True) -> str:
+        """``to_dict()`` as indented JSON. ``use_diff`` is accepted for the port's signature; the whole config is
+        always written (one format to read back)."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
-    def to_json_file(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(self.to_json_string())
+    def to_json_file(self, json_file_path: str | os.PathLike, use_diff: bool = True) -> None:
+        Path(json_file_path).write_text(self.to_json_string(use_diff))
+
+    def update(self, config_dict: dict[str, Any]) -> None:
+        """Set attributes from a dict, as ``PretrainedConfig.update`` (no validation until the model is built)."""
+        for key, value in config_dict.items():
+            setattr(self, key, value)
+            if key not in self.known_keys() and key not in self._extra_keys:
+                self._extra_keys = sorted({*self._extra_keys, key})
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> "TvltConfig":
-        merged = {**data, **overrides}
-        return cls(**merged)
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> "TvltConfig":
+        """Build from a dict; ``kwargs`` override it. ``return_unused_kwargs=True`` returns ``(config, {})`` (every
+        key is used or stored), as the port's signature allows."""
+        return_unused = kwargs.pop("return_unused_kwargs", False)
+        config = cls(**{**config_dict, **kwargs})
+        return (config, {}) if return_unused else config
 
     @classmethod
-    def from_json_file(cls, path: str | os.PathLike, **overrides: Any) -> "TvltConfig":
-        path = Path(path)
+    def from_json_file(cls, json_file: str | os.PathLike, **overrides: Any) -> "TvltConfig":
+        path = Path(json_file)
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
@@ -262,25 +345,89 @@ class TvltConfig:
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from err
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        directory = Path(directory)
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
+        """Write ``config.json`` into ``save_directory`` (created); returns its path. ``push_to_hub=True`` raises
+        ``NotImplementedError`` (nothing is uploaded)."""
+        if kwargs.pop("push_to_hub", False):
+            raise NotImplementedError("TvltConfig.save_pretrained: push_to_hub is not supported (nothing is uploaded)")
+        directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / CONFIG_NAME
         self.to_json_file(path)
         return path
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> "TvltConfig":
-        """Read ``config.json`` from a directory (or a path to the json file itself)."""
-        path = Path(path)
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, subfolder: str = "",
+                        **overrides: Any) -> "TvltConfig":
+        """Read ``config.json`` from a local directory (``subfolder`` inside it, as the port) or the json file
+        itself; ``overrides`` win. Nothing is downloaded.
+
+        Raises:
+            FileNotFoundError (an ``OSError``, as the port raises): no config at the path.
+        """
+        overrides.pop("return_unused_kwargs", None)
+        for key in ("cache_dir", "force_download", "resume_download", "proxies", "token", "revision",
+                    "local_files_only", "trust_remote_code", "_from_auto", "_from_pipeline", "_commit_hash"):
+            overrides.pop(key, None)  # Hub download options: nothing is downloaded, so they have no effect
+        path = Path(pretrained_model_name_or_path)
+        if subfolder:
+            path = path / subfolder
         if path.is_dir():
             path = path / CONFIG_NAME
         if not path.is_file():
-            raise FileNotFoundError(f"no TVLT config at {path}")
-        return cls.from_json_file(path, **overrides)
+            raise FileNotFoundError(f"no TVLT config at {path} (a local directory or config.json is needed; "
+                                    "nothing is downloaded)")
+        config = cls.from_json_file(path, **overrides)
+        config.name_or_path = str(pretrained_model_name_or_path)
+        return config
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "TvltConfig":
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            setattr(new, key, value if isinstance(value, torch.dtype) else copy.deepcopy(value, memo))
+        return new
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TvltConfig) and self.to_dict() == other.to_dict()
 
+    __hash__ = None  # mutable, compared by value
+
     def __repr__(self) -> str:
         return f"TvltConfig {self.to_json_string()}"
+
+
+def _label_maps(num_labels: int | None, id2label: dict | None, label2id: dict | None
+                ) -> tuple[dict[int, str], dict[str, int]]:
+    """``(id2label, label2id)`` as ``PretrainedConfig`` builds them: from ``id2label`` (keys made ints), else
+    ``LABEL_i`` names for ``num_labels`` (default 2). A ``num_labels`` that contradicts an ``id2label`` with its own
+    names raises; one that differs from a default ``LABEL_i`` map replaces it (``{**config.to_dict(),
+    "num_labels": 3}`` builds a 3-label config)."""
+    if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1):
+        raise ValueError(f"TvltConfig.num_labels: must be a positive integer (got {num_labels!r})")
+    if id2label:
+        id2label = {int(k): v for k, v in id2label.items()}
+        default_names = all(v == f"LABEL_{k}" for k, v in id2label.items())
+        if num_labels is None or num_labels == len(id2label):
+            label2id = dict(label2id) if label2id else {v: k for k, v in id2label.items()}
+            return id2label, label2id
+        if not default_names:
+            raise ValueError(f"TvltConfig.num_labels: {num_labels} contradicts id2label with {len(id2label)} "
+                             f"names {sorted(id2label.values())}")
+    count = 2 if num_labels is None else num_labels
+    id2label = {i: f"LABEL_{i}" for i in range(count)}
+    return id2label, {v: k for k, v in id2label.items()}
+
+
+def _as_torch_dtype(value: Any) -> Any:
+    """"float16" / "torch.float16" / torch.float16 -> torch.float16; None and "auto" stay as given."""
+    if value is None or value == "auto" or isinstance(value, torch.dtype):
+        return value
+    dtype = getattr(torch, str(value).removeprefix("torch."), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"TvltConfig.torch_dtype: not a torch dtype (got {value!r})")
+    return dtype
+
+
+def _dtype_name(value: Any) -> Any:
+    return str(value).removeprefix("torch.") if isinstance(value, torch.dtype) else value

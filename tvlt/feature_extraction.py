@@ -44,7 +44,7 @@ import torch
 import torchaudio.functional as AF
 
 from tvlt.audio import check_waveform, resample
-from tvlt.processing_utils import BatchFeature, ProcessorConfigMixin, ReturnTensors
+from tvlt.processing_utils import BatchFeature, ProcessorConfigMixin, ReturnTensors, note_no_effect, pad_sequences
 
 Mode = Literal["hf", "original"]
 _MODES = ("hf", "original")
@@ -124,13 +124,17 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
         mask_from_values: also mask every 16 x 16 patch whose values are all -1 (silence below -60 dB, band-limited
             high bins, -1 padding), as the original release's ``get_patch_mask`` does. Default False (length-based
             mask only, as the HF port).
+        **kwargs: other keys are kept as attributes (and written by ``save_pretrained``), as the port keeps them:
+            ``num_audio_channels`` and ``chunk_length`` are accepted with a note that they have no effect (none in the
+            port either); anything else is logged once by name. ``hop_length`` and ``padding_side`` must equal the
+            derived hop and "right" (the port would silently use those).
 
     Attributes used by collate functions: ``padding_value``, ``patch_size``, ``freq_len`` (= 128 / 16 = 8 frequency
     patches per time patch), ``hop_length``.
 
     Raises:
-        ValueError: unknown ``mode``, ``num_channels != 1``, or a ``feature_size`` / ``spectrogram_length`` that is not
-            a multiple of the patch size.
+        ValueError: unknown ``mode``, ``num_channels != 1``, a ``feature_size`` / ``spectrogram_length`` that is not
+            a multiple of the patch size, or a ``hop_length`` / ``padding_side`` that contradicts the derived one.
     """
 
     model_input_names: ClassVar[list[str]] = ["audio_values", "audio_mask"]
@@ -158,6 +162,10 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
     )  # fmt: skip
     section = "feature_extractor"
     padding_side = "right"
+    no_effect_keys: ClassVar[dict[str, str]] = {
+        "num_audio_channels": "the port stores it and uses num_channels",
+        "chunk_length": "the port stores it and never reads it",
+    }
 
     def __init__(
         self,
@@ -173,6 +181,7 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
         mode: Mode = "hf",
         stft_dtype: Literal["float64", "float32"] = "float32",
         mask_from_values: bool = False,
+        **kwargs: Any,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -203,6 +212,16 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
                 f"{self.patch_size[0]}"
             )
         self.hop_length = self.sampling_rate // self.hop_length_to_sampling_rate
+        hop_length = kwargs.pop("hop_length", self.hop_length)
+        if hop_length != self.hop_length:
+            raise ValueError(
+                f"hop_length={hop_length} contradicts sampling_rate // hop_length_to_sampling_rate = {self.hop_length}"
+                " (the hop is derived; set hop_length_to_sampling_rate)"
+            )
+        if kwargs.pop("padding_side", "right") != "right":
+            raise ValueError("padding_side must be 'right' (spectrograms are padded at the end, as in the port)")
+        kwargs.pop("freq_len", None)
+        self._store_extra_settings(kwargs)
         self.freq_len = self.feature_size // self.patch_size[1]
         self._filters: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
         self._windows: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
@@ -327,6 +346,8 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
         return_tensors: ReturnTensors = None,
         return_attention_mask: bool | None = None,
         channels: Literal["first", "last"] | None = None,
+        resample: bool = False,
+        mask_audio: bool = False,
     ) -> BatchFeature:
         """Waveform(s) -> ``BatchFeature(audio_values (B, 1, T, feature_size) float32, audio_mask (B, T/16 * 8))``.
 
@@ -340,6 +361,8 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
             return_attention_mask: include ``audio_mask`` (default: ``self.return_attention_mask``).
             channels: ``"first"`` / ``"last"``: ``raw_speech`` is ONE clip laid out (C, N) / (N, C), averaged to mono
                 (or, for a list, each item is such a clip).
+            resample, mask_audio: the port's arguments, accepted with no effect (none in the port either: other
+                rates are always resampled here, and MAE masking is done by the model's ``forward``); noted once.
 
         Returns:
             ``audio_values`` (B, 1, T, feature_size) float32 with T a multiple of 16 (padded with
@@ -350,6 +373,10 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
             ValueError: unaccepted shapes (the message lists the accepted ones), empty or non-finite audio, a
                 non-real dtype, or audio too short for one spectrogram frame (hf mode: < hop_length samples).
         """
+        if resample:
+            note_no_effect(type(self).__name__, "resample", "other sampling rates are always resampled")
+        if mask_audio:
+            note_no_effect(type(self).__name__, "mask_audio", "masking is done by the model: forward(mask_audio=True)")
         if sampling_rate is None:
             warnings.warn(
                 f"TvltFeatureExtractor: no sampling_rate given; assuming {self.sampling_rate} Hz. Pass "
@@ -407,3 +434,23 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
         out = super().to_dict()
         out.update(hop_length=self.hop_length, freq_len=self.freq_len, padding_side=self.padding_side)
         return out
+
+    def pad(
+        self,
+        processed_features: Any,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        truncation: bool = False,
+        pad_to_multiple_of: int | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: ReturnTensors = None,
+    ) -> BatchFeature:
+        """Pad a batch of feature sequences (``{"audio_values": [(T_i, F) ...]}``) along time with
+        ``padding_value``, as the port's ``SequenceFeatureExtractor.pad``; see :func:`tvlt.processing_utils.pad_sequences`
+        for the arguments, the ``attention_mask`` it adds and the errors it raises."""
+        return pad_sequences(
+            processed_features, self.model_input_names[0], self.padding_value, padding=padding,
+            max_length=max_length, truncation=truncation, pad_to_multiple_of=pad_to_multiple_of,
+            return_attention_mask=self.return_attention_mask if return_attention_mask is None else return_attention_mask,
+            return_tensors=return_tensors, padding_side=self.padding_side,
+        )  # fmt: skip

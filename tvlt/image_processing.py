@@ -41,7 +41,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from tvlt.processing_utils import BatchFeature, ProcessorConfigMixin, ReturnTensors
+from tvlt.processing_utils import BatchFeature, ProcessorConfigMixin, ReturnTensors, note_no_effect
 
 Mode = Literal["hf", "original"]
 _MODES = ("hf", "original")
@@ -109,6 +109,8 @@ class TvltImageProcessor(ProcessorConfigMixin):
         padding_value: value of padded frames in a batch; default 0.0 (hf) / -1.0 (original).
         mask_from_values: also mask every patch whose values are all -1 (pure black, -1 padding), as the original
             release's ``get_patch_mask`` does. Default False (mask from frame counts only, as the HF port).
+        **kwargs: other keys are kept as attributes, as the port keeps them (``init_mask_generator``, which the
+            port ignores too, with a note; anything else logged once by name).
 
     Attributes used by collate functions: ``num_frames``, ``patches_per_frame`` (196 at 224 / 16), ``padding_value``.
 
@@ -142,8 +144,16 @@ class TvltImageProcessor(ProcessorConfigMixin):
             "n_fft", "return_attention_mask", "stft_dtype", "hop_length", "freq_len", "padding_side",
         }
     )  # fmt: skip
-    derived_keys = frozenset({"init_mask_generator"})
+    derived_keys = frozenset()
     section = "image_processor"
+    no_effect_keys: ClassVar[dict[str, str]] = {"init_mask_generator": "the port ignores it too; MAE masks are "
+                                                "drawn by the model"}
+    # the arguments of preprocess() (per-call overrides of the settings), as the port lists them
+    _valid_processor_keys: ClassVar[list[str]] = [
+        "videos", "do_resize", "size", "patch_size", "num_frames", "resample", "do_center_crop", "crop_size",
+        "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std", "is_mixed", "return_tensors",
+        "data_format", "input_data_format", "frames_over_limit", "mask_pixel",
+    ]
 
     def __init__(
         self,
@@ -164,6 +174,7 @@ class TvltImageProcessor(ProcessorConfigMixin):
         dark_border_threshold: int | None = 30,
         padding_value: float | None = None,
         mask_from_values: bool = False,
+        **kwargs: Any,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -197,6 +208,7 @@ class TvltImageProcessor(ProcessorConfigMixin):
             raise ValueError(f"crop_size must have 'height' and 'width', got {self.crop_size}")
         if len(self.image_mean) != 3 or len(self.image_std) != 3:
             raise ValueError("image_mean and image_std need 3 values (RGB)")
+        self._store_extra_settings(kwargs)
 
     # --------------------------------------------------------------- geometry
     def output_size(self, height: int, width: int) -> tuple[int, int]:
@@ -399,7 +411,61 @@ class TvltImageProcessor(ProcessorConfigMixin):
         return self._to_values(self._geometry(video))
 
     # ------------------------------------------------------------------- call
-    def __call__(
+    def __call__(self, videos: Any, **kwargs: Any) -> BatchFeature:
+        """Same as :meth:`preprocess`."""
+        return self.preprocess(videos, **kwargs)
+
+    def preprocess(
+        self,
+        videos: Any,
+        do_resize: bool | None = None,
+        size: dict[str, int] | None = None,
+        patch_size: Sequence[int] | None = None,
+        num_frames: int | None = None,
+        resample: Any = None,
+        do_center_crop: bool | None = None,
+        crop_size: dict[str, int] | None = None,
+        do_rescale: bool | None = None,
+        rescale_factor: float | None = None,
+        do_normalize: bool | None = None,
+        image_mean: float | Sequence[float] | None = None,
+        image_std: float | Sequence[float] | None = None,
+        is_mixed: bool = False,
+        return_tensors: ReturnTensors = None,
+        data_format: str | None = "channels_first",
+        input_data_format: Literal["channels_first", "channels_last"] | None = None,
+        frames_over_limit: Literal["subsample", "error"] | None = None,
+        mask_pixel: bool = False,
+    ) -> BatchFeature:
+        """Images/videos -> ``pixel_values`` / ``pixel_mask``, with per-call overrides of the settings, as the port.
+
+        ``do_resize`` ... ``image_std`` override the processor's settings for this call (a scalar mean / std
+        applies to every channel); ``num_frames`` and ``frames_over_limit`` too. ``data_format`` must be
+        "channels_first" (the models' layout). ``mask_pixel`` is accepted with no effect, as in the port (MAE
+        masking is done by the model's ``forward``), and noted once. The other arguments and the outputs are those
+        of :meth:`process`.
+
+        Raises:
+            ValueError: a bad override (as the constructor would raise), ``data_format="channels_last"``, or the
+                errors of :meth:`process`.
+        """
+        if mask_pixel:
+            note_no_effect(type(self).__name__, "mask_pixel", "masking is done by the model: forward(mask_pixel=True)")
+        if data_format not in (None, "channels_first"):
+            raise ValueError(f"data_format must be 'channels_first' (the models' layout), got {data_format!r}")
+        overrides = {key: value for key, value in dict(
+            do_resize=do_resize, size=size, patch_size=patch_size, resample=resample, do_center_crop=do_center_crop,
+            crop_size=crop_size, do_rescale=do_rescale, rescale_factor=rescale_factor, do_normalize=do_normalize,
+            image_mean=image_mean, image_std=image_std).items() if value is not None}  # fmt: skip
+        processor = self
+        if overrides:
+            settings = {key: getattr(self, key) for key in self.config_keys}
+            processor = type(self)(**{**settings, **overrides})
+        return processor.process(videos, return_tensors=return_tensors, is_mixed=is_mixed,
+                                 input_data_format=input_data_format, num_frames=num_frames,
+                                 frames_over_limit=frames_over_limit)
+
+    def process(
         self,
         videos: Any,
         *,
@@ -465,10 +531,6 @@ class TvltImageProcessor(ProcessorConfigMixin):
         return BatchFeature(
             {f"pixel_values{suffix}": values, f"pixel_mask{suffix}": mask}, tensor_type=return_tensors or "np"
         )
-
-    def preprocess(self, videos: Any, **kwargs: Any) -> BatchFeature:
-        """Alias of ``__call__`` (Hugging Face name)."""
-        return self(videos, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()

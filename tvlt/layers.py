@@ -19,7 +19,7 @@ at least one True (the CLS token is always real), so no softmax row is empty.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +58,18 @@ class TvltSelfAttention(nn.Module):
         self.value = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
         self.dropout = dropout
 
+    def _fusable(self) -> bool:
+        """True while query/key/value are plain Linear layers. A wrapped projection (a LoRA adapter from ``peft``,
+        a quantised layer) must be called as a module, or its extra computation would be skipped."""
+        return all(type(m) is nn.Linear for m in (self.query, self.key, self.value))
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) -> (B, H, L, d)."""
+        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+
     def _project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if not self._fusable():
+            return self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
         # One GEMM for q, k and v (weights concatenated on the fly; the copy is tiny next to the GEMM).
         weight = torch.cat([self.query.weight, self.key.weight, self.value.weight], dim=0)
         bias = None
@@ -74,6 +85,8 @@ class TvltSelfAttention(nn.Module):
         """Query of the first token only, keys and values of all tokens: (B, H, 1, d), (B, H, L, d) x 2."""
         b, n, _ = x.shape
         q = self.query(x[:, :1]).view(b, 1, self.num_heads, self.head_dim).transpose(1, 2)
+        if not self._fusable():
+            return q, self._heads(self.key(x)), self._heads(self.value(x))
         weight = torch.cat([self.key.weight, self.value.weight], dim=0)
         bias = None if self.key.bias is None else torch.cat([self.key.bias, self.value.bias], dim=0)
         k, v = F.linear(x, weight, bias).view(b, n, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
@@ -190,10 +203,13 @@ def run_layers(
     implementation: str,
     output_attentions: bool,
     output_hidden_states: bool,
-    gradient_checkpointing: bool,
+    checkpoint_kwargs: dict[str, Any] | None,
     first_token_only: bool = False,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
     """Apply a stack of layers; collect the input and every layer output, and attention probs, if asked.
+
+    ``checkpoint_kwargs``: None = no gradient checkpointing; else the keyword arguments of
+    ``torch.utils.checkpoint.checkpoint`` (e.g. ``{"use_reentrant": False}``) for recomputing each layer in backward.
 
     ``first_token_only``: the last layer computes only the first (CLS) token, output (B, 1, D); ignored when
     hidden states or attentions are requested (they need every token).
@@ -204,8 +220,8 @@ def run_layers(
     last = len(layers) - 1
     for index, layer in enumerate(layers):
         cls_only = first_token_only and index == last
-        if gradient_checkpointing and torch.is_grad_enabled() and not output_attentions:
-            x, probs = checkpoint(layer, x, key_mask, implementation, False, cls_only, use_reentrant=False)
+        if checkpoint_kwargs is not None and torch.is_grad_enabled() and not output_attentions:
+            x, probs = checkpoint(layer, x, key_mask, implementation, False, cls_only, **checkpoint_kwargs)
         else:
             x, probs = layer(x, key_mask, implementation, output_attentions, cls_only)
         if output_hidden_states:
@@ -226,12 +242,13 @@ class TvltEncoder(nn.Module):
             for _ in range(config.num_hidden_layers)
         )
         self.gradient_checkpointing = False
+        self.checkpoint_kwargs: dict[str, Any] = {"use_reentrant": False}
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, implementation: str,
                 output_attentions: bool = False, output_hidden_states: bool = False,
                 first_token_only: bool = False):
         return run_layers(self.layer, x, key_mask, implementation, output_attentions, output_hidden_states,
-                          self.gradient_checkpointing, first_token_only)
+                          self.checkpoint_kwargs if self.gradient_checkpointing else None, first_token_only)
 
 
 class TvltDecoder(nn.Module):
@@ -247,10 +264,11 @@ class TvltDecoder(nn.Module):
         )
         self.layernorm = nn.LayerNorm(config.decoder_hidden_size, eps=config.layer_norm_eps)
         self.gradient_checkpointing = False
+        self.checkpoint_kwargs: dict[str, Any] = {"use_reentrant": False}
 
     def forward(self, x: torch.Tensor, implementation: str) -> torch.Tensor:
         x, _, _ = run_layers(self.decoder_layers, x, None, implementation, False, False,
-                             self.gradient_checkpointing)
+                             self.checkpoint_kwargs if self.gradient_checkpointing else None)
         return self.layernorm(x)
 
 

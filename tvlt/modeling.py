@@ -10,14 +10,14 @@ its checkpoints load strictly (``load_state_dict(hf_model.state_dict())``). Nume
 - a padding mask is used when either modality's mask is given (the reference needs both);
 - ``use_mean_pooling=True`` mean-pools the real (non-padding) tokens for classification (the reference still
   reads CLS);
-- TvltForPreTraining computes the MAE branch in eval mode too (validation losses), allows ``task_mae=False`` or
-  ``task_matching=False``, and an empty MAE target set gives loss 0 instead of NaN.
+- TvltForPreTraining allows ``task_mae=False`` or ``task_matching=False``, runs MAE in eval mode on request
+  (``compute_mae=True``, for validation losses; by default only in training, as the port), and an empty MAE
+  target set gives loss 0 instead of NaN.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterator
 
 import torch
@@ -27,6 +27,7 @@ from torch import nn
 from tvlt.configuration import TvltConfig
 from tvlt.embeddings import TvltAudioEmbeddings, TvltPixelEmbeddings, tile_positions
 from tvlt.layers import TvltDecoder, TvltEncoder, TvltMAEHead, TvltMatchingHead, TvltPooler
+from tvlt.modeling_utils import HFModelMixin
 from tvlt.masking import (
     audio_noise as draw_audio_noise,
     expand_frame_noise,
@@ -40,19 +41,36 @@ from tvlt.masking import (
 
 
 # ----------------------------------------------------------------------------------------------------- outputs
+def extra_field() -> Any:
+    """A ModelOutput field of this project only: readable as an attribute or ``out["name"]``, not in the tuple."""
+    return field(default=None, metadata={"extra": True})
+
+
 @dataclass
 class ModelOutput:
     """Dataclass output with Hugging Face ``ModelOutput`` semantics.
 
     Attribute access (``out.logits``), key access (``out["logits"]``), and tuple access (``out[0]``,
     ``out.to_tuple()``) where None fields are skipped. Iterating yields the names of non-None fields (dict-like).
+    ``return_tuple()`` is what ``return_dict=False`` returns: the port's tuple, position for position. Fields
+    declared with :func:`extra_field` (this project's additions) are attributes and string keys only, outside the
+    tuple, iteration and length, so those match the port's output class.
     """
 
+    def _port_fields(self) -> list[str]:
+        return [f.name for f in fields(self) if not f.metadata.get("extra")]
+
+    def return_tuple(self) -> tuple[Any, ...]:
+        return self.to_tuple()
+
+    def _optional_tail(self) -> tuple[Any, ...]:
+        return tuple(x for x in (self.hidden_states, self.attentions) if x is not None)
+
     def to_tuple(self) -> tuple[Any, ...]:
-        return tuple(v for v in (getattr(self, f.name) for f in fields(self)) if v is not None)
+        return tuple(v for v in (getattr(self, name) for name in self._port_fields()) if v is not None)
 
     def keys(self) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+        return [name for name in self._port_fields() if getattr(self, name) is not None]
 
     def values(self) -> list[Any]:
         return list(self.to_tuple())
@@ -62,7 +80,7 @@ class ModelOutput:
 
     def __getitem__(self, key: int | slice | str) -> Any:
         if isinstance(key, str):
-            if key not in self.keys():
+            if getattr(self, key, None) is None or key not in {f.name for f in fields(self)}:
                 raise KeyError(key)
             return getattr(self, key)
         return self.to_tuple()[key]
@@ -97,13 +115,20 @@ class TvltModelOutput(ModelOutput):
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
+    def return_tuple(self) -> tuple[Any, ...]:
+        """The first seven fields always (None where not masked), then hidden states / attentions if present."""
+        return (self.last_hidden_state, self.last_pixel_hidden_state, self.last_audio_hidden_state,
+                self.pixel_label_masks, self.audio_label_masks, self.pixel_ids_restore,
+                self.audio_ids_restore) + self._optional_tail()
+
 
 @dataclass
 class TvltForPreTrainingOutput(ModelOutput):
     """Pretraining output. loss = matching_loss + pixel_loss + audio_loss (terms that ran).
 
     matching_logits (B, 1); pixel_logits (B, Np, ph*pw*C); audio_logits (B, Na, pt*pf*C). The fields after
-    ``attentions`` are this project's additions (for logging and reconstruction plots).
+    ``attentions`` are this project's additions (for logging and reconstruction plots): attributes and string
+    keys, outside ``to_tuple()`` / ``keys()`` / ``len()``, which match the port's class.
     """
 
     loss: torch.Tensor | None = None
@@ -112,11 +137,17 @@ class TvltForPreTrainingOutput(ModelOutput):
     audio_logits: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
-    matching_loss: torch.Tensor | None = None
-    pixel_loss: torch.Tensor | None = None
-    audio_loss: torch.Tensor | None = None
-    pixel_label_masks: torch.Tensor | None = None
-    audio_label_masks: torch.Tensor | None = None
+    matching_loss: torch.Tensor | None = extra_field()
+    pixel_loss: torch.Tensor | None = extra_field()
+    audio_loss: torch.Tensor | None = extra_field()
+    pixel_label_masks: torch.Tensor | None = extra_field()
+    audio_label_masks: torch.Tensor | None = extra_field()
+
+    def return_tuple(self) -> tuple[Any, ...]:
+        """(loss if computed, matching_logits, pixel_logits, audio_logits), then hidden states / attentions if
+        present; this project's extra fields are not in the tuple."""
+        loss = () if self.loss is None else (self.loss,)
+        return loss + (self.matching_logits, self.pixel_logits, self.audio_logits) + self._optional_tail()
 
 
 @dataclass
@@ -128,10 +159,17 @@ class TvltClassifierOutput(ModelOutput):
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
+    def return_tuple(self) -> tuple[Any, ...]:
+        """(loss if computed, logits, None, None, None), then hidden states / attentions if present: the port
+        slices its encoder tuple from index 4, so three empty slots sit before the hidden states."""
+        loss = () if self.loss is None else (self.loss,)
+        return loss + (self.logits, None, None, None) + self._optional_tail()
+
 
 # ------------------------------------------------------------------------------------------------- base class
-class TvltPreTrainedModel(nn.Module):
-    """Weight init, gradient checkpointing and save/load shared by the TVLT models."""
+class TvltPreTrainedModel(HFModelMixin, nn.Module):
+    """Weight init and forward flags shared by the TVLT models; the Hugging Face model surface (device, dtype,
+    gradient checkpointing, save/load, ...) comes from :class:`tvlt.modeling_utils.HFModelMixin`."""
 
     config_class = TvltConfig
     base_model_prefix = "tvlt"
@@ -145,6 +183,7 @@ class TvltPreTrainedModel(nn.Module):
 
     def post_init(self) -> None:
         self.apply(self._init_weights)
+        self._apply_config_gradient_checkpointing()
 
     def _init_weights(self, module: nn.Module) -> None:
         """HF port: Linear/Conv N(0, initializer_range) with zero bias; LayerNorm 1/0; tables stay zero."""
@@ -156,19 +195,6 @@ class TvltPreTrainedModel(nn.Module):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
-    def gradient_checkpointing_enable(self) -> None:
-        for module in self.modules():
-            if isinstance(module, (TvltEncoder, TvltDecoder)):
-                module.gradient_checkpointing = True
-
-    def gradient_checkpointing_disable(self) -> None:
-        for module in self.modules():
-            if isinstance(module, (TvltEncoder, TvltDecoder)):
-                module.gradient_checkpointing = False
-
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
-
     def no_weight_decay(self) -> set[str]:
         """Names of parameters that conventionally skip weight decay: tables, tokens, biases and norms."""
         names = set()
@@ -178,24 +204,11 @@ class TvltPreTrainedModel(nn.Module):
                 names.add(name)
         return names
 
-    def save_pretrained(self, directory: str | os.PathLike, safe_serialization: bool = True) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``) to ``directory``."""
-        from tvlt.checkpoints import save_pretrained
-
-        save_pretrained(self, directory, safe_serialization=safe_serialization)
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, config: TvltConfig | None = None, **config_overrides: Any):
-        """Build from a directory with ``config.json`` + weights; see :func:`tvlt.checkpoints.from_pretrained`."""
-        from tvlt.checkpoints import from_pretrained
-
-        return from_pretrained(cls, path, config=config, **config_overrides)
-
     def _flags(self, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
         c = self.config
         return (c.output_attentions if output_attentions is None else output_attentions,
                 c.output_hidden_states if output_hidden_states is None else output_hidden_states,
-                c.return_dict if return_dict is None else return_dict)
+                c.use_return_dict if return_dict is None else return_dict)
 
 
 def _as_bool_mask(mask: torch.Tensor | None, expected: tuple[int, int], name: str) -> torch.Tensor | None:
@@ -303,7 +316,7 @@ class TvltModel(TvltPreTrainedModel):
             hidden_states=all_hidden,
             attentions=all_attn,
         )
-        return out if return_dict else out.to_tuple()
+        return out if return_dict else out.return_tuple()
 
     @staticmethod
     def _key_mask(pixel_real: torch.Tensor | None, audio_real: torch.Tensor | None, pixel_tokens: torch.Tensor,
@@ -369,10 +382,13 @@ class TvltForPreTraining(TvltPreTrainedModel):
         return_dict: bool | None = None,
         pixel_noise: torch.Tensor | None = None,
         audio_noise: torch.Tensor | None = None,
+        compute_mae: bool | None = None,
     ) -> TvltForPreTrainingOutput | tuple[torch.Tensor, ...]:
         """VAM on (pixel_values_mixed, audio_values) when task_matching and labels (B,) or (B, 1) of 0/1 or the
         mixed video is given (without a mixed video, pixel_values are used: all pairs matched); MAE on
-        (pixel_values, audio_values) when task_mae, in train and eval mode.
+        (pixel_values, audio_values) when task_mae and ``compute_mae`` (default None: in training mode only, as
+        the port; True also in eval mode, e.g. for validation losses, with masks from the seeded RNG or the
+        given noise).
 
         hidden_states/attentions come from the last encoder pass (the MAE pass when it runs).
         """
@@ -397,7 +413,7 @@ class TvltForPreTraining(TvltPreTrainedModel):
                     matching_logits.view(-1), labels.reshape(-1).to(matching_logits.dtype))
                 losses.append(matching_loss)
 
-        if c.task_mae:
+        if c.task_mae and (self.training if compute_mae is None else compute_mae):
             encoder_out = self.tvlt(pixel_values, audio_values, pixel_mask, audio_mask, mask_pixel=True,
                                     mask_audio=True, output_attentions=output_attentions,
                                     output_hidden_states=output_hidden_states, return_dict=True,
@@ -423,7 +439,7 @@ class TvltForPreTraining(TvltPreTrainedModel):
             pixel_label_masks=pixel_label_masks,
             audio_label_masks=audio_label_masks,
         )
-        return out if return_dict else out.to_tuple()
+        return out if return_dict else out.return_tuple()
 
     def _decode(self, encoder_out: TvltModelOutput, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """MAE decoder on both streams -> pixel_logits (B, Np, ph*pw*C), audio_logits (B, Na, pt*pf*C)."""
@@ -491,7 +507,7 @@ class TvltForAudioVisualClassification(TvltPreTrainedModel):
         loss = None if labels is None else self.compute_loss(logits, labels)
         out = TvltClassifierOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states,
                                    attentions=enc.attentions)
-        return out if return_dict else out.to_tuple()
+        return out if return_dict else out.return_tuple()
 
     def pool(self, hidden: torch.Tensor, pixel_mask: torch.Tensor | None,
              audio_mask: torch.Tensor | None) -> torch.Tensor:

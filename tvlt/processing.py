@@ -2,9 +2,11 @@
 
 Wraps a :class:`~tvlt.TvltImageProcessor` and a :class:`~tvlt.TvltFeatureExtractor` and returns the inputs the models
 take: ``pixel_values``, ``pixel_mask``, ``audio_values``, ``audio_mask`` and, for video-audio matching negatives,
-``pixel_values_mixed`` / ``pixel_mask_mixed``. Unlike the Hugging Face port, arguments that would have no effect
-(``mask_audio``, ``mask_pixel``, ``resample``, misspelled names) raise ``TypeError`` instead of being ignored;
-masking for MAE happens inside the model (``mask_pixel=`` / ``mask_audio=`` of its ``forward``).
+``pixel_values_mixed`` / ``pixel_mask_mixed``. The port's arguments are accepted with their meaning: per-call
+settings go to the sub-processor that has them; ``mask_audio`` / ``mask_pixel`` (and the feature extractor's
+``resample``) have no effect, in the port either (masking for MAE happens inside the model: ``mask_pixel=`` /
+``mask_audio=`` of its ``forward``), and say so once. Names neither sub-processor knows (typos) raise ``TypeError``
+where the port would ignore them.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from typing import Any, ClassVar, Literal
 
 from tvlt.feature_extraction import TvltFeatureExtractor
 from tvlt.image_processing import TvltImageProcessor
-from tvlt.processing_utils import BatchFeature, ReturnTensors, read_config_json, write_config_json
+from tvlt.processing_utils import BatchFeature, ReturnTensors, note_no_effect, read_config_json, write_config_json
 
-# keyword arguments of TvltProcessor.__call__ forwarded to each sub-processor
-_IMAGE_KWARGS = frozenset({"input_data_format", "num_frames", "frames_over_limit"})
+# keyword arguments of TvltProcessor.__call__ forwarded to each sub-processor (``resample`` is the image
+# processor's interpolation, as in the port, where the same kwargs reach both)
+_IMAGE_KWARGS = frozenset(TvltImageProcessor._valid_processor_keys) - {"videos", "is_mixed", "return_tensors",
+                                                                        "mask_pixel"}
 _AUDIO_KWARGS = frozenset({"return_attention_mask", "channels"})
-_IGNORED_BY_HF = ("mask_audio", "mask_pixel", "resample")
 
 
 class TvltProcessor:
@@ -82,6 +85,8 @@ class TvltProcessor:
         audio: Any = None,
         images_mixed: Any = None,
         sampling_rate: int | None = None,
+        mask_audio: bool = False,
+        mask_pixel: bool = False,
         *,
         return_tensors: ReturnTensors = None,
         **kwargs: Any,
@@ -93,9 +98,12 @@ class TvltProcessor:
             audio: waveform(s) for ``audio_values`` / ``audio_mask``.
             images_mixed: images/videos for ``pixel_values_mixed`` / ``pixel_mask_mixed`` (VAM negatives).
             sampling_rate: rate of ``audio`` in Hz (resampled to the feature extractor's rate when different).
+            mask_audio, mask_pixel: the port's arguments, accepted with no effect (none in the port either); noted
+                once.
             return_tensors: ``"pt"``, ``"np"`` or ``None`` (numpy), for every output.
-            **kwargs: ``input_data_format``, ``num_frames``, ``frames_over_limit`` (image processor);
-                ``return_attention_mask``, ``channels`` (feature extractor).
+            **kwargs: the image processor's per-call settings (``do_normalize``, ``image_mean``, ``num_frames``,
+                ``input_data_format``, ...: see :meth:`TvltImageProcessor.preprocess`); ``return_attention_mask``,
+                ``channels`` (feature extractor).
 
         Returns:
             BatchFeature with keys in the HF port's order: audio_values, audio_mask, pixel_values, pixel_mask,
@@ -103,20 +111,13 @@ class TvltProcessor:
 
         Raises:
             ValueError: no ``images``, ``audio`` nor ``images_mixed`` given.
-            TypeError: an argument no sub-processor uses (``mask_audio``, ``mask_pixel`` and ``resample``, which the
-                HF port accepts and ignores, included).
+            TypeError: an argument no sub-processor knows (named, with the accepted ones).
         """
         unknown = set(kwargs) - _IMAGE_KWARGS - _AUDIO_KWARGS
         if unknown:
-            hints = [
-                f"{name} (masking is done by the model: pass {name}= to its forward)"
-                if name.startswith("mask_")
-                else name
-                for name in sorted(unknown)
-            ]
             accepted = sorted(_IMAGE_KWARGS | _AUDIO_KWARGS | {"images", "audio", "images_mixed", "sampling_rate",
-                                                              "return_tensors"})  # fmt: skip
-            raise TypeError(f"TvltProcessor got unused argument(s): {', '.join(hints)}; accepted: {accepted}")
+                                                              "mask_audio", "mask_pixel", "return_tensors"})  # fmt: skip
+            raise TypeError(f"TvltProcessor got unknown argument(s) {sorted(unknown)}; accepted: {accepted}")
         if images is None and audio is None and images_mixed is None:
             raise ValueError("pass at least one of images, audio or images_mixed")
         if audio is None and sampling_rate is not None:
@@ -131,11 +132,17 @@ class TvltProcessor:
         if audio is not None:
             out.update(
                 self.feature_extractor(
-                    audio, sampling_rate=sampling_rate, return_tensors=return_tensors, **audio_kwargs
+                    audio, sampling_rate=sampling_rate, return_tensors=return_tensors, mask_audio=mask_audio,
+                    **audio_kwargs,
                 )
             )
+        elif mask_audio:
+            note_no_effect("TvltProcessor", "mask_audio", "masking is done by the model: forward(mask_audio=True)")
         if images is not None:
-            out.update(self.image_processor(images, return_tensors=return_tensors, **image_kwargs))
+            out.update(self.image_processor(images, return_tensors=return_tensors, mask_pixel=mask_pixel,
+                                            **image_kwargs))
+        elif mask_pixel:
+            note_no_effect("TvltProcessor", "mask_pixel", "masking is done by the model: forward(mask_pixel=True)")
         if images_mixed is not None:
             out.update(self.image_processor(images_mixed, is_mixed=True, return_tensors=return_tensors, **image_kwargs))
         return BatchFeature(out)
@@ -148,10 +155,11 @@ class TvltProcessor:
             "feature_extractor": self.feature_extractor.to_dict(),
         }
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+    def save_pretrained(self, save_directory: str | os.PathLike) -> list[Path]:
         """Write both sub-processors' settings to ``save_directory/preprocessor_config.json`` (one JSON object with
-        an ``image_processor`` and a ``feature_extractor`` section); returns the file path."""
-        return write_config_json(save_directory, self.to_dict())
+        an ``image_processor`` and a ``feature_extractor`` section); returns the list of files written, as the
+        port."""
+        return [write_config_json(save_directory, self.to_dict())]
 
     @classmethod
     def from_pretrained(cls, pretrained_path: str | os.PathLike, **kwargs: Any) -> TvltProcessor:

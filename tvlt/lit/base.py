@@ -61,6 +61,8 @@ class TvltLitModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["optimizer"], logger=False)
         self.optimizer_factory = optimizer if optimizer is not None else DEFAULT_OPTIMIZER
         fields = {**dict(config or {}), **self.task_config_fields()}
+        # the library config stores unknown keys (the port's policy); a run's YAML must not: a typo is an error
+        TvltConfig.check_known_keys(fields, "model.config")
         self.model = self.model_class(TvltConfig(**fields))
         self.loaded_checkpoint: str | None = None
         if pretrained:
