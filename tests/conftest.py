@@ -32,3 +32,12 @@ TINY_CONFIG = dict(
 def tiny_config() -> TvltConfig:
     """A TVLT config small enough for CPU unit tests (hidden 32, 2 layers, 32x32 frames, 16 mel bins)."""
     return TvltConfig(**TINY_CONFIG)
+
+
+@pytest.fixture(autouse=True)
+def fresh_once_notes(monkeypatch):
+    """Notes logged once per process (arguments without effect) start unlogged in every test, whatever ran
+    before it in the same process."""
+    import tvlt.processing_utils
+
+    monkeypatch.setattr(tvlt.processing_utils, "_noted", set())

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from tvlt.configuration import CONFIG_NAME, TvltConfig
+from tvlt.hub import resolve
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +319,8 @@ def load_checkpoint(model: nn.Module, path_or_state_dict: str | os.PathLike | Ma
     """Load weights of any supported format (HF, original release, Lightning) into ``model``; return a report.
 
     ``path_or_state_dict``: a ``.safetensors``/``.bin``/``.ckpt``/``.pt`` file, a directory holding
-    ``model.safetensors`` or ``pytorch_model.bin``, or an in-memory (possibly Lightning) state dict.
+    ``model.safetensors`` or ``pytorch_model.bin``, either as a Hub name (``owner/name/TVLT.ckpt``,
+    ``owner/name``; :func:`tvlt.hub.resolve`), or an in-memory (possibly Lightning) state dict.
     """
     notes: list[str] = []
     if isinstance(path_or_state_dict, Mapping):
@@ -326,7 +328,7 @@ def load_checkpoint(model: nn.Module, path_or_state_dict: str | os.PathLike | Ma
         state_dict = unwrap_state_dict(path_or_state_dict, source)
     else:
         source = str(path_or_state_dict)
-        state_dict = read_state_dict(path_or_state_dict)
+        state_dict = read_state_dict(resolve(path_or_state_dict))  # a Hub name: owner/name[/file]
     state_dict, dropped = strip_wrapper_prefixes(state_dict, notes)
     if dropped:
         notes.append(f"dropped {len(dropped)} keys outside the model wrapper: {sorted(dropped)[:10]}")
@@ -370,8 +372,7 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, safe_seriali
 
 # from_pretrained options of the port that need the Hub or features this package does not have: refused by name
 _UNSUPPORTED_LOAD_OPTIONS = frozenset({
-    "cache_dir", "force_download", "resume_download", "proxies", "token", "use_auth_token", "revision",
-    "trust_remote_code", "mirror", "device_map", "max_memory", "offload_folder", "offload_state_dict",
+    "resume_download", "proxies", "use_auth_token", "trust_remote_code", "mirror", "device_map", "max_memory", "offload_folder", "offload_state_dict",
     "load_in_8bit", "load_in_4bit", "quantization_config", "variant", "use_flash_attention_2", "from_tf",
     "from_flax", "low_cpu_mem_usage",
 })
@@ -381,11 +382,14 @@ def from_pretrained(cls: type, pretrained_model_name_or_path: str | os.PathLike 
                     config: TvltConfig | str | os.PathLike | None = None,
                     state_dict: Mapping[str, torch.Tensor] | None = None,
                     torch_dtype: torch.dtype | str | None = None, output_loading_info: bool = False,
-                    subfolder: str = "", ignore_mismatched_sizes: bool = False, local_files_only: bool = True,
+                    subfolder: str = "", ignore_mismatched_sizes: bool = False, local_files_only: bool | None = None,
                     use_safetensors: bool | None = None, attn_implementation: str | None = None,
-                    **kwargs: Any):
-    """Build ``cls`` from a local directory with ``config.json`` and weights, from a checkpoint file (any format
-    :func:`load_checkpoint` reads) plus ``config``, or from ``None`` with ``config`` and ``state_dict``.
+                    cache_dir: str | os.PathLike | None = None, force_download: bool | None = None,
+                    token: str | bool | None = None, revision: str | None = None, **kwargs: Any):
+    """Build ``cls`` from a directory with ``config.json`` and weights, from a checkpoint file (any format
+    :func:`load_checkpoint` reads) plus ``config``, or from ``None`` with ``config`` and ``state_dict``. The
+    directory or file may be a Hugging Face Hub name (``ZinengTang/tvlt-base``; ``owner/name/file`` for one file),
+    fetched into or found in the Hub cache (:func:`tvlt.hub.resolve`).
 
     Args mirror ``PreTrainedModel.from_pretrained`` of the port:
         config: a :class:`TvltConfig` or a directory / json file to read it from (default: the model directory).
@@ -400,7 +404,8 @@ def from_pretrained(cls: type, pretrained_model_name_or_path: str | os.PathLike 
         subfolder: look inside this sub-directory of the model directory.
         ignore_mismatched_sizes: re-initialise head weights whose shapes differ (e.g. another ``num_labels``)
             instead of raising.
-        local_files_only: accepted; always effectively True (nothing is downloaded).
+        local_files_only, cache_dir, force_download, token, revision: for Hub names, as ``huggingface_hub`` takes
+            them (``HF_HUB_OFFLINE=1`` also keeps to the cache).
         use_safetensors: True requires ``model.safetensors``, False ``pytorch_model.bin``; None takes either.
         attn_implementation: "sdpa" or "eager" (a config override).
         **kwargs: config overrides; only keys the config knows (a typo raises ``TypeError``, as the port's model
@@ -409,7 +414,8 @@ def from_pretrained(cls: type, pretrained_model_name_or_path: str | os.PathLike 
     The model is returned in eval mode with the load report on ``model.loading_report``.
 
     Raises:
-        FileNotFoundError: no config or weights at the path.
+        FileNotFoundError: no config or weights at the path, or a Hub name that cannot be resolved (named, with
+            the reason).
         ValueError: missing or mis-shaped encoder weights (named, with shapes), mis-shaped heads without
             ``ignore_mismatched_sizes``, nothing to load, or an unknown ``torch_dtype``.
         TypeError: an option of the port this package does not support (``device_map``, ``revision``, ...) or an
@@ -417,12 +423,16 @@ def from_pretrained(cls: type, pretrained_model_name_or_path: str | os.PathLike 
     """
     unsupported = sorted(k for k in kwargs if k in _UNSUPPORTED_LOAD_OPTIONS)
     if unsupported:
-        raise TypeError(f"{cls.__name__}.from_pretrained: option(s) {unsupported} are not supported (local "
-                        "directories and files only, loaded on CPU; move the model with .to() afterwards)")
+        raise TypeError(f"{cls.__name__}.from_pretrained: option(s) {unsupported} are not supported (loaded on "
+                        "CPU; move the model with .to() afterwards)")
     kwargs.pop("_fast_init", None)  # the port's init shortcut; loading here never re-initialises loaded weights
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    path = None if pretrained_model_name_or_path is None else Path(pretrained_model_name_or_path) / subfolder
+    hub = dict(local_files_only=local_files_only, cache_dir=cache_dir, force_download=force_download, token=token,
+               revision=revision)
+    path = None
+    if pretrained_model_name_or_path is not None:
+        path = resolve(pretrained_model_name_or_path, subfolder, **hub) / subfolder
     if path is None and state_dict is None:
         raise ValueError(f"{cls.__name__}.from_pretrained: nothing to load; pass a directory or file, or "
                          "config= and state_dict=")
@@ -430,7 +440,7 @@ def from_pretrained(cls: type, pretrained_model_name_or_path: str | os.PathLike 
         config_source = config if config is not None else path
         if config_source is None:
             raise ValueError(f"{cls.__name__}.from_pretrained(None, ...) needs config=")
-        config_dir = Path(config_source)
+        config_dir = resolve(config_source, **hub)
         config = TvltConfig.from_pretrained(config_dir if config_dir.is_dir() or config_dir.suffix == ".json"
                                             else config_dir.parent)
     else:

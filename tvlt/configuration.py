@@ -359,24 +359,29 @@ class TvltConfig:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, subfolder: str = "",
                         **overrides: Any) -> "TvltConfig":
-        """Read ``config.json`` from a local directory (``subfolder`` inside it, as the port) or the json file
-        itself; ``overrides`` win. Nothing is downloaded.
+        """Read ``config.json`` from a directory (``subfolder`` inside it, as the port) or the json file itself,
+        either local or a Hugging Face Hub name (:func:`tvlt.hub.resolve`, which takes ``cache_dir``, ``revision``,
+        ``token``, ``local_files_only``, ``force_download``); ``overrides`` win.
 
         Raises:
-            FileNotFoundError (an ``OSError``, as the port raises): no config at the path.
+            FileNotFoundError (an ``OSError``, as the port raises): no config at the path, or a Hub name that
+            cannot be resolved.
         """
+        from tvlt.hub import HUB_OPTIONS, resolve
+
         overrides.pop("return_unused_kwargs", None)
-        for key in ("cache_dir", "force_download", "resume_download", "proxies", "token", "revision",
-                    "local_files_only", "trust_remote_code", "_from_auto", "_from_pipeline", "_commit_hash"):
-            overrides.pop(key, None)  # Hub download options: nothing is downloaded, so they have no effect
-        path = Path(pretrained_model_name_or_path)
+        hub = {key: overrides.pop(key) for key in HUB_OPTIONS if key in overrides}
+        for key in ("resume_download", "proxies", "trust_remote_code", "_from_auto", "_from_pipeline",
+                    "_commit_hash"):
+            overrides.pop(key, None)  # the port's loader bookkeeping: no effect here
+        path = resolve(pretrained_model_name_or_path, subfolder, **hub)
         if subfolder:
             path = path / subfolder
         if path.is_dir():
             path = path / CONFIG_NAME
         if not path.is_file():
-            raise FileNotFoundError(f"no TVLT config at {path} (a local directory or config.json is needed; "
-                                    "nothing is downloaded)")
+            raise FileNotFoundError(f"no TVLT config at {path} (a directory or config.json is needed, local or "
+                                    "a Hub name owner/name)")
         config = cls.from_json_file(path, **overrides)
         config.name_or_path = str(pretrained_model_name_or_path)
         return config

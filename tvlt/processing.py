@@ -163,7 +163,9 @@ class TvltProcessor:
 
     @classmethod
     def from_pretrained(cls, pretrained_path: str | os.PathLike, **kwargs: Any) -> TvltProcessor:
-        """Load from a directory (or file) written by :meth:`save_pretrained` or by the Hugging Face port.
+        """Load from a directory (or file) written by :meth:`save_pretrained` or by the Hugging Face port, local or
+        a Hugging Face Hub name (:func:`tvlt.hub.resolve`; its options ``cache_dir``, ``revision``, ``token``,
+        ``local_files_only``, ``force_download`` go to the Hub client).
 
         The HF port's ``TvltProcessor.save_pretrained`` writes one flat file holding the feature extractor's keys
         only (the image processor's are overwritten); settings missing from the file take their defaults. A
@@ -173,7 +175,10 @@ class TvltProcessor:
             FileNotFoundError: no ``preprocessor_config.json``.
             ValueError: keys neither sub-processor knows (named in the message with the file).
         """
-        config, file = read_config_json(pretrained_path)
+        from tvlt.hub import HUB_OPTIONS, resolve
+
+        hub = {key: kwargs.pop(key) for key in HUB_OPTIONS if key in kwargs}
+        config, file = read_config_json(resolve(pretrained_path, **hub))
         nested = "image_processor" in config or "feature_extractor" in config
         if nested:
             extra = set(config) - {"image_processor", "feature_extractor", "processor_class"}

@@ -258,16 +258,21 @@ class ProcessorConfigMixin:
 
     @classmethod
     def from_pretrained(cls, pretrained_path: str | os.PathLike, **overrides: Any) -> Any:
-        """Load from a directory holding ``preprocessor_config.json`` (or that file itself).
+        """Load from a directory holding ``preprocessor_config.json`` (or that file itself), local or a Hugging
+        Face Hub name (:func:`tvlt.hub.resolve`; ``cache_dir``, ``revision``, ``token``, ``local_files_only``,
+        ``force_download`` go to the Hub client).
 
-        Reads files written by this project and by the Hugging Face port; nothing is downloaded.
+        Reads files written by this project and by the Hugging Face port.
 
         Keys this processor does not know are kept as attributes and logged once, as the port does.
 
         Raises:
             FileNotFoundError: no config file at the path.
         """
-        config, file = read_config_json(pretrained_path)
+        from tvlt.hub import HUB_OPTIONS, resolve
+
+        hub = {key: overrides.pop(key) for key in HUB_OPTIONS if key in overrides}
+        config, file = read_config_json(resolve(pretrained_path, **hub))
         return cls.from_dict(config, source=str(file), **overrides)
 
     def __repr__(self) -> str:
