@@ -93,7 +93,7 @@ def test_mosei_datamodule_makes_the_demo_on_first_use_and_logs_it(tmp_path, capl
     caplog.clear()
     with caplog.at_level(logging.INFO):
         MoseiDataModule(demo_dir=str(demo_dir), demo_clips=(2, 1, 1)).prepare_data()
-    assert "Using the embedded demo MOSEI dataset" in caplog.text and "generating" not in caplog.text
+    assert "Using the embedded demo dataset (CMU-MOSEI layout)" in caplog.text and "generating" not in caplog.text
 
 
 def test_demo_dir_that_is_not_a_demo_set_is_never_deleted(tmp_path):

@@ -63,6 +63,8 @@ class TvltLitModule(pl.LightningModule):
         fields = {**dict(config or {}), **self.task_config_fields()}
         self.model = self.model_class(TvltConfig(**fields))
         self.loaded_checkpoint: str | None = None
+        # set when a run resumes from a Lightning checkpoint (on_load_checkpoint): what the checkpoint had done
+        self.resumed_from: dict[str, Any] | None = None
         if pretrained:
             self.load_pretrained(pretrained)
         if compile:
@@ -84,11 +86,13 @@ class TvltLitModule(pl.LightningModule):
     def model_inputs(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         return {k: batch[k] for k in MODEL_INPUTS if batch.get(k) is not None}
 
-    def summary(self) -> str:
-        """One line: model class, parameters, and what it was initialised from."""
+    def summary(self, source: str | None = None) -> str:
+        """One line: model class, parameters, and where the weights come from (``source``, e.g. the checkpoint a
+        run resumes from; by default the pretrained checkpoint, or random initialisation)."""
         n = sum(p.numel() for p in self.model.parameters())
         c = self.model.config
-        source = f"loaded from {self.loaded_checkpoint}" if self.loaded_checkpoint else "randomly initialised"
+        if source is None:
+            source = f"loaded from {self.loaded_checkpoint}" if self.loaded_checkpoint else "randomly initialised"
         return (f"Model: {type(self.model).__name__} (hidden {c.hidden_size} x {c.num_hidden_layers} layers), "
                 f"{n / 1e6:.2f} M parameters, {source}")
 
@@ -105,6 +109,19 @@ class TvltLitModule(pl.LightningModule):
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         checkpoint["tvlt_data"] = {k: getattr(datamodule, k) for k in ("num_frames", "processor_mode")
                                    if isinstance(getattr(datamodule, k, None), (int, str))}
+        # what the learning-rate schedule was sized with, so a resumed run can say what changed
+        if self._trainer is not None:
+            checkpoint["tvlt_schedule"] = {"total_steps": self._schedule_total,
+                                           "world_size": int(self.trainer.world_size),
+                                           "accumulate_grad_batches": int(self.trainer.accumulate_grad_batches)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # called when fit/test restores ckpt_path, before configure_optimizers: the schedule needs it (resume)
+        from tvlt.lit.runs import finished_epochs
+
+        self.resumed_from = {"global_step": int(checkpoint.get("global_step", 0)),
+                             "epochs": finished_epochs(checkpoint),
+                             "schedule": dict(checkpoint.get("tvlt_schedule") or {})}
 
     # ---------------------------------------------------------------- guards and logging
     def check_finite(self, loss: Tensor, batch: Mapping[str, Any], stage: str) -> None:
@@ -134,7 +151,7 @@ class TvltLitModule(pl.LightningModule):
         sched = self.hparams.get("scheduler")
         if not sched:
             return {"optimizer": optimizer}
-        total = sched.get("total_steps") or int(self.trainer.estimated_stepping_batches)
+        total = sched.get("total_steps") or self.run_optimizer_steps()
         if not math.isfinite(total) or total <= 0:
             raise ValueError("scheduler.total_steps is unset and the trainer has no finite length (max_steps or "
                              "max_epochs); set model.scheduler.total_steps")
@@ -144,8 +161,44 @@ class TvltLitModule(pl.LightningModule):
             log.warning("scheduler: warmup_steps %d >= total optimizer steps %d; using %d warm-up steps",
                         warmup, total, new)
             warmup = new
+        self._schedule_total = int(total)
         scheduler = warmup_cosine(optimizer, warmup, int(total), float(sched.get("min_lr_ratio", 0.0)))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+
+    _schedule_total: int | None = None
+
+    def run_optimizer_steps(self) -> float:
+        """Optimizer steps of the whole run, the horizon of a schedule with ``total_steps: null``.
+
+        Lightning's ``estimated_stepping_batches`` assumes every epoch runs under the current devices and gradient
+        accumulation. A resumed run trained its first epochs under the checkpoint's settings: its horizon is the
+        optimizer steps already done plus the remaining epochs' steps under the current settings, so the schedule
+        continues at the saved step (with the old estimate, resuming on twice the devices or with twice the
+        accumulation put the saved step past the end: learning rate 0 for the whole resumed run). A warning names
+        a changed setting and the new horizon."""
+        trainer = self.trainer
+        estimate = trainer.estimated_stepping_batches
+        resumed = self.resumed_from
+        if (not resumed or resumed.get("epochs") is None or not math.isfinite(estimate)
+                or trainer.max_epochs in (None, -1)):
+            return estimate
+        per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+        done = resumed["global_step"]
+        total = done + per_epoch * max(0, int(trainer.max_epochs) - resumed["epochs"])
+        if trainer.max_steps not in (None, -1):
+            total = min(total, int(trainer.max_steps))
+        saved = resumed["schedule"]
+        now = {"world_size": trainer.world_size, "accumulate_grad_batches": trainer.accumulate_grad_batches}
+        names = {"world_size": "processes (trainer.devices x trainer.num_nodes)",
+                 "accumulate_grad_batches": "trainer.accumulate_grad_batches"}
+        changed = [f"{names[k]} {saved[k]} -> {now[k]}" for k in now if k in saved and saved[k] != now[k]]
+        if changed or saved.get("total_steps") not in (None, total):
+            log.warning("Resuming at optimizer step %d%s: the learning-rate schedule continues from that step and "
+                        "now ends at optimizer step %d (it was sized for %s).", done,
+                        f" with {', '.join(changed)}" if changed else "", total,
+                        saved.get("total_steps", "an unknown number of steps"))
+        return total
 
 
 class CheckpointError(ValueError):
