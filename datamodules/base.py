@@ -273,7 +273,12 @@ class ClipDataModule(pl.LightningDataModule):
     # ----------------------------------------------------------------------------------------- skip counting
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Pop the collator's ``skipped`` list (on_error=skip), count it per stage and epoch, and log the counts of
-        a finished epoch when the next one starts (and at teardown). All-failed batches become ``None``."""
+        a finished epoch when the next one starts (and at teardown).
+
+        An all-failed batch becomes ``None``, which Lightning skips in training, except in training with several
+        processes (DDP): there it becomes the empty batch ``{"ids": [], "empty": True}``, so the process still takes
+        part in the step and its collectives (``TvltLitModule.training_step`` makes it a zero-weight step, or every
+        process skips together). Skipping alone would leave the other processes waiting in a collective forever."""
         if not isinstance(batch, dict):
             return batch
         skipped = batch.pop("skipped", None)
@@ -286,7 +291,11 @@ class ClipDataModule(pl.LightningDataModule):
             self._skip_key = key
         if skipped:
             self.skipped.setdefault(str(key), Counter()).update(cause for _, cause in skipped)
-        return None if batch.pop("empty", False) else batch
+        if not batch.pop("empty", False):
+            return batch
+        if trainer is not None and trainer.training and trainer.world_size > 1:
+            return {"ids": [], "empty": True}
+        return None
 
     def log_skipped(self) -> None:
         """Log the skip counts of the current stage/epoch, if any (python logging and the trainer's loggers)."""

@@ -140,6 +140,38 @@ class TvltLitModule(pl.LightningModule):
                     f"samples: {list(batch.get('ids', []))}")
             raise NonFiniteLossError(f"non-finite {stage} loss on another process at {where}")
 
+    # ---------------------------------------------------------------- training step
+    def training_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> Any:
+        """The task's :meth:`train_step`, or nothing to learn from: a batch whose every clip failed to load
+        (``data.on_error=skip``) is ``None``, or ``{"ids": [], ...}`` under DDP.
+
+        Without DDP such a step is skipped. Under DDP the processes decide together (one all-reduce of a flag per
+        step): if none has data, all skip the step; otherwise a process without data takes a zero-weight step
+        (:meth:`zero_weight_step`), so that every process makes the same collective calls and optimizer steps. A
+        process that skipped alone left the others waiting in a collective forever (a hang)."""
+        empty = batch is None or not batch.get("ids")
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            if not trainer.strategy.reduce_boolean_decision(not empty, all=False):
+                return None
+            if empty:
+                return self.zero_weight_step()
+        elif empty:
+            return None
+        return self.train_step(batch, batch_idx)
+
+    def train_step(self, batch: Mapping[str, Any], batch_idx: int) -> Any:
+        """The task's training step on a batch with data (the loss, or a dict with ``loss``); override."""
+        raise NotImplementedError
+
+    def zero_weight_step(self) -> Tensor:
+        """A loss of exactly 0 with a zero gradient for every trainable parameter (so DDP's gradient all-reduce has
+        this process's share), after the same non-finite check (a collective) as a real step."""
+        # (p * 0).sum(), not p.sum() * 0: the gradient then has the parameter's layout, as DDP's buckets expect
+        loss = torch.stack([(p * 0.0).sum() for p in self.parameters() if p.requires_grad]).sum()
+        self.check_finite(loss, {"ids": []}, "train")
+        return loss
+
     def log_metrics(self, metrics: Mapping[str, Tensor | float], stage: str) -> None:
         values = {f"{stage}/{k}": float(v) for k, v in metrics.items()}
         self.log_dict(values, sync_dist=True)

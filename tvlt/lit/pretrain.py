@@ -60,9 +60,7 @@ class PretrainModule(TvltLitModule):
         return {"loss": loss, "pixel_logits": out.pixel_logits, "audio_logits": out.audio_logits,
                 "pixel_label_masks": out.pixel_label_masks, "audio_label_masks": out.audio_label_masks}
 
-    def training_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> dict[str, Any] | None:
-        if batch is None:  # every clip of the batch failed to decode (data.on_error=skip)
-            return None
+    def train_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
         out = self._step(batch, "train")
         # detached copies for the reconstruction callback; only the loss keeps its graph
         return {k: (v if k == "loss" or v is None else v.detach()) for k, v in out.items()}
