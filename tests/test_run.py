@@ -110,6 +110,18 @@ def test_no_data_root_switches_to_the_demo_preset(tmp_path):
     assert real.task_name == "mosei" and real.trainer.accumulate_grad_batches == 128
 
 
+def test_demo_notice_names_the_data_each_experiment_needs(tmp_path, caplog):
+    """Issue 17.9: the retrieval demo notice asked for a "MOSEI folder"; issue 17.7: predict mode switched presets."""
+    with caplog.at_level("WARNING", logger="run"):
+        compose_cfg(tmp_path, ["experiment=retrieval"])
+        assert "Pass data.root=<MSR-VTT folder> for the real experiment" in caplog.text
+        compose_cfg(tmp_path, ["experiment=pretrain"])
+        assert "Pass data.root=<folder of videos> for the real experiment" in caplog.text
+        caplog.clear()
+        cfg = compose_cfg(tmp_path, ["experiment=mosei", "mode=predict"])
+    assert cfg.task_name == "mosei" and "demo" not in caplog.text  # predict reads no dataset
+
+
 # ------------------------------------------------------------------------------------------- one step each
 @pytest.mark.parametrize("experiment", ["mosei", "mosei_emotion", "pretrain", "retrieval"])
 def test_fast_dev_run(experiment, tmp_path, demo_dir):
@@ -201,6 +213,94 @@ def test_resume_continues_at_the_saved_step_with_the_same_optimizer_state(tmp_pa
                                                     *demo_overrides(demo_dir), "logger=none", f"ckpt_path={last}"]))
     assert tested["test/num_samples"] == 8.0 and not any(k.startswith("train/") for k in tested)
     assert len(lines) == 1 and re.search(r"K0m1tO3Ybyc_2\.mp4: sentiment [+-]\d+\.\d{3} \(", lines[0]), lines
+
+
+class LrProbe(Callback):
+    """Records (optimizer step, learning rate) before every training batch."""
+
+    seen: list = []
+
+    def on_train_start(self, trainer, pl_module):
+        LrProbe.seen = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        LrProbe.seen.append((trainer.global_step, trainer.optimizers[0].param_groups[0]["lr"]))
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory, demo_dir):
+    """A finished 2-epoch run (4 optimizer steps per epoch, lr 1e-3, 1 warm-up step, cosine over the run), keeping
+    the checkpoint of every epoch: epoch000-step000004.ckpt is what a run killed after its first epoch leaves."""
+    out = tmp_path_factory.mktemp("two_epochs")
+    base = ["experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=none", "trainer.max_epochs=2",
+            "trainer.limit_train_batches=4", "trainer.limit_val_batches=1", "test=false", "export_pretrained=false",
+            "callbacks.model_checkpoint.save_top_k=-1", "model.scheduler.warmup_steps=1"]
+    run.train(compose_cfg(out, base))
+    return base, out / "out" / "checkpoints"
+
+
+def test_resume_with_other_accumulation_continues_the_schedule(two_epoch_run, tmp_path, caplog):
+    """Issue 17.2: resuming the run killed after epoch 1 with accumulate_grad_batches=2. Lightning's estimate of
+    the run (2 epochs x 4 batches / 2 = 4 optimizer steps) put the saved step 4 at the end of the cosine: learning
+    rate 0 from the first resumed step. The schedule continues at step 4 of 4 + 2 and says what changed."""
+    from tvlt.lit.optim import warmup_cosine_lambda
+
+    base, ckpts = two_epoch_run
+    killed = ckpts / "epoch000-step000004.ckpt"
+    cfg = compose_cfg(tmp_path, [*base, f"ckpt_path={killed}", "trainer.accumulate_grad_batches=2",
+                                 f"+callbacks.probe._target_={__name__}.LrProbe"])
+    with caplog.at_level("INFO"):
+        run.train(cfg)
+    factor = warmup_cosine_lambda(1, 6)
+    # 4 batches, 2 optimizer steps: the learning rate before each batch
+    assert [step for step, _ in LrProbe.seen] == [4, 4, 5, 5]
+    assert [lr for _, lr in LrProbe.seen] == pytest.approx([1e-3 * factor(s) for s in (4, 4, 5, 5)])
+    assert LrProbe.seen[0][1] > 1e-4  # was 0.0
+    assert ("Resuming at optimizer step 4 with trainer.accumulate_grad_batches 1 -> 2: the learning-rate schedule "
+            "continues from that step and now ends at optimizer step 6 (it was sized for 8)") in caplog.text
+    # issue 17.3: a resumed run says where its weights come from
+    assert f"weights resumed from {killed} (after 1 epoch(s), 4 optimizer step(s)" in caplog.text
+    assert "randomly initialised" not in caplog.text
+
+
+def test_resuming_a_finished_run_is_refused_with_how_to_continue(two_epoch_run, tmp_path):
+    """Issue 17.3: the README's resume command on a run that reached trainer.max_epochs trained nothing, exited 0 and
+    tested and exported the old weights into a new folder. It stops before anything is built, saying how to go on;
+    with a higher limit the same checkpoint resumes."""
+    from tvlt.lit.runs import RunConfigError
+
+    base, ckpts = two_epoch_run
+    last = ckpts / "last.ckpt"
+    cfg = compose_cfg(tmp_path, [*base, f"ckpt_path={last}"])
+    with pytest.raises(RunConfigError) as info:
+        run.check_ckpt_path(cfg)
+    message = str(info.value)
+    assert message.startswith(f"ckpt_path={last} is a finished run: it trained 2 epoch(s), 8 optimizer step(s), "
+                              "and trainer.max_epochs=2 leaves nothing to train.")
+    assert "trainer.max_epochs=3 ckpt_path=..." in message and "mode=test ckpt_path=..." in message
+    run.check_ckpt_path(compose_cfg(tmp_path, [*base, f"ckpt_path={last}", "trainer.max_epochs=3"]))  # accepted
+    run.check_ckpt_path(compose_cfg(tmp_path, [*base, f"ckpt_path={last}", "mode=test"]))  # evaluation: accepted
+    with pytest.raises(RunConfigError, match=r"trainer.max_steps=8 leaves nothing to train"):
+        run.check_ckpt_path(compose_cfg(tmp_path, [*base, f"ckpt_path={last}", "trainer.max_epochs=3",
+                                                   "trainer.max_steps=8"]))
+
+
+def test_bad_data_fails_before_the_model_is_built_naming_the_setting(tmp_path):
+    """Issue 17.8: a wrong data.root, or a folder without labels, was reported after the model was built. The data
+    is checked first: with model.pretrained pointing nowhere, building the model first would fail on that instead."""
+    from tvlt.lit.runs import RunConfigError
+
+    nowhere = ["model.pretrained=/nonexistent/TVLT.ckpt", "logger=none"]
+    cfg = compose_cfg(tmp_path, ["experiment=mosei", *FAST, f"data.root={tmp_path / 'nope'}", *nowhere])
+    with pytest.raises(RunConfigError, match=rf"^data.root={tmp_path / 'nope'}: CMU-MOSEI root folder does not "
+                                             rf"exist: {tmp_path / 'nope'}$"):
+        run.train(cfg)
+    (tmp_path / "unlabelled" / "train" / "video").mkdir(parents=True)
+    cfg = compose_cfg(tmp_path, ["experiment=mosei", *FAST, f"data.root={tmp_path / 'unlabelled'}", *nowhere])
+    labels = tmp_path / "unlabelled" / "labels" / "label_file_train.csv"
+    with pytest.raises(RunConfigError, match=rf"^data.root={tmp_path / 'unlabelled'}: manifest file not found: "
+                                             rf"{labels}$"):
+        run.train(cfg)
 
 
 def test_nonfinite_loss_stops_the_run_and_closes_the_loggers(tmp_path, demo_dir, monkeypatch):

@@ -13,6 +13,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from tvlt.configuration import TvltConfig
 from tvlt.lit.optim import param_groups, warmup_cosine
@@ -199,6 +200,18 @@ class TvltLitModule(pl.LightningModule):
 
 
     _schedule_total: int | None = None
+
+    def on_train_start(self) -> None:
+        # A resumed run restores the learning rate its optimizer had; with a re-sized schedule (run_optimizer_steps)
+        # the first resumed step takes the new schedule's value at the saved step instead.
+        if self.resumed_from is None:
+            return
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, LambdaLR):
+                for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs,
+                                               scheduler.lr_lambdas):
+                    group["lr"] = base * factor(scheduler.last_epoch)
 
     def run_optimizer_steps(self) -> float:
         """Optimizer steps of the whole run, the horizon of a schedule with ``total_steps: null``.
