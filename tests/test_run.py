@@ -12,8 +12,10 @@ import importlib.util
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -67,11 +69,41 @@ def compose_cfg(tmp_path: Path, overrides: list[str]):
     return cfg
 
 
-def run_cli(args: list[str], cwd: Path, timeout: int = 420, env: dict | None = None):
-    proc = subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
+def run_cli(args: list[str], cwd: Path, timeout: int = 420, env: dict | None = None, check: bool = True):
+    """run.py in a process group of its own; on timeout the whole group (DDP children included) is killed and the
+    test fails, so a hang fails instead of hanging the suite."""
+    proc = start_cli(args, cwd, env)
+    return finish_cli(proc, timeout, check)
+
+
+def start_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env if env is not None else os.environ.copy(),
+                            start_new_session=True)
+
+
+def finish_cli(proc: subprocess.Popen, timeout: int, check: bool = True) -> subprocess.CompletedProcess:
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"run.py did not finish within {timeout} s (killed): {proc.args}\n{stdout[-2000:]}{stderr[-3000:]}")
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    if check:
+        assert done.returncode == 0, stdout[-3000:] + stderr[-5000:]
+    return done
+
+
+def offline_env(tmp_path: Path) -> dict:
+    """No W&B key anywhere (empty HOME: no ~/.netrc), every connection to a closed port."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(home), HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
+               WANDB_BASE_URL="http://127.0.0.1:9")
+    env.pop("NO_PROXY", None)
+    return env
 
 
 # ------------------------------------------------------------------------------------------- composition
@@ -339,21 +371,11 @@ def test_ddp_two_cpu_processes_with_wandb_offline_and_no_network(tmp_path, demo_
     from datamodules.demo import DemoSpec, ensure_demo_mosei
 
     demo5 = ensure_demo_mosei(tmp_path / "demo5", DemoSpec(num_train=8, num_valid=4, num_test=5))
-    home = tmp_path / "home"
-    home.mkdir()
-    # no key anywhere (empty HOME: no ~/.netrc), every connection goes to a closed port
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(HOME=str(home), HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
-               WANDB_BASE_URL="http://127.0.0.1:9")
-    env.pop("NO_PROXY", None)
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "run.py"), "experiment=mosei", *FAST, f"data.demo_dir={demo5}",
-         "data.demo_clips=[8,4,5]",
-         "trainer=ddp_cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
-         "logger=wandb", f"hydra.run.dir={tmp_path}/run"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=480, env=env)
+    proc = run_cli(["experiment=mosei", *FAST, f"data.demo_dir={demo5}", "data.demo_clips=[8,4,5]",
+                    "trainer=ddp_cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                    "trainer.limit_val_batches=2", "logger=wandb", f"hydra.run.dir={tmp_path}/run"],
+                   cwd=tmp_path, timeout=480, env=offline_env(tmp_path))
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out and "distributed_backend=gloo" in out
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, runs  # rank zero only
@@ -363,6 +385,32 @@ def test_ddp_two_cpu_processes_with_wandb_offline_and_no_network(tmp_path, demo_
     assert (tmp_path / "run" / "pretrained" / "config.json").is_file()
     m = re.search(r"test/num_samples\s*│\s*([\d.]+)", out)
     assert m and float(m.group(1)) == 5.0, out[-3000:]
+
+
+def test_ddp_goes_on_when_every_clip_of_one_process_batch_fails(tmp_path, demo_dir):
+    """Issue 17.1: with data.on_error=skip under 2-process DDP, the process whose batch failed entirely skipped its
+    step while the other waited in a collective: a hang for good. One clip of 8 has no audio (a demo mp4 read with
+    its container audio; the demo keeps audio in sidecar wavs), batch 1 per process: at one step one process has
+    nothing. It takes a zero-weight step, both take all 4 steps, and the skip is logged. Bounded: a hang fails."""
+    rows = ["video,audio,split,sentiment_score"]
+    for i in range(8):
+        audio = "container" if i == 5 else f"{demo_dir}/train/audio_wav/demo_train_{i:03d}.wav"
+        rows.append(f"{demo_dir}/train/video/demo_train_{i:03d}.mp4,{audio},train,0.5")
+    for split in ("valid", "test"):
+        rows += [f"{demo_dir}/{split}/video/demo_{split}_{i:03d}.mp4,{demo_dir}/{split}/audio_wav/demo_{split}_"
+                 f"{i:03d}.wav,{split},0.5" for i in range(2)]
+    manifest = tmp_path / "half_audio.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    fast = [o for o in FAST if not o.startswith("data.batch_size")]
+    proc = run_cli(["experiment=mosei_demo", *fast, "data.batch_size=1", f"data.manifest={manifest}",
+                    "data.on_error=skip", "trainer=ddp_cpu", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
+                    "logger=none", "test=false", "export_pretrained=false", f"hydra.run.dir={tmp_path}/run"],
+                   cwd=tmp_path, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out
+    assert "MoseiDataModule: skipped 1 clip(s) in train epoch 0: no_audio_stream=1" in out
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 4  # 8 clips / 2 processes / batch 1: no step lost on either process
 
 
 def test_ddp_retrieval_scores_the_full_gathered_matrix(tmp_path, demo_dir):
@@ -386,12 +434,14 @@ def test_ddp_retrieval_scores_the_full_gathered_matrix(tmp_path, demo_dir):
     assert re.search(r"test/v2a_r10\s*│\s*1\.0", out)  # 5 candidates: every true pair is within the top 10
 
 
-def test_multirun_sweep_creates_two_runs(tmp_path, demo_dir):
-    """The documented sweep, with no hydra.sweep.dir override: the jobs land under <launch dir>/logs/<task>/
-    multiruns/<date_time>/<job>, each writing its checkpoints in its own folder; Lightning's lines printed once."""
-    proc = run_cli(["-m", "experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=csv",
+def test_multirun_sweep_of_ddp_jobs_creates_one_folder_per_job(tmp_path, demo_dir):
+    """The documented sweep, with no hydra.sweep.dir override, each job on 2 DDP processes: the jobs land under
+    <launch dir>/logs/<task>/multiruns/<date_time>/<job>, each writing its checkpoints in its own folder; Lightning's
+    lines printed once. Issue 17.5: the rank-1 child re-ran the whole sweep, in a second sweep folder."""
+    proc = run_cli(["-m", "experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=csv", "trainer=ddp_cpu",
                     "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-                    "trainer.limit_test_batches=1", "model.optimizer.lr=0.001,0.0001"], cwd=tmp_path)
+                    "trainer.limit_test_batches=1", "model.optimizer.lr=0.001,0.0001"], cwd=tmp_path, timeout=600)
+    assert sorted(p.name for p in (tmp_path / "logs" / "mosei").iterdir()) == ["multiruns"]  # no stray run folder
     sweeps = list((tmp_path / "logs" / "mosei" / "multiruns").iterdir())
     assert len(sweeps) == 1, sweeps
     runs = sorted(p for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit())
@@ -404,8 +454,58 @@ def test_multirun_sweep_creates_two_runs(tmp_path, demo_dir):
         assert (p / "pretrained" / "model.safetensors").is_file()
     assert lrs == ["0.001", "0.0001"]
     out = proc.stdout + proc.stderr
-    # one line per job, in Hydra's format (Lightning's own bare console handler removed)
-    assert out.count("Seed set to 12345") == 2 and "INFO: Seed set" not in out
+    assert out.count("Launching 2 jobs locally") == 1  # the children ran their job, not the sweep
+    assert out.count("Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2") == 2  # each job on 2 processes
+    # one line per process, in Hydra's format (Lightning's own bare console handler removed)
+    assert out.count("Seed set to 12345") == 4 and "INFO: Seed set" not in out
+
+
+NOISE = ("litlogger", "anonymous setting", "LeafSpec", "Total FLOPs", "v_num", "Trainer already configured",
+         "could not find the monitored key")
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, demo_dir):
+    """Issue 17.4: run folders are named to the second, and two runs started in the same second shared one (their
+    exports, logs and last.ckpt / last-v1.ckpt mixed). Here another run holds the folder of every second around the
+    start, and two runs start at once: each gets a folder of its own (<date>_<time>_<n>), with only its own files.
+    Issue 17.9: the output of a W&B run has none of the usual noise."""
+    runs = tmp_path / "logs" / "mosei" / "runs"
+    now = datetime.now()
+    taken = {(now + timedelta(seconds=k)).strftime("%Y-%m-%d_%H-%M-%S") for k in range(-5, 300)}
+    for name in taken:
+        (runs / name).mkdir(parents=True)
+        (runs / name / "another_run.txt").write_text("")
+    common = ["experiment=mosei", *FAST, *demo_overrides(demo_dir), "trainer.max_epochs=1",
+              "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "test=false"]
+    env = offline_env(tmp_path)
+    procs = [start_cli([*common, "logger=wandb", "seed=1"], tmp_path, env),
+             start_cli([*common, "logger=csv", "seed=2"], tmp_path, env)]
+    wandb_run, csv_run = [finish_cli(proc, timeout=300) for proc in procs]
+    for name in taken:
+        assert sorted(p.name for p in (runs / name).iterdir()) == ["another_run.txt"], name
+    mine = sorted(p for p in runs.iterdir() if p.name not in taken)
+    assert len(mine) == 2 and all(p.name.rsplit("_", 1)[0] in taken for p in mine), mine
+    by_seed = {re.search(r"seed=(\d)", (p / ".hydra" / "overrides.yaml").read_text()).group(1): p for p in mine}
+    assert sorted(by_seed) == ["1", "2"]
+    for seed, logger in (("1", "wandb"), ("2", "csv")):
+        folder = by_seed[seed]
+        assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["epoch000-step000001.ckpt", "last.ckpt"]
+        assert (folder / logger).is_dir() and not (folder / {"wandb": "csv", "csv": "wandb"}[logger]).exists()
+        assert (folder / "pretrained" / "model.safetensors").is_file()
+    out = wandb_run.stdout + wandb_run.stderr
+    assert "Trainable params" in out and "Epoch 0/0" in out  # the summary and the progress bar are still there
+    assert [n for n in NOISE if n in out] == [], out[-4000:]
+
+
+def test_predict_neither_switches_presets_nor_leaves_a_folder(two_epoch_run, tmp_path):
+    """Issue 17.7: mode=predict logged the demo-preset notice and left an empty run folder per call."""
+    _, ckpts = two_epoch_run
+    proc = run_cli(["mode=predict", "experiment=mosei", f"ckpt_path={ckpts / 'last.ckpt'}",
+                    f"input={MEDIA / 'K0m1tO3Ybyc_2.mp4'}", f"input_audio={MEDIA / 'K0m1tO3Ybyc_2.wav'}"],
+                   cwd=tmp_path, timeout=300)
+    assert re.search(r"K0m1tO3Ybyc_2\.mp4: sentiment [+-]\d\.\d{3} \(", proc.stdout), proc.stdout[-2000:]
+    assert "demo" not in proc.stdout + proc.stderr
+    assert list(tmp_path.iterdir()) == []  # no logs/ folder at all
 
 
 def test_failed_run_logs_its_reason_to_the_run_log_file(tmp_path):
@@ -420,9 +520,11 @@ def test_failed_run_logs_its_reason_to_the_run_log_file(tmp_path):
     logs = list((tmp_path / "logs" / "retrieval" / "runs").glob("*/retrieval.log"))
     assert len(logs) == 1, proc.stderr[-3000:]
     text = logs[0].read_text()
-    assert "[run][ERROR] - Run failed: ManifestError:" in text and "missing column(s) ['video']" in text
-    assert "Traceback (most recent call last)" in text
-    assert proc.stderr.count("Traceback (most recent call last)") <= 1  # not printed twice on the console
+    assert f"[run][ERROR] - Run failed: RunConfigError: data.manifest={manifest}:" in text
+    assert "missing column(s) ['video']" in text and "Traceback (most recent call last)" in text
+    # issue 17.8: a setting that cannot work is one line naming it, with no traceback to read through
+    assert f"Error: data.manifest={manifest}: " in proc.stderr and "missing column(s) ['video']" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Model:" not in proc.stdout + proc.stderr
 
 
 def test_corrupt_ckpt_path_is_refused_up_front_naming_the_file(tmp_path):
@@ -444,10 +546,15 @@ def test_pretraining_without_validation_warns_and_exports_the_last_weights(tmp_p
     """The two shared clips: train=2, no validation split (one clip is skipped: no audio stream)."""
     cfg = compose_cfg(tmp_path, ["experiment=pretrain", *FAST, f"data.root={MEDIA}", "logger=none",
                                  "trainer.max_epochs=1", "trainer.accumulate_grad_batches=1", "test=false"])
-    with caplog.at_level("INFO"):
+    import warnings
+
+    with caplog.at_level("INFO"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         run.train(cfg)
     text = caplog.text
     assert "No validation data" in text and "`monitor: val/loss` is never computed" in text
+    # issue 17.9: ModelCheckpoint's own warning would repeat the notice at every save
+    assert not [w for w in caught if "could not find the monitored key" in str(w.message)]
     assert "Exported the last weights (last.ckpt" in text and "Exported the best" not in text
     assert (tmp_path / "out" / "pretrained" / "model.safetensors").is_file()
 
