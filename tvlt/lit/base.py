@@ -238,7 +238,7 @@ class TvltLitModule(pl.LightningModule):
         names = {"world_size": "processes (trainer.devices x trainer.num_nodes)",
                  "accumulate_grad_batches": "trainer.accumulate_grad_batches"}
         changed = [f"{names[k]} {saved[k]} -> {now[k]}" for k in now if k in saved and saved[k] != now[k]]
-        if changed or saved.get("total_steps") not in (None, total):
+        if (changed or saved.get("total_steps") not in (None, total)) and trainer.is_global_zero:
             log.warning("Resuming at optimizer step %d%s: the learning-rate schedule continues from that step and "
                         "now ends at optimizer step %d (it was sized for %s).", done,
                         f" with {', '.join(changed)}" if changed else "", total,
