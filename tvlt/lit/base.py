@@ -47,6 +47,7 @@ class TvltLitModule(pl.LightningModule):
     """
 
     model_class: type[nn.Module]
+    _schedule_total: int | None = None  # the schedule's horizon in optimizer steps, saved in checkpoints
 
     def __init__(
         self,
@@ -197,9 +198,6 @@ class TvltLitModule(pl.LightningModule):
         self._schedule_total = int(total)
         scheduler = warmup_cosine(optimizer, warmup, int(total), float(sched.get("min_lr_ratio", 0.0)))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
-
-
-    _schedule_total: int | None = None
 
     def on_train_start(self) -> None:
         # A resumed run restores the learning rate its optimizer had; with a re-sized schedule (run_optimizer_steps)
