@@ -15,12 +15,13 @@ import logging
 import math
 import netrc
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate, to_absolute_path
+from hydra.utils import get_class, instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger("run")
@@ -41,18 +42,20 @@ def _rank_zero() -> bool:
 def apply_demo_preset(cfg: DictConfig) -> DictConfig:
     """With no data given (``data.root`` and ``data.manifest`` null: the embedded demo dataset), an experiment that
     names a ``demo_preset`` is re-composed as that preset, keeping every command-line override. The full-size
-    schedule (TVLT-base, effective batch 128, 10 epochs) would take days on a CPU and means nothing on 32 clips."""
+    schedule (TVLT-base, effective batch 128, 10 epochs) would take days on a CPU and means nothing on 32 clips.
+    Not in ``mode=predict``, which reads no dataset (the model comes from the checkpoint)."""
     preset = cfg.get("demo_preset")
     data = cfg.get("data") or {}
-    if not preset or data.get("root") is not None or data.get("manifest") is not None:
+    if not preset or data.get("root") is not None or data.get("manifest") is not None or cfg.get("mode") == "predict":
         return cfg
     from hydra import compose
 
     overrides = [o for o in HydraConfig.get().overrides.task if not o.split("=")[0].lstrip("+~") == "experiment"]
     if _rank_zero():
+        what = getattr(get_class(cfg.data._target_), "root_description", "data folder")
         log.warning("No data.root given: using the embedded demo dataset with the demo preset experiment=%s "
-                    "(demo-size model, short schedule). Pass data.root=<MOSEI folder> for the real experiment.",
-                    preset)
+                    "(demo-size model, short schedule). Pass data.root=<%s> for the real experiment.",
+                    preset, what)
     new = compose(config_name=HydraConfig.get().job.config_name, overrides=[f"experiment={preset}", *overrides])
     with open_dict(new):
         new.demo_from = OmegaConf.select(cfg, "task_name")
@@ -127,11 +130,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import lightning.pytorch as pl
 
     from tvlt.lit.callbacks import Summaries
+    from tvlt.lit.runs import check_data, ddp_in_sweep_job
 
+    mode = cfg.get("mode", "train")
+    fit = mode == "train" and cfg.get("train", True)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     # plain containers (not omegaconf objects) so the hyperparameters in checkpoints load with weights_only=True
     datamodule = instantiate(cfg.data, _convert_="all")
+    check_data(datamodule, "fit" if fit else "test")  # before the model: a wrong data.root fails at once
     model = instantiate(cfg.model, _convert_="all")
     callbacks = _instantiate_group(cfg.get("callbacks")) + [Summaries()]
     loggers = _instantiate_group(cfg.get("logger"))
@@ -143,29 +150,35 @@ def train(cfg: DictConfig) -> dict[str, float]:
     failed = True
     metrics: dict[str, float] = {}
     try:
-        container = OmegaConf.to_container(cfg, resolve=True)
-        for lg in trainer.loggers:
-            lg.log_hyperparams(container)  # rank zero only (Lightning loggers)
-        mode = cfg.get("mode", "train")
-        fit = mode == "train" and cfg.get("train", True)
-        if fit:
-            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-            metrics.update(_floats(trainer.callback_metrics))
-        best = _best_checkpoint(trainer) if fit else cfg.get("ckpt_path")
-        if mode == "test" and not best:
-            raise ValueError("mode=test needs ckpt_path=<checkpoint>")
-        if cfg.get("test", True):
-            if mode == "train" and not best:
-                log.warning("No best checkpoint (fast_dev_run, or no validation): testing the current weights")
-            elif fit and not _is_best(trainer, best):
-                log.warning("No best checkpoint (no validation): testing the last weights (%s)", Path(best).name)
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
-            metrics.update(_floats(trainer.callback_metrics))
-        if cfg.get("export_pretrained") and best and fit:
-            _export(model, best, cfg, trainer, tested=bool(cfg.get("test", True)))
+        with ddp_in_sweep_job():  # in a -m sweep job, DDP children run this job, not the sweep
+            metrics = _fit_test_export(cfg, trainer, model, datamodule, fit, mode)
         failed = False
     finally:
         _close_loggers(trainer, failed)
+    return metrics
+
+
+def _fit_test_export(cfg: DictConfig, trainer, model, datamodule, fit: bool, mode: str) -> dict[str, float]:
+    """Log the config, fit (when ``fit``), test the best checkpoint (or ``ckpt_path``), export; the metrics."""
+    metrics: dict[str, float] = {}
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for lg in trainer.loggers:
+        lg.log_hyperparams(container)  # rank zero only (Lightning loggers)
+    if fit:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        metrics.update(_floats(trainer.callback_metrics))
+    best = _best_checkpoint(trainer) if fit else cfg.get("ckpt_path")
+    if mode == "test" and not best:
+        raise ValueError("mode=test needs ckpt_path=<checkpoint>")
+    if cfg.get("test", True):
+        if mode == "train" and not best:
+            log.warning("No best checkpoint (fast_dev_run, or no validation): testing the current weights")
+        elif fit and not _is_best(trainer, best):
+            log.warning("No best checkpoint (no validation): testing the last weights (%s)", Path(best).name)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        metrics.update(_floats(trainer.callback_metrics))
+    if cfg.get("export_pretrained") and best and fit:
+        _export(model, best, cfg, trainer, tested=bool(cfg.get("test", True)))
     return metrics
 
 
@@ -278,18 +291,39 @@ def single_lightning_log() -> None:
 
 def check_ckpt_path(cfg: DictConfig) -> None:
     """Fail before any work when ``ckpt_path`` (resume, test or predict) is missing or not a checkpoint, naming
-    the file. Checkpoints are read with ``weights_only=True`` (they may come from anywhere)."""
+    the file, or when a resumed run has nothing left to train (:func:`tvlt.lit.runs.check_resume`). Checkpoints
+    are read with ``weights_only=True`` (they may come from anywhere)."""
     path = cfg.get("ckpt_path")
     if path:
         from tvlt.lit.base import read_checkpoint
+        from tvlt.lit.runs import check_resume
 
-        read_checkpoint(path, mmap=True)
+        checkpoint = read_checkpoint(path, mmap=True)
+        if cfg.get("mode") == "train" and cfg.get("train", True):
+            check_resume(checkpoint, path, cfg.trainer)
+
+
+def _unique_dir(base: str) -> str:
+    from tvlt.lit.runs import reserve_run_dir  # imported when Hydra resolves hydra.run.dir, not at import time
+
+    return reserve_run_dir(base)
+
+
+if not OmegaConf.has_resolver("unique_dir"):  # conf/hydra/default.yaml: run folders never shared by two runs
+    OmegaConf.register_new_resolver("unique_dir", _unique_dir)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from tvlt.lit.runs import RunConfigError
+
     try:
         return _main(cfg)
+    except RunConfigError as err:  # a setting that cannot work, named in the message: no traceback to read
+        if _rank_zero():
+            log_failure(err)
+            print(f"Error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     except Exception as err:
         if _rank_zero():
             log_failure(err)
@@ -307,14 +341,20 @@ def log_failure(err: BaseException) -> None:
 
 
 def _main(cfg: DictConfig) -> float | None:
+    from tvlt.lit.runs import quiet_third_party_noise
+
     single_lightning_log()
+    quiet_third_party_noise()
     if cfg.get("mode") not in ("train", "test", "predict"):
         raise ValueError(f"mode must be train, test or predict, got {cfg.get('mode')!r}")
     cfg = apply_demo_preset(cfg)
     resolve_paths(cfg)
     check_ckpt_path(cfg)
     if cfg.get("mode") == "predict":
+        from tvlt.lit.runs import discard_run_dir
+
         predict(cfg)
+        discard_run_dir(cfg.paths.output_dir, cfg.paths.root_dir)  # a prediction writes nothing: no run folder
         return None
     configure_wandb(cfg)
     print_config(cfg)

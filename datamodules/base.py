@@ -104,6 +104,8 @@ class ClipDataModule(pl.LightningDataModule):
 
     label_range: tuple[float, float] | None = None
     vam: bool = False
+    # what ``root`` is, for messages that tell the user what to pass (``data.root=<...>``)
+    root_description: str = "data folder"
     # data sources, set by subclasses: neither root nor manifest means the embedded demo dataset in demo_dir
     root: str | None = None
     manifest_path: str | None = None
@@ -186,10 +188,29 @@ class ClipDataModule(pl.LightningDataModule):
             )
         return self.manifests[split]
 
+    @staticmethod
+    def stage_splits(stage: str | None) -> list[str]:
+        """The splits a Lightning stage reads (``fit``: train and valid; None: all)."""
+        wanted = {"fit": ["train", "valid"], "validate": ["valid"], "test": ["test"], "predict": ["test"]}
+        return wanted.get(stage, ["train", "valid", "test"]) if stage else ["train", "valid", "test"]
+
+    def check_sources(self, stage: str | None = None) -> None:
+        """Build and validate the manifests of the splits ``stage`` reads, without decoding any clip: a root that
+        does not exist, a missing label file or an invalid row fails here, before a model is built. The manifests
+        are kept for :meth:`setup`. The embedded demo dataset is not checked (it is generated in prepare_data).
+
+        Raises:
+            ManifestError: naming the folder or file, and the line of each bad row.
+        """
+        if self.uses_demo:
+            return
+        for split in self.stage_splits(stage):
+            if self._has_split(split):
+                self.manifest(split)
+
     def setup(self, stage: str | None = None) -> None:
         self._ensure_demo()
-        wanted = {"fit": ["train", "valid"], "validate": ["valid"], "test": ["test"], "predict": ["test"]}
-        for split in wanted.get(stage, ["train", "valid", "test"]) if stage else ["train", "valid", "test"]:
+        for split in self.stage_splits(stage):
             if split in self.datasets or not self._has_split(split):
                 continue
             self.datasets[split] = self._dataset(split, self.manifest(split))
@@ -252,7 +273,12 @@ class ClipDataModule(pl.LightningDataModule):
     # ----------------------------------------------------------------------------------------- skip counting
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Pop the collator's ``skipped`` list (on_error=skip), count it per stage and epoch, and log the counts of
-        a finished epoch when the next one starts (and at teardown). All-failed batches become ``None``."""
+        a finished epoch when the next one starts (and at teardown).
+
+        An all-failed batch becomes ``None``, which Lightning skips in training, except in training with several
+        processes (DDP): there it becomes the empty batch ``{"ids": [], "empty": True}``, so the process still takes
+        part in the step and its collectives (``TvltLitModule.training_step`` makes it a zero-weight step, or every
+        process skips together). Skipping alone would leave the other processes waiting in a collective forever."""
         if not isinstance(batch, dict):
             return batch
         skipped = batch.pop("skipped", None)
@@ -265,7 +291,11 @@ class ClipDataModule(pl.LightningDataModule):
             self._skip_key = key
         if skipped:
             self.skipped.setdefault(str(key), Counter()).update(cause for _, cause in skipped)
-        return None if batch.pop("empty", False) else batch
+        if not batch.pop("empty", False):
+            return batch
+        if trainer is not None and trainer.training and trainer.world_size > 1:
+            return {"ids": [], "empty": True}
+        return None
 
     def log_skipped(self) -> None:
         """Log the skip counts of the current stage/epoch, if any (python logging and the trainer's loggers)."""

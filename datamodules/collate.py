@@ -24,7 +24,9 @@ extractor), never from pixel or spectrogram values: a black frame or silence is 
 In ``on_error="skip"`` mode failed samples arrive as :class:`Skipped` markers; they are dropped here and listed in
 ``batch["skipped"]`` (a list of (id, cause)), which the datamodule pops and counts before the batch reaches the model
 (``on_before_batch_transfer``). A batch whose every sample failed reaches the model as ``None``: Lightning skips
-``None`` training batches, and the LightningModules' evaluation steps must return early on ``None``.
+``None`` training batches, and the LightningModules' evaluation steps must return early on ``None``. In training
+with several processes it reaches the model as ``{"ids": [], "empty": True}`` instead (see
+``ClipDataModule.on_before_batch_transfer``).
 """
 
 from __future__ import annotations

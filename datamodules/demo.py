@@ -78,7 +78,7 @@ def ensure_demo_mosei(root: str | os.PathLike, spec: DemoSpec | None = None) -> 
     root = Path(root).resolve()
     marker = root / _MARKER
     if marker.is_file() and json.loads(marker.read_text()) == asdict(spec):
-        log.info("Using the embedded demo MOSEI dataset at %s", root)
+        log.info("Using the embedded demo dataset (CMU-MOSEI layout) at %s", root)
         return root
     if root.is_dir() and not marker.is_file() and any(root.iterdir()):
         raise FileExistsError(
@@ -86,7 +86,8 @@ def ensure_demo_mosei(root: str | os.PathLike, spec: DemoSpec | None = None) -> 
             "Point data.demo_dir at an empty or new folder, or pass data.root for real data."
         )
     log.warning(
-        "No MOSEI data root given: generating the embedded demo dataset (%d/%d/%d synthetic clips) into %s",
+        "No data root given: generating the embedded demo dataset (CMU-MOSEI layout, %d/%d/%d synthetic clips) "
+        "into %s",
         spec.num_train, spec.num_valid, spec.num_test, root,
     )
     tmp = root.with_name(root.name + f".tmp-{os.getpid()}")

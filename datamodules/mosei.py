@@ -50,6 +50,8 @@ class MoseiDataModule(ClipDataModule):
             drop_invalid, cache_dir).
     """
 
+    root_description = "CMU-MOSEI folder"
+
     def __init__(
         self,
         root: str | None = None,

@@ -44,6 +44,7 @@ class PretrainDataModule(ClipDataModule):
     """
 
     vam = True
+    root_description = "folder of videos"
 
     def __init__(
         self,

@@ -32,6 +32,8 @@ class RetrievalDataModule(ClipDataModule):
         **kwargs: the common arguments of :class:`datamodules.base.ClipDataModule`.
     """
 
+    root_description = "MSR-VTT folder"
+
     def __init__(
         self,
         root: str | None = None,

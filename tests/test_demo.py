@@ -85,7 +85,7 @@ def test_mosei_datamodule_makes_the_demo_on_first_use_and_logs_it(tmp_path, capl
     with caplog.at_level(logging.INFO):
         dm.prepare_data()
         dm.setup("fit")
-    assert "generating the embedded demo dataset (2/1/1 synthetic clips)" in caplog.text
+    assert "generating the embedded demo dataset (CMU-MOSEI layout, 2/1/1 synthetic clips)" in caplog.text
     assert {s: len(d) for s, d in dm.datasets.items()} == {"train": 2, "valid": 1}
     batch = next(iter(dm.train_dataloader()))
     assert batch["pixel_values"].shape == (2, 8, 3, 224, 224)
@@ -93,7 +93,7 @@ def test_mosei_datamodule_makes_the_demo_on_first_use_and_logs_it(tmp_path, capl
     caplog.clear()
     with caplog.at_level(logging.INFO):
         MoseiDataModule(demo_dir=str(demo_dir), demo_clips=(2, 1, 1)).prepare_data()
-    assert "Using the embedded demo MOSEI dataset" in caplog.text and "generating" not in caplog.text
+    assert "Using the embedded demo dataset (CMU-MOSEI layout)" in caplog.text and "generating" not in caplog.text
 
 
 def test_demo_dir_that_is_not_a_demo_set_is_never_deleted(tmp_path):

@@ -322,3 +322,37 @@ def test_compiled_pretraining_step_matches_eager(tiny_config):
     for name, p in eager.named_parameters():
         assert p.grad is not None, name
         assert (p.grad - compiled_params[name].grad).abs().max().item() < 1e-4, name
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_padding_values_do_not_reach_any_output_of_a_real_sample(tiny_config, implementation):
+    """Issue 17.6: an 8-frame and a 2-frame video (and a long and a short spectrogram) in one batch; filling the
+    padding with 0 or with 1e6 gives the same losses and the same logits at every real position (the MAE decoder
+    masks padding keys as the encoder does). Unpadded parity with the reference: tests/test_parity_model.py."""
+    config = TvltConfig(**{**tiny_config.to_dict(), "num_frames": 8, "attn_implementation": implementation})
+    model = TvltForPreTraining(config).eval()
+    randomize(model)
+    ppf, nf = config.num_patches_per_frame, config.num_freq_patches
+    pixel, audio = make_inputs(config, frames=8, audio_frames=64)
+    pixel_mask = torch.ones(2, 8 * ppf)
+    pixel_mask[1, 2 * ppf:] = 0  # sample 1: 2 real frames of 8
+    audio_mask = torch.ones(2, 64 // 4 * nf)
+    audio_mask[1, 4 * nf:] = 0  # sample 1: 4 real time patches (16 spectrogram frames) of 16
+    gen = torch.Generator().manual_seed(3)
+    noise = dict(pixel_noise=torch.rand(2, 8 * ppf, generator=gen), audio_noise=torch.rand(2, 16, generator=gen))
+    outs = []
+    for fill in (0.0, 1e6):
+        p, a = pixel.clone(), audio.clone()
+        p[1, 2:] = fill
+        a[1, :, 16:] = fill
+        with torch.no_grad():
+            outs.append(model(p, a, pixel_mask, audio_mask, labels=torch.tensor([1.0, 0.0]),
+                              pixel_values_mixed=p.flip(0), pixel_mask_mixed=pixel_mask.flip(0), **noise))
+    zero, huge = outs
+    for name in ("loss", "matching_loss", "pixel_loss", "audio_loss", "matching_logits"):
+        assert torch.allclose(getattr(zero, name), getattr(huge, name), rtol=0, atol=1e-6), name
+    real_pixels, real_audio = pixel_mask.bool(), audio_mask.bool()
+    assert torch.allclose(zero.pixel_logits[real_pixels], huge.pixel_logits[real_pixels], rtol=0, atol=1e-5)
+    assert torch.allclose(zero.audio_logits[real_audio], huge.audio_logits[real_audio], rtol=0, atol=1e-5)
+    # sample 1's padded positions are no reconstruction target; its real masked positions are
+    assert zero.pixel_label_masks[1, 2 * ppf:].sum() == 0 and zero.pixel_label_masks[1, :2 * ppf].sum() > 0

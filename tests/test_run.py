@@ -12,8 +12,10 @@ import importlib.util
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -67,11 +69,41 @@ def compose_cfg(tmp_path: Path, overrides: list[str]):
     return cfg
 
 
-def run_cli(args: list[str], cwd: Path, timeout: int = 420, env: dict | None = None):
-    proc = subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
+def run_cli(args: list[str], cwd: Path, timeout: int = 420, env: dict | None = None, check: bool = True):
+    """run.py in a process group of its own; on timeout the whole group (DDP children included) is killed and the
+    test fails, so a hang fails instead of hanging the suite."""
+    proc = start_cli(args, cwd, env)
+    return finish_cli(proc, timeout, check)
+
+
+def start_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env if env is not None else os.environ.copy(),
+                            start_new_session=True)
+
+
+def finish_cli(proc: subprocess.Popen, timeout: int, check: bool = True) -> subprocess.CompletedProcess:
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"run.py did not finish within {timeout} s (killed): {proc.args}\n{stdout[-2000:]}{stderr[-3000:]}")
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    if check:
+        assert done.returncode == 0, stdout[-3000:] + stderr[-5000:]
+    return done
+
+
+def offline_env(tmp_path: Path) -> dict:
+    """No W&B key anywhere (empty HOME: no ~/.netrc), every connection to a closed port."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(home), HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
+               WANDB_BASE_URL="http://127.0.0.1:9")
+    env.pop("NO_PROXY", None)
+    return env
 
 
 # ------------------------------------------------------------------------------------------- composition
@@ -108,6 +140,18 @@ def test_no_data_root_switches_to_the_demo_preset(tmp_path):
     assert cfg.model.config.hidden_size == 32
     real = compose_cfg(tmp_path, ["experiment=mosei", "data.root=/data/mosei"])
     assert real.task_name == "mosei" and real.trainer.accumulate_grad_batches == 128
+
+
+def test_demo_notice_names_the_data_each_experiment_needs(tmp_path, caplog):
+    """Issue 17.9: the retrieval demo notice asked for a "MOSEI folder"; issue 17.7: predict mode switched presets."""
+    with caplog.at_level("WARNING", logger="run"):
+        compose_cfg(tmp_path, ["experiment=retrieval"])
+        assert "Pass data.root=<MSR-VTT folder> for the real experiment" in caplog.text
+        compose_cfg(tmp_path, ["experiment=pretrain"])
+        assert "Pass data.root=<folder of videos> for the real experiment" in caplog.text
+        caplog.clear()
+        cfg = compose_cfg(tmp_path, ["experiment=mosei", "mode=predict"])
+    assert cfg.task_name == "mosei" and "demo" not in caplog.text  # predict reads no dataset
 
 
 # ------------------------------------------------------------------------------------------- one step each
@@ -203,6 +247,94 @@ def test_resume_continues_at_the_saved_step_with_the_same_optimizer_state(tmp_pa
     assert len(lines) == 1 and re.search(r"K0m1tO3Ybyc_2\.mp4: sentiment [+-]\d+\.\d{3} \(", lines[0]), lines
 
 
+class LrProbe(Callback):
+    """Records (optimizer step, learning rate) before every training batch."""
+
+    seen: list = []
+
+    def on_train_start(self, trainer, pl_module):
+        LrProbe.seen = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        LrProbe.seen.append((trainer.global_step, trainer.optimizers[0].param_groups[0]["lr"]))
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory, demo_dir):
+    """A finished 2-epoch run (4 optimizer steps per epoch, lr 1e-3, 1 warm-up step, cosine over the run), keeping
+    the checkpoint of every epoch: epoch000-step000004.ckpt is what a run killed after its first epoch leaves."""
+    out = tmp_path_factory.mktemp("two_epochs")
+    base = ["experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=none", "trainer.max_epochs=2",
+            "trainer.limit_train_batches=4", "trainer.limit_val_batches=1", "test=false", "export_pretrained=false",
+            "callbacks.model_checkpoint.save_top_k=-1", "model.scheduler.warmup_steps=1"]
+    run.train(compose_cfg(out, base))
+    return base, out / "out" / "checkpoints"
+
+
+def test_resume_with_other_accumulation_continues_the_schedule(two_epoch_run, tmp_path, caplog):
+    """Issue 17.2: resuming the run killed after epoch 1 with accumulate_grad_batches=2. Lightning's estimate of
+    the run (2 epochs x 4 batches / 2 = 4 optimizer steps) put the saved step 4 at the end of the cosine: learning
+    rate 0 from the first resumed step. The schedule continues at step 4 of 4 + 2 and says what changed."""
+    from tvlt.lit.optim import warmup_cosine_lambda
+
+    base, ckpts = two_epoch_run
+    killed = ckpts / "epoch000-step000004.ckpt"
+    cfg = compose_cfg(tmp_path, [*base, f"ckpt_path={killed}", "trainer.accumulate_grad_batches=2",
+                                 f"+callbacks.probe._target_={__name__}.LrProbe"])
+    with caplog.at_level("INFO"):
+        run.train(cfg)
+    factor = warmup_cosine_lambda(1, 6)
+    # 4 batches, 2 optimizer steps: the learning rate before each batch
+    assert [step for step, _ in LrProbe.seen] == [4, 4, 5, 5]
+    assert [lr for _, lr in LrProbe.seen] == pytest.approx([1e-3 * factor(s) for s in (4, 4, 5, 5)])
+    assert LrProbe.seen[0][1] > 1e-4  # was 0.0
+    assert ("Resuming at optimizer step 4 with trainer.accumulate_grad_batches 1 -> 2: the learning-rate schedule "
+            "continues from that step and now ends at optimizer step 6 (it was sized for 8)") in caplog.text
+    # issue 17.3: a resumed run says where its weights come from
+    assert f"weights resumed from {killed} (after 1 epoch(s), 4 optimizer step(s)" in caplog.text
+    assert "randomly initialised" not in caplog.text
+
+
+def test_resuming_a_finished_run_is_refused_with_how_to_continue(two_epoch_run, tmp_path):
+    """Issue 17.3: the README's resume command on a run that reached trainer.max_epochs trained nothing, exited 0 and
+    tested and exported the old weights into a new folder. It stops before anything is built, saying how to go on;
+    with a higher limit the same checkpoint resumes."""
+    from tvlt.lit.runs import RunConfigError
+
+    base, ckpts = two_epoch_run
+    last = ckpts / "last.ckpt"
+    cfg = compose_cfg(tmp_path, [*base, f"ckpt_path={last}"])
+    with pytest.raises(RunConfigError) as info:
+        run.check_ckpt_path(cfg)
+    message = str(info.value)
+    assert message.startswith(f"ckpt_path={last} is a finished run: it trained 2 epoch(s), 8 optimizer step(s), "
+                              "and trainer.max_epochs=2 leaves nothing to train.")
+    assert "trainer.max_epochs=3 ckpt_path=..." in message and "mode=test ckpt_path=..." in message
+    run.check_ckpt_path(compose_cfg(tmp_path, [*base, f"ckpt_path={last}", "trainer.max_epochs=3"]))  # accepted
+    run.check_ckpt_path(compose_cfg(tmp_path, [*base, f"ckpt_path={last}", "mode=test"]))  # evaluation: accepted
+    with pytest.raises(RunConfigError, match=r"trainer.max_steps=8 leaves nothing to train"):
+        run.check_ckpt_path(compose_cfg(tmp_path, [*base, f"ckpt_path={last}", "trainer.max_epochs=3",
+                                                   "trainer.max_steps=8"]))
+
+
+def test_bad_data_fails_before_the_model_is_built_naming_the_setting(tmp_path):
+    """Issue 17.8: a wrong data.root, or a folder without labels, was reported after the model was built. The data
+    is checked first: with model.pretrained pointing nowhere, building the model first would fail on that instead."""
+    from tvlt.lit.runs import RunConfigError
+
+    nowhere = ["model.pretrained=/nonexistent/TVLT.ckpt", "logger=none"]
+    cfg = compose_cfg(tmp_path, ["experiment=mosei", *FAST, f"data.root={tmp_path / 'nope'}", *nowhere])
+    with pytest.raises(RunConfigError, match=rf"^data.root={tmp_path / 'nope'}: CMU-MOSEI root folder does not "
+                                             rf"exist: {tmp_path / 'nope'}$"):
+        run.train(cfg)
+    (tmp_path / "unlabelled" / "train" / "video").mkdir(parents=True)
+    cfg = compose_cfg(tmp_path, ["experiment=mosei", *FAST, f"data.root={tmp_path / 'unlabelled'}", *nowhere])
+    labels = tmp_path / "unlabelled" / "labels" / "label_file_train.csv"
+    with pytest.raises(RunConfigError, match=rf"^data.root={tmp_path / 'unlabelled'}: manifest file not found: "
+                                             rf"{labels}$"):
+        run.train(cfg)
+
+
 def test_nonfinite_loss_stops_the_run_and_closes_the_loggers(tmp_path, demo_dir, monkeypatch):
     """lr 1e30 blows the weights up: the run stops with the sample ids, and both loggers are closed anyway."""
     for key in {k for k in os.environ if k.startswith("WANDB_")} | {"WANDB_MODE", "WANDB_SILENT"}:
@@ -239,21 +371,11 @@ def test_ddp_two_cpu_processes_with_wandb_offline_and_no_network(tmp_path, demo_
     from datamodules.demo import DemoSpec, ensure_demo_mosei
 
     demo5 = ensure_demo_mosei(tmp_path / "demo5", DemoSpec(num_train=8, num_valid=4, num_test=5))
-    home = tmp_path / "home"
-    home.mkdir()
-    # no key anywhere (empty HOME: no ~/.netrc), every connection goes to a closed port
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(HOME=str(home), HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
-               WANDB_BASE_URL="http://127.0.0.1:9")
-    env.pop("NO_PROXY", None)
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "run.py"), "experiment=mosei", *FAST, f"data.demo_dir={demo5}",
-         "data.demo_clips=[8,4,5]",
-         "trainer=ddp_cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=2",
-         "logger=wandb", f"hydra.run.dir={tmp_path}/run"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=480, env=env)
+    proc = run_cli(["experiment=mosei", *FAST, f"data.demo_dir={demo5}", "data.demo_clips=[8,4,5]",
+                    "trainer=ddp_cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                    "trainer.limit_val_batches=2", "logger=wandb", f"hydra.run.dir={tmp_path}/run"],
+                   cwd=tmp_path, timeout=480, env=offline_env(tmp_path))
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out and "distributed_backend=gloo" in out
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, runs  # rank zero only
@@ -263,6 +385,32 @@ def test_ddp_two_cpu_processes_with_wandb_offline_and_no_network(tmp_path, demo_
     assert (tmp_path / "run" / "pretrained" / "config.json").is_file()
     m = re.search(r"test/num_samples\s*│\s*([\d.]+)", out)
     assert m and float(m.group(1)) == 5.0, out[-3000:]
+
+
+def test_ddp_goes_on_when_every_clip_of_one_process_batch_fails(tmp_path, demo_dir):
+    """Issue 17.1: with data.on_error=skip under 2-process DDP, the process whose batch failed entirely skipped its
+    step while the other waited in a collective: a hang for good. One clip of 8 has no audio (a demo mp4 read with
+    its container audio; the demo keeps audio in sidecar wavs), batch 1 per process: at one step one process has
+    nothing. It takes a zero-weight step, both take all 4 steps, and the skip is logged. Bounded: a hang fails."""
+    rows = ["video,audio,split,sentiment_score"]
+    for i in range(8):
+        audio = "container" if i == 5 else f"{demo_dir}/train/audio_wav/demo_train_{i:03d}.wav"
+        rows.append(f"{demo_dir}/train/video/demo_train_{i:03d}.mp4,{audio},train,0.5")
+    for split in ("valid", "test"):
+        rows += [f"{demo_dir}/{split}/video/demo_{split}_{i:03d}.mp4,{demo_dir}/{split}/audio_wav/demo_{split}_"
+                 f"{i:03d}.wav,{split},0.5" for i in range(2)]
+    manifest = tmp_path / "half_audio.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    fast = [o for o in FAST if not o.startswith("data.batch_size")]
+    proc = run_cli(["experiment=mosei_demo", *fast, "data.batch_size=1", f"data.manifest={manifest}",
+                    "data.on_error=skip", "trainer=ddp_cpu", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
+                    "logger=none", "test=false", "export_pretrained=false", f"hydra.run.dir={tmp_path}/run"],
+                   cwd=tmp_path, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out
+    assert "MoseiDataModule: skipped 1 clip(s) in train epoch 0: no_audio_stream=1" in out
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 4  # 8 clips / 2 processes / batch 1: no step lost on either process
 
 
 def test_ddp_retrieval_scores_the_full_gathered_matrix(tmp_path, demo_dir):
@@ -286,12 +434,14 @@ def test_ddp_retrieval_scores_the_full_gathered_matrix(tmp_path, demo_dir):
     assert re.search(r"test/v2a_r10\s*│\s*1\.0", out)  # 5 candidates: every true pair is within the top 10
 
 
-def test_multirun_sweep_creates_two_runs(tmp_path, demo_dir):
-    """The documented sweep, with no hydra.sweep.dir override: the jobs land under <launch dir>/logs/<task>/
-    multiruns/<date_time>/<job>, each writing its checkpoints in its own folder; Lightning's lines printed once."""
-    proc = run_cli(["-m", "experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=csv",
+def test_multirun_sweep_of_ddp_jobs_creates_one_folder_per_job(tmp_path, demo_dir):
+    """The documented sweep, with no hydra.sweep.dir override, each job on 2 DDP processes: the jobs land under
+    <launch dir>/logs/<task>/multiruns/<date_time>/<job>, each writing its checkpoints in its own folder; Lightning's
+    lines printed once. Issue 17.5: the rank-1 child re-ran the whole sweep, in a second sweep folder."""
+    proc = run_cli(["-m", "experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=csv", "trainer=ddp_cpu",
                     "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
-                    "trainer.limit_test_batches=1", "model.optimizer.lr=0.001,0.0001"], cwd=tmp_path)
+                    "trainer.limit_test_batches=1", "model.optimizer.lr=0.001,0.0001"], cwd=tmp_path, timeout=600)
+    assert sorted(p.name for p in (tmp_path / "logs" / "mosei").iterdir()) == ["multiruns"]  # no stray run folder
     sweeps = list((tmp_path / "logs" / "mosei" / "multiruns").iterdir())
     assert len(sweeps) == 1, sweeps
     runs = sorted(p for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit())
@@ -304,8 +454,58 @@ def test_multirun_sweep_creates_two_runs(tmp_path, demo_dir):
         assert (p / "pretrained" / "model.safetensors").is_file()
     assert lrs == ["0.001", "0.0001"]
     out = proc.stdout + proc.stderr
-    # one line per job, in Hydra's format (Lightning's own bare console handler removed)
-    assert out.count("Seed set to 12345") == 2 and "INFO: Seed set" not in out
+    assert out.count("Launching 2 jobs locally") == 1  # the children ran their job, not the sweep
+    assert out.count("Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2") == 2  # each job on 2 processes
+    # one line per process, in Hydra's format (Lightning's own bare console handler removed)
+    assert out.count("Seed set to 12345") == 4 and "INFO: Seed set" not in out
+
+
+NOISE = ("litlogger", "anonymous setting", "LeafSpec", "Total FLOPs", "v_num", "Trainer already configured",
+         "could not find the monitored key")
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, demo_dir):
+    """Issue 17.4: run folders are named to the second, and two runs started in the same second shared one (their
+    exports, logs and last.ckpt / last-v1.ckpt mixed). Here another run holds the folder of every second around the
+    start, and two runs start at once: each gets a folder of its own (<date>_<time>_<n>), with only its own files.
+    Issue 17.9: the output of a W&B run has none of the usual noise."""
+    runs = tmp_path / "logs" / "mosei" / "runs"
+    now = datetime.now()
+    taken = {(now + timedelta(seconds=k)).strftime("%Y-%m-%d_%H-%M-%S") for k in range(-5, 300)}
+    for name in taken:
+        (runs / name).mkdir(parents=True)
+        (runs / name / "another_run.txt").write_text("")
+    common = ["experiment=mosei", *FAST, *demo_overrides(demo_dir), "trainer.max_epochs=1",
+              "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "test=false"]
+    env = offline_env(tmp_path)
+    procs = [start_cli([*common, "logger=wandb", "seed=1"], tmp_path, env),
+             start_cli([*common, "logger=csv", "seed=2"], tmp_path, env)]
+    wandb_run, csv_run = [finish_cli(proc, timeout=300) for proc in procs]
+    for name in taken:
+        assert sorted(p.name for p in (runs / name).iterdir()) == ["another_run.txt"], name
+    mine = sorted(p for p in runs.iterdir() if p.name not in taken)
+    assert len(mine) == 2 and all(p.name.rsplit("_", 1)[0] in taken for p in mine), mine
+    by_seed = {re.search(r"seed=(\d)", (p / ".hydra" / "overrides.yaml").read_text()).group(1): p for p in mine}
+    assert sorted(by_seed) == ["1", "2"]
+    for seed, logger in (("1", "wandb"), ("2", "csv")):
+        folder = by_seed[seed]
+        assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["epoch000-step000001.ckpt", "last.ckpt"]
+        assert (folder / logger).is_dir() and not (folder / {"wandb": "csv", "csv": "wandb"}[logger]).exists()
+        assert (folder / "pretrained" / "model.safetensors").is_file()
+    out = wandb_run.stdout + wandb_run.stderr
+    assert "Trainable params" in out and "Epoch 0/0" in out  # the summary and the progress bar are still there
+    assert [n for n in NOISE if n in out] == [], out[-4000:]
+
+
+def test_predict_neither_switches_presets_nor_leaves_a_folder(two_epoch_run, tmp_path):
+    """Issue 17.7: mode=predict logged the demo-preset notice and left an empty run folder per call."""
+    _, ckpts = two_epoch_run
+    proc = run_cli(["mode=predict", "experiment=mosei", f"ckpt_path={ckpts / 'last.ckpt'}",
+                    f"input={MEDIA / 'K0m1tO3Ybyc_2.mp4'}", f"input_audio={MEDIA / 'K0m1tO3Ybyc_2.wav'}"],
+                   cwd=tmp_path, timeout=300)
+    assert re.search(r"K0m1tO3Ybyc_2\.mp4: sentiment [+-]\d\.\d{3} \(", proc.stdout), proc.stdout[-2000:]
+    assert "demo" not in proc.stdout + proc.stderr
+    assert list(tmp_path.iterdir()) == []  # no logs/ folder at all
 
 
 def test_failed_run_logs_its_reason_to_the_run_log_file(tmp_path):
@@ -320,9 +520,11 @@ def test_failed_run_logs_its_reason_to_the_run_log_file(tmp_path):
     logs = list((tmp_path / "logs" / "retrieval" / "runs").glob("*/retrieval.log"))
     assert len(logs) == 1, proc.stderr[-3000:]
     text = logs[0].read_text()
-    assert "[run][ERROR] - Run failed: ManifestError:" in text and "missing column(s) ['video']" in text
-    assert "Traceback (most recent call last)" in text
-    assert proc.stderr.count("Traceback (most recent call last)") <= 1  # not printed twice on the console
+    assert f"[run][ERROR] - Run failed: RunConfigError: data.manifest={manifest}:" in text
+    assert "missing column(s) ['video']" in text and "Traceback (most recent call last)" in text
+    # issue 17.8: a setting that cannot work is one line naming it, with no traceback to read through
+    assert f"Error: data.manifest={manifest}: " in proc.stderr and "missing column(s) ['video']" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Model:" not in proc.stdout + proc.stderr
 
 
 def test_corrupt_ckpt_path_is_refused_up_front_naming_the_file(tmp_path):
@@ -344,10 +546,15 @@ def test_pretraining_without_validation_warns_and_exports_the_last_weights(tmp_p
     """The two real clips of tests/data: train=2, no validation split (one clip is skipped: no audio stream)."""
     cfg = compose_cfg(tmp_path, ["experiment=pretrain", *FAST, f"data.root={MEDIA}", "logger=none",
                                  "trainer.max_epochs=1", "trainer.accumulate_grad_batches=1", "test=false"])
-    with caplog.at_level("INFO"):
+    import warnings
+
+    with caplog.at_level("INFO"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         run.train(cfg)
     text = caplog.text
     assert "No validation data" in text and "`monitor: val/loss` is never computed" in text
+    # issue 17.9: ModelCheckpoint's own warning would repeat the notice at every save
+    assert not [w for w in caught if "could not find the monitored key" in str(w.message)]
     assert "Exported the last weights (last.ckpt" in text and "Exported the best" not in text
     assert (tmp_path / "out" / "pretrained" / "model.safetensors").is_file()
 

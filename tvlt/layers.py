@@ -253,7 +253,8 @@ class TvltEncoder(nn.Module):
 
 class TvltDecoder(nn.Module):
     """MAE decoder: ``decoder_num_hidden_layers`` TvltLayers then a LayerNorm (keys ``decoder.decoder_layers.N``,
-    ``decoder.layernorm``). Shared by the pixel and audio streams, run on each separately without a mask."""
+    ``decoder.layernorm``). Shared by the pixel and audio streams, run on each separately; a key mask keeps padding
+    positions from being attended to."""
 
     def __init__(self, config: TvltConfig) -> None:
         super().__init__()
@@ -266,8 +267,15 @@ class TvltDecoder(nn.Module):
         self.gradient_checkpointing = False
         self.checkpoint_kwargs: dict[str, Any] = {"use_reentrant": False}
 
-    def forward(self, x: torch.Tensor, implementation: str) -> torch.Tensor:
-        x, _, _ = run_layers(self.decoder_layers, x, None, implementation, False, False,
+    def forward(self, x: torch.Tensor, implementation: str, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, L, D) in original token order; key_mask (B, L) bool, True = real token (None: all real). A row
+        with no real token (a sample without that modality) attends to every position: its outputs are no
+        reconstruction target, and an all-masked softmax row would be NaN."""
+        if key_mask is not None:
+            key_mask = key_mask | ~key_mask.any(dim=1, keepdim=True)
+            if bool(key_mask.all()):
+                key_mask = None
+        x, _, _ = run_layers(self.decoder_layers, x, key_mask, implementation, False, False,
                              self.checkpoint_kwargs if self.gradient_checkpointing else None)
         return self.layernorm(x)
 

@@ -4,7 +4,8 @@ Forward arguments, output fields and state-dict keys follow the Hugging Face por
 its checkpoints load strictly (``load_state_dict(hf_model.state_dict())``). Numerics match it to fp32 rounding
 (see tests/test_parity_model.py). Deliberate differences, all documented in docs/model.md:
 
-- padding-safe MAE masking (identical to the reference when there is no padding; see tvlt.masking);
+- padding-safe MAE masking, and an MAE decoder that masks padding keys (both identical to the reference when
+  there is no padding; see tvlt.masking);
 - the CLS token is always a valid attention key (the reference borrows ``pixel_mask[:, :1]``, which after
   masking can be a padding token);
 - a padding mask is used when either modality's mask is given (the reference needs both);
@@ -219,6 +220,11 @@ def _as_bool_mask(mask: torch.Tensor | None, expected: tuple[int, int], name: st
     return mask != 0
 
 
+def _key_mask_of(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, N) 0/1 padding mask -> bool key mask (True = real), or None."""
+    return None if mask is None else mask != 0
+
+
 # ------------------------------------------------------------------------------------------------- TvltModel
 class TvltModel(TvltPreTrainedModel):
     """The TVLT encoder: [CLS] + video patch tokens + audio patch tokens through ``num_hidden_layers`` layers.
@@ -418,7 +424,8 @@ class TvltForPreTraining(TvltPreTrainedModel):
                                     mask_audio=True, output_attentions=output_attentions,
                                     output_hidden_states=output_hidden_states, return_dict=True,
                                     pixel_noise=pixel_noise, audio_noise=audio_noise)
-            pixel_logits, audio_logits = self._decode(encoder_out, num_frames=pixel_values.shape[1])
+            pixel_logits, audio_logits = self._decode(encoder_out, pixel_values.shape[1], pixel_mask,
+                                                      audio_mask)
             pixel_label_masks, audio_label_masks = encoder_out.pixel_label_masks, encoder_out.audio_label_masks
             pixel_loss = masked_mse(pixel_logits, patchify_pixels(pixel_values, c.image_patch_size),
                                     pixel_label_masks)
@@ -441,21 +448,25 @@ class TvltForPreTraining(TvltPreTrainedModel):
         )
         return out if return_dict else out.return_tuple()
 
-    def _decode(self, encoder_out: TvltModelOutput, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """MAE decoder on both streams -> pixel_logits (B, Np, ph*pw*C), audio_logits (B, Na, pt*pf*C)."""
+    def _decode(self, encoder_out: TvltModelOutput, num_frames: int, pixel_mask: torch.Tensor | None,
+                audio_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """MAE decoder on both streams -> pixel_logits (B, Np, ph*pw*C), audio_logits (B, Na, pt*pf*C).
+
+        pixel_mask (B, Np) / audio_mask (B, Na), 1 = real patch, become the decoder's key masks, so padding (kept
+        padding tokens carry encoder outputs computed from the padding values) never reaches a real position."""
         implementation = self.config.attn_implementation
         pixel = self.encoder_to_decoder(encoder_out.last_pixel_hidden_state)
         pixel = restore_with_mask_tokens(pixel, self.pixel_mask_token, encoder_out.pixel_ids_restore)
         pixel = pixel + tile_positions(self.decoder_pixel_pos_embed, self.decoder_temporal_embed[:, :num_frames])
         pixel = pixel + self.decoder_pixel_type_embed
-        pixel_logits = self.pixel_mae_head(self.decoder(pixel, implementation))
+        pixel_logits = self.pixel_mae_head(self.decoder(pixel, implementation, _key_mask_of(pixel_mask)))
 
         audio = self.encoder_to_decoder(encoder_out.last_audio_hidden_state)
         audio = restore_with_mask_tokens(audio, self.audio_mask_token, encoder_out.audio_ids_restore)
         time_patches = audio.shape[1] // self.config.num_freq_patches
         audio = audio + tile_positions(self.decoder_freq_embed, self.decoder_audio_pos_embed[:, :time_patches])
         audio = audio + self.decoder_audio_type_embed
-        audio_logits = self.audio_mae_head(self.decoder(audio, implementation))
+        audio_logits = self.audio_mae_head(self.decoder(audio, implementation, _key_mask_of(audio_mask)))
         return pixel_logits, audio_logits
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import LambdaLR
 
 from tvlt.configuration import TvltConfig
 from tvlt.lit.optim import param_groups, warmup_cosine
@@ -46,6 +47,7 @@ class TvltLitModule(pl.LightningModule):
     """
 
     model_class: type[nn.Module]
+    _schedule_total: int | None = None  # the schedule's horizon in optimizer steps, saved in checkpoints
 
     def __init__(
         self,
@@ -65,6 +67,8 @@ class TvltLitModule(pl.LightningModule):
         TvltConfig.check_known_keys(fields, "model.config")
         self.model = self.model_class(TvltConfig(**fields))
         self.loaded_checkpoint: str | None = None
+        # set when a run resumes from a Lightning checkpoint (on_load_checkpoint): what the checkpoint had done
+        self.resumed_from: dict[str, Any] | None = None
         if pretrained:
             self.load_pretrained(pretrained)
         if compile:
@@ -86,11 +90,13 @@ class TvltLitModule(pl.LightningModule):
     def model_inputs(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         return {k: batch[k] for k in MODEL_INPUTS if batch.get(k) is not None}
 
-    def summary(self) -> str:
-        """One line: model class, parameters, and what it was initialised from."""
+    def summary(self, source: str | None = None) -> str:
+        """One line: model class, parameters, and where the weights come from (``source``, e.g. the checkpoint a
+        run resumes from; by default the pretrained checkpoint, or random initialisation)."""
         n = sum(p.numel() for p in self.model.parameters())
         c = self.model.config
-        source = f"loaded from {self.loaded_checkpoint}" if self.loaded_checkpoint else "randomly initialised"
+        if source is None:
+            source = f"loaded from {self.loaded_checkpoint}" if self.loaded_checkpoint else "randomly initialised"
         return (f"Model: {type(self.model).__name__} (hidden {c.hidden_size} x {c.num_hidden_layers} layers), "
                 f"{n / 1e6:.2f} M parameters, {source}")
 
@@ -107,6 +113,19 @@ class TvltLitModule(pl.LightningModule):
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         checkpoint["tvlt_data"] = {k: getattr(datamodule, k) for k in ("num_frames", "processor_mode")
                                    if isinstance(getattr(datamodule, k, None), (int, str))}
+        # what the learning-rate schedule was sized with, so a resumed run can say what changed
+        if self._trainer is not None:
+            checkpoint["tvlt_schedule"] = {"total_steps": self._schedule_total,
+                                           "world_size": int(self.trainer.world_size),
+                                           "accumulate_grad_batches": int(self.trainer.accumulate_grad_batches)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # called when fit/test restores ckpt_path, before configure_optimizers: the schedule needs it (resume)
+        from tvlt.lit.runs import finished_epochs
+
+        self.resumed_from = {"global_step": int(checkpoint.get("global_step", 0)),
+                             "epochs": finished_epochs(checkpoint),
+                             "schedule": dict(checkpoint.get("tvlt_schedule") or {})}
 
     # ---------------------------------------------------------------- guards and logging
     def check_finite(self, loss: Tensor, batch: Mapping[str, Any], stage: str) -> None:
@@ -125,6 +144,38 @@ class TvltLitModule(pl.LightningModule):
                     f"samples: {list(batch.get('ids', []))}")
             raise NonFiniteLossError(f"non-finite {stage} loss on another process at {where}")
 
+    # ---------------------------------------------------------------- training step
+    def training_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> Any:
+        """The task's :meth:`train_step`, or nothing to learn from: a batch whose every clip failed to load
+        (``data.on_error=skip``) is ``None``, or ``{"ids": [], ...}`` under DDP.
+
+        Without DDP such a step is skipped. Under DDP the processes decide together (one all-reduce of a flag per
+        step): if none has data, all skip the step; otherwise a process without data takes a zero-weight step
+        (:meth:`zero_weight_step`), so that every process makes the same collective calls and optimizer steps. A
+        process that skipped alone left the others waiting in a collective forever (a hang)."""
+        empty = batch is None or not batch.get("ids")
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            if not trainer.strategy.reduce_boolean_decision(not empty, all=False):
+                return None
+            if empty:
+                return self.zero_weight_step()
+        elif empty:
+            return None
+        return self.train_step(batch, batch_idx)
+
+    def train_step(self, batch: Mapping[str, Any], batch_idx: int) -> Any:
+        """The task's training step on a batch with data (the loss, or a dict with ``loss``); override."""
+        raise NotImplementedError
+
+    def zero_weight_step(self) -> Tensor:
+        """A loss of exactly 0 with a zero gradient for every trainable parameter (so DDP's gradient all-reduce has
+        this process's share), after the same non-finite check (a collective) as a real step."""
+        # (p * 0).sum(), not p.sum() * 0: the gradient then has the parameter's layout, as DDP's buckets expect
+        loss = torch.stack([(p * 0.0).sum() for p in self.parameters() if p.requires_grad]).sum()
+        self.check_finite(loss, {"ids": []}, "train")
+        return loss
+
     def log_metrics(self, metrics: Mapping[str, Tensor | float], stage: str) -> None:
         values = {f"{stage}/{k}": float(v) for k, v in metrics.items()}
         self.log_dict(values, sync_dist=True)
@@ -136,7 +187,7 @@ class TvltLitModule(pl.LightningModule):
         sched = self.hparams.get("scheduler")
         if not sched:
             return {"optimizer": optimizer}
-        total = sched.get("total_steps") or int(self.trainer.estimated_stepping_batches)
+        total = sched.get("total_steps") or self.run_optimizer_steps()
         if not math.isfinite(total) or total <= 0:
             raise ValueError("scheduler.total_steps is unset and the trainer has no finite length (max_steps or "
                              "max_epochs); set model.scheduler.total_steps")
@@ -146,8 +197,53 @@ class TvltLitModule(pl.LightningModule):
             log.warning("scheduler: warmup_steps %d >= total optimizer steps %d; using %d warm-up steps",
                         warmup, total, new)
             warmup = new
+        self._schedule_total = int(total)
         scheduler = warmup_cosine(optimizer, warmup, int(total), float(sched.get("min_lr_ratio", 0.0)))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def on_train_start(self) -> None:
+        # A resumed run restores the learning rate its optimizer had; with a re-sized schedule (run_optimizer_steps)
+        # the first resumed step takes the new schedule's value at the saved step instead.
+        if self.resumed_from is None:
+            return
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, LambdaLR):
+                for group, base, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs,
+                                               scheduler.lr_lambdas):
+                    group["lr"] = base * factor(scheduler.last_epoch)
+
+    def run_optimizer_steps(self) -> float:
+        """Optimizer steps of the whole run, the horizon of a schedule with ``total_steps: null``.
+
+        Lightning's ``estimated_stepping_batches`` assumes every epoch runs under the current devices and gradient
+        accumulation. A resumed run trained its first epochs under the checkpoint's settings: its horizon is the
+        optimizer steps already done plus the remaining epochs' steps under the current settings, so the schedule
+        continues at the saved step (with the old estimate, resuming on twice the devices or with twice the
+        accumulation put the saved step past the end: learning rate 0 for the whole resumed run). A warning names
+        a changed setting and the new horizon."""
+        trainer = self.trainer
+        estimate = trainer.estimated_stepping_batches
+        resumed = self.resumed_from
+        if (not resumed or resumed.get("epochs") is None or not math.isfinite(estimate)
+                or trainer.max_epochs in (None, -1)):
+            return estimate
+        per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+        done = resumed["global_step"]
+        total = done + per_epoch * max(0, int(trainer.max_epochs) - resumed["epochs"])
+        if trainer.max_steps not in (None, -1):
+            total = min(total, int(trainer.max_steps))
+        saved = resumed["schedule"]
+        now = {"world_size": trainer.world_size, "accumulate_grad_batches": trainer.accumulate_grad_batches}
+        names = {"world_size": "processes (trainer.devices x trainer.num_nodes)",
+                 "accumulate_grad_batches": "trainer.accumulate_grad_batches"}
+        changed = [f"{names[k]} {saved[k]} -> {now[k]}" for k in now if k in saved and saved[k] != now[k]]
+        if (changed or saved.get("total_steps") not in (None, total)) and trainer.is_global_zero:
+            log.warning("Resuming at optimizer step %d%s: the learning-rate schedule continues from that step and "
+                        "now ends at optimizer step %d (it was sized for %s).", done,
+                        f" with {', '.join(changed)}" if changed else "", total,
+                        saved.get("total_steps", "an unknown number of steps"))
+        return total
 
 
 class CheckpointError(ValueError):

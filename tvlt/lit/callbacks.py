@@ -1,13 +1,17 @@
-"""Callbacks: MAE reconstructions drawn next to their inputs, and one-line data/model summaries."""
+"""Callbacks: MAE reconstructions drawn next to their inputs, one-line data/model summaries, and Lightning's rich
+model summary and progress bar without the figures that mean nothing here."""
 
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
 from lightning.pytorch.callbacks import ThroughputMonitor as _ThroughputMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
@@ -126,6 +130,9 @@ class Summaries(pl.Callback):
         log.warning("No validation data (no validation split, or limit_val_batches=0): %s; the run keeps and "
                     "exports the last weights (last.ckpt). Give the data a validation split for model selection.",
                     what)
+        if monitor:  # ModelCheckpoint would repeat this notice at every save
+            warnings.filterwarnings("ignore", message=rf"`ModelCheckpoint\(monitor={re.escape(repr(monitor))}\)` "
+                                    "could not find the monitored key")
 
     @staticmethod
     def data_summary(datamodule: Any) -> str:
@@ -143,10 +150,15 @@ class Summaries(pl.Callback):
     def _print(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         lines = [self.data_summary(trainer.datamodule)]
         if hasattr(pl_module, "summary"):
-            line = pl_module.summary()
-            if stage == "test" and trainer.ckpt_path:
-                line = line.split(", ")[0] + ", " + line.split(", ")[1] + f", weights from {trainer.ckpt_path}"
-            lines.append(line)
+            source = None
+            if trainer.ckpt_path and stage == "test":
+                source = f"weights from {trainer.ckpt_path}"
+            elif trainer.ckpt_path:  # weights restored; optimizer, schedule and loops follow at the train start
+                done = getattr(pl_module, "resumed_from", None) or {}
+                source = (f"weights resumed from {trainer.ckpt_path} (after {done.get('epochs', '?')} epoch(s), "
+                          f"{done.get('global_step', '?')} optimizer step(s); with its optimizer, schedule and "
+                          "loop state)")
+            lines.append(pl_module.summary(source))
         if stage == "fit":
             accum = trainer.accumulate_grad_batches
             bs = getattr(trainer.datamodule, "batch_size", None)
@@ -227,3 +239,51 @@ def _module_flops(pl_module: pl.LightningModule, batch: Any, training: bool) -> 
     if task is None or not _batch_size(batch) or (not training and not getattr(pl_module, "flops_at_eval", True)):
         return None
     return batch_flops(pl_module.model.config, batch, task, training)
+
+
+class ModelSummary(RichModelSummary):
+    """Lightning's rich model summary (same arguments) without the FLOPs column and total when no FLOPs were
+    counted: Lightning counts them only for a module with an ``example_input_array`` (the TVLT modules have none,
+    their inputs depend on the data), and would print ``Total FLOPs: 0``."""
+
+    @staticmethod
+    def summarize(summary_data: list[tuple[str, list[str]]], total_parameters: int, trainable_parameters: int,
+                  model_size: float, total_training_modes: dict[str, int], total_flops: int,
+                  **summarize_kwargs: Any) -> None:
+        if total_flops:
+            RichModelSummary.summarize(summary_data, total_parameters, trainable_parameters, model_size,
+                                       total_training_modes, total_flops, **summarize_kwargs)
+            return
+        from lightning.pytorch.utilities.model_summary.model_summary import (
+            get_formatted_model_size,
+            get_human_readable_count,
+        )
+        from rich import get_console
+        from rich.table import Table
+
+        table = Table(header_style=summarize_kwargs.get("header_style", "bold magenta"))
+        columns = [(name, values) for name, values in summary_data if name != "FLOPs"]
+        for name, _ in columns:
+            table.add_column(name, style="dim" if name == " " else None,
+                             justify="right" if name in ("Params", "Params per Device") else "left")
+        for row in zip(*(values for _, values in columns)):
+            table.add_row(*row)
+        console = get_console()
+        console.print(table)
+        frozen = total_parameters - trainable_parameters
+        console.print(f"[bold]Trainable params[/]: {get_human_readable_count(int(trainable_parameters))}   "
+                      f"[bold]Non-trainable params[/]: {get_human_readable_count(int(frozen))}   "
+                      f"[bold]Total params[/]: {get_human_readable_count(int(total_parameters))}   "
+                      f"[bold]Size (MB)[/]: {get_formatted_model_size(model_size)}   "
+                      f"[bold]Modules in train / eval mode[/]: {total_training_modes['train']} / "
+                      f"{total_training_modes['eval']}")
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's rich progress bar (same arguments) without ``v_num``: the last four characters of the
+    logger's version (a W&B run id gives e.g. ``amma``, the CSV logger ``0.000``); the run folder names the run."""
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items

@@ -79,9 +79,7 @@ class PretrainModule(TvltLitModule):
             torch.manual_seed(seed)
             return self.model(**inputs, compute_mae=True)
 
-    def training_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> dict[str, Any] | None:
-        if batch is None:  # every clip of the batch failed to decode (data.on_error=skip)
-            return None
+    def train_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
         out = self._step(batch, "train", batch_idx)
         # detached copies for the reconstruction callback; only the loss keeps its graph
         return {k: (v if k == "loss" or v is None else v.detach()) for k, v in out.items()}

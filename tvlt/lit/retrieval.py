@@ -54,9 +54,7 @@ class RetrievalModule(TvltLitModule):
         return {"task_matching": True, "task_mae": False}
 
     # ------------------------------------------------------------------ training
-    def training_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> Tensor | None:
-        if batch is None:  # every clip of the batch failed to decode (data.on_error=skip)
-            return None
+    def train_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         pv, pm = batch["pixel_values"], batch.get("pixel_mask")
         b = pv.shape[0]
         labels = torch.zeros(b, device=pv.device)

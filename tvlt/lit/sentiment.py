@@ -59,9 +59,7 @@ class SentimentModule(TvltLitModule):
         self.check_finite(loss, batch, stage)
         return loss, logits
 
-    def training_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> Tensor | None:
-        if batch is None:  # every clip of the batch failed to decode (data.on_error=skip): nothing to learn from
-            return None
+    def train_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         loss, _ = self._shared_step(batch, "train")
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
         return loss

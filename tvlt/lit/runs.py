@@ -1,0 +1,203 @@
+"""Run-level helpers of ``run.py``: what a run checks before it starts, where it writes, and what it prints.
+
+Kept out of ``run.py`` so the entry point stays a short list of steps, and so tests can call each helper.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("run")
+
+# Lightning INFO lines that are advertisements or notes about this project's own configuration, not about the run
+_LIGHTNING_NOISE = (
+    "try installing [litlogger]",  # printed whenever no LitLogger is configured
+    "Trainer already configured with model summary callbacks",  # conf/callbacks sets its own summary
+)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, fragments: tuple[str, ...]) -> None:
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(fragment in message for fragment in self.fragments)
+
+
+def quiet_third_party_noise() -> None:
+    """Silence what other libraries print on every run without informing about it: Lightning's litlogger tip and
+    model-summary note, and the deprecation warning Lightning's own pytree helper triggers in torch
+    (``isinstance(treespec, LeafSpec)``). Idempotent; warnings and messages about the run itself are kept."""
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropMessages) for f in logger.filters):
+        logger.addFilter(_DropMessages(_LIGHTNING_NOISE))
+
+
+class RunConfigError(ValueError):
+    """A setting given to ``run.py`` cannot work (data that is not there, a checkpoint with nothing left to train);
+    the message names the setting as it is written on the command line (``data.root=...``) and what to do."""
+
+
+# ---------------------------------------------------------------------------------------------------- run folders
+_reserved: dict[str, str] = {}
+
+
+def reserve_run_dir(base: str) -> str:
+    """The Hydra resolver behind ``hydra.run.dir`` (``${unique_dir:<logs>/<task>/runs/<date>_<time>}``): creates
+    and returns ``base``, or ``base_1``, ``base_2``, ... when a run started in the same second already holds it.
+    The folder is created here with ``exist_ok=False`` (atomic on POSIX file systems), so two runs started at the
+    same moment never share one. Memoised per process: Hydra and Lightning's DDP launcher ask for it again."""
+    if base in _reserved:
+        return _reserved[base]
+    import os
+
+    os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
+    for n in range(10000):
+        candidate = base if n == 0 else f"{base}_{n}"
+        try:
+            os.mkdir(candidate)
+        except FileExistsError:
+            continue
+        _reserved[base] = candidate
+        return candidate
+    raise RunConfigError(f"{base}: 10000 run folders of this name exist; pass hydra.run.dir=<folder>")
+
+
+def discard_run_dir(output_dir: str | Path, root_dir: str | Path) -> None:
+    """Remove a run folder that holds nothing but Hydra's bookkeeping (``.hydra/``, the log file), and the parent
+    folders up to ``root_dir`` that this leaves empty. For runs that write no output (``mode=predict``). Closes
+    the log file handlers writing into it first."""
+    import shutil
+
+    out = Path(output_dir).resolve()
+    if not out.is_dir() or any(p.name != ".hydra" and p.suffix != ".log" for p in out.iterdir()):
+        return
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).resolve().is_relative_to(out):
+            root.removeHandler(handler)
+            handler.close()
+    shutil.rmtree(out, ignore_errors=True)
+    stop = Path(root_dir).resolve()
+    parent = out.parent
+    while parent != stop and stop in parent.parents and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def check_data(datamodule: Any, stage: str) -> None:
+    """Validate the data sources of ``stage`` (``fit`` or ``test``) before the model is built: a wrong
+    ``data.root`` / ``data.manifest``, a missing label file or a bad manifest row stops the run at once, with the
+    setting the user passed in the message. No clip is decoded (see ``ClipDataModule.check_sources``).
+
+    Raises:
+        RunConfigError: the datamodule's ``ManifestError`` (file, row, field), prefixed with ``data.root=...``.
+    """
+    check = getattr(datamodule, "check_sources", None)
+    if check is None:
+        return
+    from datamodules.manifests import ManifestError
+
+    try:
+        check(stage)
+    except (ManifestError, FileNotFoundError, NotADirectoryError) as err:
+        given = [f"data.{key}={value}" for key, value in (("root", getattr(datamodule, "root", None)),
+                                                          ("manifest", getattr(datamodule, "manifest_path", None)))
+                 if value is not None]
+        raise RunConfigError(f"{', '.join(given) or 'data'}: {err}") from err
+
+
+# ---------------------------------------------------------------------------------------------------- resume
+def check_resume(checkpoint: Mapping[str, Any], ckpt_path: str, trainer_cfg: Mapping[str, Any]) -> None:
+    """Refuse to resume a run that has nothing left to train under the given limits (Lightning would train nothing,
+    then the run would test and export the old weights as if they were new), saying how to continue.
+
+    Args:
+        checkpoint: the Lightning checkpoint of ``ckpt_path`` (``epoch``, ``global_step``, ``loops``).
+        trainer_cfg: the composed ``trainer`` config (``max_epochs``, ``max_steps``).
+
+    Raises:
+        RunConfigError: the checkpoint already reached ``trainer.max_epochs`` or ``trainer.max_steps``.
+    """
+    epochs = finished_epochs(checkpoint)
+    step = int(checkpoint.get("global_step", 0))
+    max_epochs = trainer_cfg.get("max_epochs")
+    max_steps = trainer_cfg.get("max_steps")
+    if max_steps not in (None, -1) and step >= int(max_steps):
+        limit, more = f"trainer.max_steps={max_steps}", f"trainer.max_steps={step + max(1, step // 2)}"
+    elif max_epochs not in (None, -1) and epochs is not None and epochs >= int(max_epochs):
+        limit, more = f"trainer.max_epochs={max_epochs}", f"trainer.max_epochs={epochs + max(1, epochs // 2)}"
+    else:
+        return
+    raise RunConfigError(
+        f"ckpt_path={ckpt_path} is a finished run: it trained {epochs} epoch(s), {step} optimizer step(s), and "
+        f"{limit} leaves nothing to train. To train further, resume with a higher limit (e.g. {more} "
+        f"ckpt_path=...; the learning-rate schedule is re-sized to the new length); to evaluate it, mode=test "
+        f"ckpt_path=...; to fine-tune from its weights in a new run, model.pretrained=...")
+
+
+def finished_epochs(checkpoint: Mapping[str, Any]) -> int | None:
+    """Epochs a Lightning checkpoint has trained (the fit loop's processed count, what Lightning compares with
+    ``max_epochs``), or None when the checkpoint has no loop state."""
+    try:
+        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------- sweeps
+# hydra overrides that belong to the sweep, not to one job (a DDP child runs one job as a single run)
+_SWEEP_ONLY = ("hydra.mode", "hydra.sweep", "hydra.sweeper", "hydra/sweeper", "hydra.launcher", "hydra/launcher",
+               "hydra.run.dir", "hydra.job.num", "hydra.job.id", "hydra.output_subdir", "hydra.job.name")
+
+
+# what Lightning's DDP launcher sets in os.environ of the process that starts the children
+_DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextmanager
+def ddp_in_sweep_job() -> Iterator[None]:
+    """Around the fit/test of one job of a ``-m`` sweep: Lightning's DDP child processes run this job, not the sweep
+    again, and the next job of the sweep starts its own process group. Does nothing outside a sweep.
+
+    Lightning starts each child with this process's ``sys.argv`` plus ``hydra.run.dir=<HydraConfig run.dir>``. In a
+    sweep, ``sys.argv`` is the whole sweep (``-m ... seed=1,2``) and ``run.dir`` is not the job's folder, so every
+    child started a sweep of its own, in a second sweep folder. Here ``sys.argv`` becomes this job's overrides
+    (``seed=1``, without ``-m``) and ``run.dir`` the job's folder. On exit, the process group and the launcher's
+    environment variables (``MASTER_PORT``, ``LOCAL_RANK``, ...) are removed: with them the next job would take this
+    process for a child and wait for peers that have finished."""
+    import os
+    import sys
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import read_write
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN or "LOCAL_RANK" in os.environ:
+        yield
+        return
+    hydra_cfg = HydraConfig.get()
+    keep = [o for o in hydra_cfg.overrides.hydra if not o.lstrip("+~").split("=")[0].startswith(_SWEEP_ONLY)]
+    argv = sys.argv
+    sys.argv = [argv[0], *hydra_cfg.overrides.task, *keep]
+    with read_write(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    try:
+        yield
+    finally:
+        import torch.distributed as dist
+
+        sys.argv = argv
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key in _DDP_ENV:
+            os.environ.pop(key, None)
