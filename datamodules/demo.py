@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DemoSpec", "EMOTIONS", "ensure_demo_mosei", "make_demo_mosei", "write_mp4"]
+__all__ = ["ClassesDemoSpec", "DEMO_CLASSES", "DemoSpec", "EMOTIONS", "ensure_demo_classes", "ensure_demo_mosei",
+           "ensure_generated", "make_demo_classes", "make_demo_mosei", "write_mp4"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,20 @@ def demo_is_ready(root: str | os.PathLike) -> bool:
 
 
 def ensure_demo_mosei(root: str | os.PathLike, spec: DemoSpec | None = None) -> Path:
-    """Make the demo set under ``root`` unless an identical one (same :class:`DemoSpec`) is already there.
+    """Make the MOSEI demo set under ``root`` unless an identical one (same :class:`DemoSpec`) is already there;
+    see :func:`ensure_generated`."""
+    return ensure_generated(root, spec or DemoSpec(), make_demo_mosei, "MOSEI")
+
+
+def ensure_demo_classes(root: str | os.PathLike, spec: "ClassesDemoSpec | None" = None) -> Path:
+    """Make the classification demo set under ``root`` unless an identical one is already there; see
+    :func:`make_demo_classes` and :func:`ensure_generated`."""
+    return ensure_generated(root, spec or ClassesDemoSpec(), make_demo_classes, "classification")
+
+
+def ensure_generated(root: str | os.PathLike, spec, make, what: str) -> Path:
+    """Make a generated set with ``make(folder, spec)`` under ``root`` unless an identical one (same spec) is
+    already there.
 
     Generation writes into a temporary sibling directory and renames it, so an interrupted run never leaves a
     half-made set that looks complete. A demo set made with another spec is replaced; any other non-empty
@@ -74,11 +88,10 @@ def ensure_demo_mosei(root: str | os.PathLike, spec: DemoSpec | None = None) -> 
     Raises:
         FileExistsError: ``root`` is a non-empty directory that is not a demo set (never deleted).
     """
-    spec = spec or DemoSpec()
     root = Path(root).resolve()
     marker = root / _MARKER
     if marker.is_file() and json.loads(marker.read_text()) == asdict(spec):
-        log.info("Using the embedded demo MOSEI dataset at %s", root)
+        log.info("Using the embedded demo %s dataset at %s", what, root)
         return root
     if root.is_dir() and not marker.is_file() and any(root.iterdir()):
         raise FileExistsError(
@@ -86,12 +99,12 @@ def ensure_demo_mosei(root: str | os.PathLike, spec: DemoSpec | None = None) -> 
             "Point data.demo_dir at an empty or new folder, or pass data.root for real data."
         )
     log.warning(
-        "No MOSEI data root given: generating the embedded demo dataset (%d/%d/%d synthetic clips) into %s",
-        spec.num_train, spec.num_valid, spec.num_test, root,
+        "No %s data given: generating the embedded demo dataset (%d/%d/%d synthetic clips) into %s",
+        what, spec.num_train, spec.num_valid, spec.num_test, root,
     )
     tmp = root.with_name(root.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    make_demo_mosei(tmp, spec)
+    make(tmp, spec)
     if root.exists():
         shutil.rmtree(root)
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -207,6 +220,87 @@ def write_mp4(
                 container.mux(packet)
             for packet in audio_stream.encode():
                 container.mux(packet)
+
+
+# ------------------------------------------------------------------------------------------------ classification
+#: class names of the classification demo, in class-index order (the first ``num_classes`` are used)
+DEMO_CLASSES = ("drum", "flute", "horn", "organ", "piano", "violin", "whistle", "zither")
+_CLASS_HUES = np.array([[230, 60, 40], [50, 200, 60], [40, 80, 230], [220, 200, 40], [200, 60, 200],
+                        [40, 200, 210], [240, 140, 40], [150, 150, 150]], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ClassesDemoSpec:
+    """The classification demo: ``num_classes`` classes, ``num_train``/``num_valid``/``num_test`` clips per split
+    (spread evenly over the classes)."""
+
+    seed: int = 0
+    num_classes: int = 4
+    num_train: int = 64
+    num_valid: int = 16
+    num_test: int = 16
+    seconds: float = 2.0
+    size: int = 64
+    fps: int = 8
+    audio_rate: int = 16000
+    version: int = 1  # bump when the generator changes
+
+    def count(self, split: str) -> int:
+        return {"train": self.num_train, "valid": self.num_valid, "test": self.num_test}[split]
+
+    @property
+    def classes(self) -> list[str]:
+        if not 2 <= self.num_classes <= len(DEMO_CLASSES):
+            raise ValueError(f"the classification demo has 2 to {len(DEMO_CLASSES)} classes, got {self.num_classes}")
+        return list(DEMO_CLASSES[: self.num_classes])
+
+
+def make_demo_classes(root: str | os.PathLike, spec: ClassesDemoSpec) -> None:
+    """Write ``root/{train,valid,test}/{class}/{class}_{split}_{i:03d}.mp4``: H.264 video with an AAC audio track
+    (the folder-per-class layout, audio in the container).
+
+    Class k is carried by both modalities, each blurred by noise: a square of hue k (plus colour jitter) drifting
+    over a noisy background, and a tone of ``300 * 1.5**k`` Hz (plus pitch jitter of a few percent, a random
+    amplitude and background noise)."""
+    root = Path(root)
+    rng = np.random.default_rng(spec.seed)
+    classes = spec.classes
+    for split in SPLITS:
+        n = spec.count(split)
+        labels = rng.permutation(np.arange(n) % spec.num_classes)
+        for i, k in enumerate(labels):
+            folder = root / split / classes[k]
+            folder.mkdir(parents=True, exist_ok=True)
+            frames = _class_frames(int(k), spec, rng)
+            audio = _class_audio(int(k), spec, rng)
+            write_mp4(folder / f"{classes[k]}_{split}_{i:03d}.mp4", frames, spec.fps, audio=audio[None],
+                      audio_rate=spec.audio_rate)
+    (root / _MARKER).write_text(json.dumps(asdict(spec)))
+
+
+def _class_frames(k: int, spec: ClassesDemoSpec, rng: np.random.Generator) -> np.ndarray:
+    """uint8 (T, size, size, 3): a drifting square of class hue k on a noisy grey background."""
+    t, s = int(round(spec.seconds * spec.fps)), spec.size
+    frames = 110.0 + rng.normal(0.0, 25.0, size=(t, s, s, 3))
+    colour = _CLASS_HUES[k] + rng.normal(0.0, 20.0, size=3)
+    side = int(rng.integers(s // 3, s // 2))
+    x0, y0 = rng.integers(0, s - side, size=2)
+    vx, vy = rng.integers(-2, 3, size=2)
+    for j in range(t):
+        x = int(np.clip(x0 + vx * j, 0, s - side))
+        y = int(np.clip(y0 + vy * j, 0, s - side))
+        frames[j, y : y + side, x : x + side] = colour + rng.normal(0.0, 10.0, size=(side, side, 3))
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+def _class_audio(k: int, spec: ClassesDemoSpec, rng: np.random.Generator) -> np.ndarray:
+    """float32 (N,) at ``audio_rate``: a tone of ``300 * 1.5**k`` Hz (jittered by a few percent) over noise."""
+    n = int(round(spec.seconds * spec.audio_rate))
+    time = np.arange(n) / spec.audio_rate
+    freq = 300.0 * 1.5**k * (1.0 + rng.uniform(-0.04, 0.04))
+    y = rng.uniform(0.1, 0.4) * np.sin(2 * np.pi * freq * time + rng.uniform(0, 2 * np.pi))
+    y += rng.normal(0.0, 0.03, size=n)
+    return np.clip(y, -1, 1).astype(np.float32)
 
 
 def _write_labels(root: Path, split: str, rows: list[tuple[str, float, np.ndarray]]) -> None:
