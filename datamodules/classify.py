@@ -4,8 +4,8 @@ Data sources, in order of precedence (see docs/data.md, "Your own clips and labe
 - ``manifest``: a CSV with ``video``, optional ``audio`` (a wav/flac, empty or ``container`` for the video's own
   audio), ``split`` (train/valid/test) and either a ``label`` column of class names (single-label) or one 0/1
   column per class (multi-label); see :func:`datamodules.manifests.manifest_classes`;
-- ``root``: a folder per class, ``root/{train,valid,test}/{class}/{clip}.mp4``, audio in the video files
-  (:func:`datamodules.manifests.class_folders`);
+- ``root``: a folder per class, ``root/{class}/{clip}.mp4`` (a stratified hold-out makes valid and test) or
+  ``root/{train,valid,test}/{class}/{clip}.mp4``, audio in the video files (:func:`datamodules.manifests.class_folders`);
 - neither: the generated classification demo (:func:`datamodules.demo.make_demo_classes`) in ``demo_dir``.
 
 Class names and their order come from the data (manifest: the sorted label values or the class columns in order;
@@ -43,7 +43,10 @@ class ClassifyDataModule(ClipDataModule):
 
     Args:
         manifest: a classification CSV (see the module docstring); relative paths are relative to its folder.
-        root: a folder-per-class tree with split folders, ``root/{train,valid,test}/{class}/*.mp4``.
+        root: a folder-per-class tree, ``root/{class}/*.mp4`` or with split folders
+            ``root/{train,valid,test}/{class}/*.mp4`` (:func:`datamodules.manifests.class_folders`).
+        val_fraction, test_fraction, split_seed: a tree without split folders: the share of each class's clips
+            held out for validation and test, and the seed of that draw.
         classes: class names in index order (None: from the data). A label outside them is an invalid row.
         demo_dir, demo_seed, demo_classes, demo_clips: the generated demo (no manifest and no root): where, its
             seed, its number of classes (>= 2) and (train, valid, test) clips.
@@ -62,6 +65,9 @@ class ClassifyDataModule(ClipDataModule):
         demo_seed: int = 0,
         demo_classes: int = 4,
         demo_clips: tuple[int, int, int] | list[int] = (64, 16, 16),
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        split_seed: int = 0,
         train_jitter: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -71,6 +77,7 @@ class ClassifyDataModule(ClipDataModule):
         self.demo_dir = demo_dir
         self.demo_spec = ClassesDemoSpec(seed=demo_seed, num_classes=int(demo_classes), num_train=int(demo_clips[0]),
                                          num_valid=int(demo_clips[1]), num_test=int(demo_clips[2]))
+        self.holdout = {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": split_seed}
         self.train_jitter = train_jitter
         self._given_classes = list(classes) if classes else None
         self._classes: tuple[list[str], bool] | None = None
@@ -82,7 +89,7 @@ class ClassifyDataModule(ClipDataModule):
             if self.manifest_path is not None:
                 self._classes = manifest_classes(self.manifest_path, self._given_classes)
             elif self.root is not None:
-                self._classes = (class_folders(self.root, "train", self._given_classes)[1], False)
+                self._classes = (class_folders(self.root, "train", self._given_classes, **self.holdout)[1], False)
             else:
                 self._classes = (self._given_classes or self.demo_spec.classes, False)
             names = self._classes[0]
@@ -126,7 +133,7 @@ class ClassifyDataModule(ClipDataModule):
                                 labels_of=class_labels(classes, multilabel))
         else:
             root = self.root if self.root is not None else self.demo_dir
-            rows = class_folders(root, split, classes)[0]
+            rows = class_folders(root, split, classes, **self.holdout)[0]
         repeated = [k for k, n in Counter(r.id for r in rows).items() if n > 1]
         if repeated:
             raise ManifestError(

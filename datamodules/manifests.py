@@ -40,6 +40,7 @@ __all__ = [
     "manifest_classes",
     "class_labels",
     "class_folders",
+    "holdout_splits",
     "video_folder",
     "msrvtt",
     "SENTIMENT_RANGE",
@@ -416,28 +417,64 @@ def class_labels(classes: Sequence[str], multilabel: bool) -> Callable[[dict[str
     return multi if multilabel else single
 
 
-def class_folders(root: str | os.PathLike, split: str | None = None,
-                  classes: Sequence[str] | None = None) -> tuple[list[Row], list[str]]:
-    """Rows of a folder-per-class tree ``root/{class}/{clip}.mp4`` (or ``root/{split}/{class}/{clip}.mp4`` when
-    ``split`` is given), audio from the video's own stream, label = class index (float). Classes are the
-    sub-folders sorted (of ``root``, or of ``root/train`` for a tree with split folders) unless ``classes`` fixes
-    them. Returns (rows, classes). Videos are the files with an extension of :data:`VIDEO_EXTENSIONS`."""
+def class_folders(root: str | os.PathLike, split: str, classes: Sequence[str] | None = None,
+                  val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0) -> tuple[list[Row], list[str]]:
+    """Rows of ``split`` of a folder-per-class tree, audio from the video's own stream, label = class index (float).
+
+    Two layouts: ``root/{train,valid,test}/{class}/{clip}`` (split folders), or ``root/{class}/{clip}``, whose clips
+    are split by :func:`holdout_splits` (``val_fraction``, ``test_fraction``, ``seed``). Classes are the class
+    folders sorted (of ``root/train`` with split folders) unless ``classes`` fixes them. Videos are the files with
+    an extension of :data:`VIDEO_EXTENSIONS`; ids are ``{class}/{file stem}``. Returns (rows, classes)."""
     root = Path(root)
     _require_root(root, "class folder")
-    top = root / split if split is not None else root
-    if not top.is_dir():
-        raise ManifestError(f"class folder tree: split folder not found: {top}")
-    if classes is None:
-        classes = sorted(p.name for p in top.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise ManifestError(f"{top}: no class sub-folders (expected {top}/<class>/<clip>.mp4)")
+    split = SPLIT_NAMES.get(split, split)
+    with_splits = (root / "train").is_dir()
+    top = root / split if with_splits else root
+    names = classes or _subfolders(root / "train" if with_splits else root)
+    if not names:
+        raise ManifestError(f"{root}: no class folders (expected {root}/<class>/<clip>.mp4 or "
+                            f"{root}/train/<class>/<clip>.mp4)")
     rows = []
-    for k, name in enumerate(classes):
+    for k, name in enumerate(names):
         folder = top / name
         videos = sorted(p for p in folder.glob("*") if p.suffix.lower() in VIDEO_EXTENSIONS) if folder.is_dir() else []
         # ids carry the class: cat/001.mp4 and dog/001.mp4 are two clips
         rows += [Row(f"{name}/{p.stem}", str(p), CONTAINER, float(k), str(folder), 0) for p in videos]
-    return rows, list(classes)
+    if not with_splits:
+        assigned = holdout_splits([int(r.labels) for r in rows], val_fraction, test_fraction, seed)
+        rows = [r for r, s in zip(rows, assigned) if s == split]
+    return rows, list(names)
+
+
+def _subfolders(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if folder.is_dir() else []
+
+
+def holdout_splits(labels: Sequence[int], val_fraction: float = 0.1, test_fraction: float = 0.1,
+                   seed: int = 0) -> list[str]:
+    """A train/valid/test split per item, stratified by class: within each class (in the given order) a seeded
+    permutation puts ``round(n * test_fraction)`` items in test and ``round(n * val_fraction)`` in valid, at least
+    one each when the fraction is positive and the class has 3 or more items; the rest train."""
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be in [0, 1) with a "
+                         "sum below 1")
+    rng = np.random.default_rng(seed)
+    out = ["train"] * len(labels)
+    by_class: dict[int, list[int]] = {}
+    for i, k in enumerate(labels):
+        by_class.setdefault(int(k), []).append(i)
+    for k in sorted(by_class):
+        items = [by_class[k][j] for j in rng.permutation(len(by_class[k]))]
+        n = len(items)
+
+        def count(fraction: float) -> int:
+            return max(int(round(n * fraction)), 1 if fraction > 0 and n >= 3 else 0)
+
+        n_test, n_val = count(test_fraction), count(val_fraction)
+        for j, i in enumerate(items):
+            out[i] = "test" if j < n_test else "valid" if j < n_test + n_val else "train"
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ pretraining

@@ -156,3 +156,22 @@ def test_bad_labels_are_reported_with_file_line_and_value(tmp_path, clips):
     with pytest.raises(ManifestError, match=r"no class column"):
         (tmp_path / "none.csv").write_text("video,split\na.mp4,train\n")
         ClassifyDataModule(manifest=str(tmp_path / "none.csv")).model_arguments()
+
+
+def test_folder_tree_without_split_folders_holds_out_each_class(tmp_path, clips):
+    from datamodules.classify import ClassifyDataModule
+    from datamodules.manifests import holdout_splits
+
+    flat = tmp_path / "flat"
+    for video in clips.rglob("*.mp4"):  # root/{class}/{clip}.mp4: 4 clips per class
+        (flat / video.parent.name).mkdir(parents=True, exist_ok=True)
+        (flat / video.parent.name / video.name).symlink_to(video)
+    dm = ClassifyDataModule(root=str(flat), num_frames=1, val_fraction=0.25, test_fraction=0.25)
+    sizes = {s: [r.id.split("/")[0] for r in dm._rows(s)] for s in ("train", "valid", "test")}
+    assert {s: sorted(v) for s, v in sizes.items()} == {"train": sorted(CLASSES * 2), "valid": CLASSES,
+                                                        "test": CLASSES}
+    # stratified and seeded: 3 items of a class -> one each; the same seed gives the same draw
+    assert sorted(holdout_splits([0, 0, 0], 0.1, 0.1)) == ["test", "train", "valid"]
+    assert holdout_splits([0] * 5 + [1] * 5, 0.2, 0.2, seed=3) == holdout_splits([0] * 5 + [1] * 5, 0.2, 0.2, seed=3)
+    with pytest.raises(ValueError, match="sum below 1"):
+        holdout_splits([0, 1], 0.5, 0.5)
