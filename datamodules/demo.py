@@ -1,4 +1,5 @@
-"""The embedded demo dataset: a small CMU-MOSEI-layout set generated locally and deterministically (no download).
+"""The embedded demo datasets, generated locally and deterministically (no download): a small CMU-MOSEI-layout set
+(below) and a K-class set for ``experiment=classify`` (:func:`make_demo_classes`).
 
 Layout (the original release's processed MOSEI layout, see docs/data.md)::
 

@@ -175,3 +175,14 @@ def test_folder_tree_without_split_folders_holds_out_each_class(tmp_path, clips)
     assert holdout_splits([0] * 5 + [1] * 5, 0.2, 0.2, seed=3) == holdout_splits([0] * 5 + [1] * 5, 0.2, 0.2, seed=3)
     with pytest.raises(ValueError, match="sum below 1"):
         holdout_splits([0, 1], 0.5, 0.5)
+
+
+def test_classify_composes_and_switches_to_its_demo_preset(tmp_path):
+    cfg = compose_cfg(tmp_path, ["experiment=classify", "data.manifest=clips.csv"])
+    assert (cfg.task_name, cfg.model._target_, cfg.monitor, cfg.monitor_mode) == \
+        ("classify", "tvlt.lit.ClassificationModule", "val/f1_macro", "max")
+    assert cfg.data.manifest == str(Path.cwd() / "clips.csv") and "hidden_size" not in cfg.model.config
+    assert cfg.data.batch_size * cfg.trainer.accumulate_grad_batches == 32
+    demo = compose_cfg(tmp_path, ["experiment=classify"])
+    assert (demo.task_name, demo.demo_from, demo.model.config.hidden_size, demo.monitor) == \
+        ("classify_demo", "classify", 128, "val/loss")
