@@ -69,3 +69,8 @@ def test_metric_accumulates_and_drops_padded_duplicates():
     out = metric.compute()
     assert out["num_samples"] == 7 and float(out["acc"]) == pytest.approx(4 / 7)
     assert float(out["acc_top2"]) == pytest.approx(6 / 7)
+
+
+def test_multi_label_logit_zero_counts_as_present():
+    s = classification_scores(torch.tensor([[0.0, -0.1]]), torch.tensor([[1.0, 0.0]]), ["a", "b"], multilabel=True)
+    assert s["exact_match"] == 1.0 and s["recall_a"] == 1.0 and math.isnan(s["precision_b"])

@@ -36,6 +36,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_stat_scores,
+    multilabel_average_precision,
+    multilabel_stat_scores,
+)
 
 EMOTIONS: tuple[str, ...] = ("happy", "sad", "angry", "fear", "disgust", "surprise")
 """Label order of the CMU-MOSEI emotion task (REFERENCE.md B.5: the original release's order)."""
@@ -220,14 +226,10 @@ def classification_scores(logits: Tensor, labels: Tensor, names: Sequence[str], 
         undefined (precision of a class never predicted, recall/AP of a class that never occurs) is nan; means
         skip nan classes with a warning (nan only when all are).
     """
-    from torchmetrics.functional.classification import (
-        multiclass_accuracy, multiclass_stat_scores, multilabel_average_precision, multilabel_stat_scores)
-
     k = len(names)
     logits = logits.detach().float().cpu()
     if logits.ndim != 2 or logits.shape[1] != k:
         raise ValueError(f"classification logits must be (N, {k}) for classes {list(names)}, got {tuple(logits.shape)}")
-    nan = NAN
     out: dict[str, float] = {}
     if logits.shape[0] == 0:
         _warn("classification metrics on 0 samples; reported as nan")
@@ -239,14 +241,14 @@ def classification_scores(logits: Tensor, labels: Tensor, names: Sequence[str], 
         target = (labels.detach().cpu() > 0).long()
         if target.shape != logits.shape:
             raise ValueError(f"multi-label labels {tuple(target.shape)} must match the logits {tuple(logits.shape)}")
-        probs = torch.sigmoid(logits)
-        stats = multilabel_stat_scores(probs, target, num_labels=k, threshold=0.5, average="none")
+        probs, present = torch.sigmoid(logits), (logits >= 0).long()  # decisions as in emotion_scores
+        stats = multilabel_stat_scores(present, target, num_labels=k, average="none")
         with warnings.catch_warnings():  # torchmetrics' "no positive samples" warning: reported as nan below
             warnings.simplefilter("ignore", UserWarning)
             ap = multilabel_average_precision(probs, target, num_labels=k, average="none")
-        ap = torch.where(target.sum(0) > 0, ap, torch.full_like(ap, nan))
+        ap = torch.where(target.sum(0) > 0, ap, torch.full_like(ap, NAN))
         out["map"] = _nanmean(ap, "map")
-        out["exact_match"] = ((probs >= 0.5).long() == target).all(1).double().mean().item()
+        out["exact_match"] = (present == target).all(1).double().mean().item()
     else:
         target = labels.detach().cpu().reshape(-1).long()
         if target.shape[0] != logits.shape[0]:
