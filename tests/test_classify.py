@@ -56,9 +56,11 @@ def test_single_label_manifest_trains_and_class_names_round_trip(tmp_path, clips
     manifest = tmp_path / "clips.csv"
     # the classes are sorted label values; class_weights=balanced and label smoothing are accepted
     write_manifest(manifest, clips)
-    run_cli(["experiment=classify", *FAST, f"data.manifest={manifest}", "logger=csv", "trainer.max_epochs=1",
-             "trainer.limit_train_batches=2", "model.class_weights=balanced", "model.label_smoothing=0.1",
-             f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
+    proc = run_cli(["experiment=classify", *FAST, f"data.manifest={manifest}", "logger=csv", "trainer.max_epochs=1",
+                    "trainer.limit_train_batches=2", "model.class_weights=balanced", "model.label_smoothing=0.1",
+                    f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
+    # 2 training clips per class: balanced weights n / (K * count) = 6 / (3 * 2)
+    assert "class loss weights from the training split (6 clips): drum 1, flute 1, horn 1" in proc.stdout + proc.stderr
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     saved = torch.load(last, weights_only=True)
     assert saved["hyper_parameters"]["classes"] == CLASSES and saved["hyper_parameters"]["multilabel"] is False
@@ -71,9 +73,7 @@ def test_single_label_manifest_trains_and_class_names_round_trip(tmp_path, clips
 
     # predict one clip by name: the line names the most probable class and lists all three
     clip = sorted((clips / "test" / "horn").glob("*.mp4"))[0]
-    proc = run_cli(["mode=predict", f"ckpt_path={last}", f"input={clip}", f"hydra.run.dir={tmp_path}/p"],
-                   cwd=tmp_path)
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith(str(clip))]
+    line = run.predict(compose_cfg(tmp_path / "p", ["mode=predict", f"ckpt_path={last}", f"input={clip}"]))
     assert len(line) == 1 and re.fullmatch(
         rf"{re.escape(str(clip))}: class (drum|flute|horn) \(probabilities: (\w+ \d\.\d\d(, )?){{3}}\)", line[0]), line
 
@@ -186,3 +186,25 @@ def test_classify_composes_and_switches_to_its_demo_preset(tmp_path):
     demo = compose_cfg(tmp_path, ["experiment=classify"])
     assert (demo.task_name, demo.demo_from, demo.model.config.hidden_size, demo.monitor) == \
         ("classify_demo", "classify", 128, "val/loss")
+
+
+def test_loss_weights_and_label_smoothing_hand_computed():
+    from conftest import TINY_CONFIG
+    from tvlt.lit import ClassificationModule
+
+    ln2 = math.log(2)
+    logits = torch.tensor([[0.0, 0.0], [math.log(3), 0.0]])  # p(b) = 1/2, then 1/4
+    labels = torch.tensor([0, 1])
+    weighted = ClassificationModule(classes=["a", "b"], class_weights=[1.0, 3.0], config=TINY_CONFIG)
+    assert float(weighted.loss(logits, labels)) == pytest.approx((1 * ln2 + 3 * 2 * ln2) / 4)  # sum w nll / sum w
+    smooth = ClassificationModule(classes=["a", "b"], label_smoothing=0.2, config=TINY_CONFIG)
+    # targets (1 - 0.2) * one-hot + 0.2 / 2: sample 0 gives ln 2 for any target; sample 1 q = [0.1, 0.9]
+    want = (ln2 + 0.1 * math.log(4 / 3) + 0.9 * math.log(4)) / 2
+    assert float(smooth.loss(logits, labels)) == pytest.approx(want)
+    multi = ClassificationModule(classes=["a", "b"], multilabel=True, pos_weight=[3.0, 5.0], config=TINY_CONFIG)
+    # BCE at logit 0: a present (3 * ln 2), b absent (ln 2, pos_weight does not apply)
+    assert float(multi.loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]))) == pytest.approx(2 * ln2)
+    with pytest.raises(ValueError, match="pos_weight is a multi-label option"):
+        ClassificationModule(classes=["a", "b"], pos_weight="auto", config=TINY_CONFIG)
+    with pytest.raises(ValueError, match=r"loss weights must be 2 finite non-negative numbers"):
+        ClassificationModule(classes=["a", "b"], class_weights=[1.0], config=TINY_CONFIG)

@@ -155,9 +155,11 @@ def test_prepare_mosei_cuts_labels_and_reports_then_skips_on_rerun(tmp_path):
                       "vidF_0": ["test", "vidF", "undecodable"]}
 
     # a re-run skips the finished segments (files untouched) and reports the same failures
+    from datamodules.prepare import prepare_mosei
+
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.mp4")}
-    proc = prepare(*args, cwd=tmp_path)
-    assert f"{out}: cut 0 segment(s), 3 already done, 5 failed" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    again = prepare_mosei(labels, raw, folds, out, workers=1, decode_timeout=None)
+    assert (again["done"], again["skipped"], sum(again["failed"].values())) == (0, 3, 5)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.mp4")} == stamps
     assert len(read_rows(out / "labels" / "label_file_train.csv")) == 3
 
@@ -210,9 +212,10 @@ def test_prepare_folder_writes_the_manifest_and_lists_problems(tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text("file,music,speech\nc0.mp4,1,0\nc1.mp4,0,1\nc2.mp4,1,1\ngone.mp4,1,0\n")
     out2 = tmp_path / "tags.csv"
-    proc = prepare("folder", str(flat), f"--labels={labels}", f"--out={out2}", "--val-fraction=0",
-                   "--test-fraction=0", cwd=tmp_path)
-    assert f"{flat / 'gone.mp4'}: listed in {labels} line 5 but not found" in proc.stderr
-    assert f"{flat / 'c3.mp4'}: video without a label in {labels}" in proc.stderr
+    from datamodules.prepare import prepare_folder
+
+    result = prepare_folder(flat, out2, labels, val_fraction=0.0, test_fraction=0.0)
+    assert result["problems"] == [(str(flat / "c3.mp4"), f"video without a label in {labels}"),
+                                  (str(flat / "gone.mp4"), f"listed in {labels} line 5 but not found")]
     assert read_rows(out2) == [["video", "split", "music", "speech"], ["flat/c0.mp4", "train", "1", "0"],
                                ["flat/c1.mp4", "train", "0", "1"], ["flat/c2.mp4", "train", "1", "1"]]
