@@ -285,8 +285,9 @@ def _check_clip(path: str) -> str | None:
 def prepare_folder(root: str | os.PathLike, out: str | os.PathLike, labels: str | os.PathLike | None = None,
                    val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
                    workers: int = 1) -> dict[str, Any]:
-    """Write the ``experiment=classify`` manifest (``video,split,label``, paths relative to the manifest's folder)
-    for ``root``:
+    """Write the ``experiment=classify`` manifest (``id,video,split,label`` or ``id,video,split,<class>,...``; paths
+    relative to the manifest's folder; ids ``{class}/{file stem}`` or the labels file's path without extension, so
+    ``cat/001.mp4`` and ``dog/001.mp4`` stay two clips) for ``root``:
 
     - a folder per class, ``root/{class}/{clip}`` or ``root/{train,valid,test}/{class}/{clip}``;
     - with ``labels``: a flat folder and a CSV ``file,label`` (class name) or ``file,<class 1>,<class 2>,...``
@@ -317,7 +318,8 @@ def prepare_folder(root: str | os.PathLike, out: str | os.PathLike, labels: str 
                 elif path.suffix.lower() not in VIDEO_EXTENSIONS:
                     problems.append((str(path), f"not a video file (extensions {', '.join(VIDEO_EXTENSIONS)})"))
                 else:
-                    items.append({"path": path, "split": split, "label": rel.parts[0]})
+                    items.append({"path": path, "split": split, "label": rel.parts[0],
+                                  "id": f"{rel.parts[0]}/{path.stem}"})
         multilabel = False
     else:
         items, classes, multilabel = _labelled_files(root, Path(labels), problems)
@@ -334,11 +336,11 @@ def prepare_folder(root: str | os.PathLike, out: str | os.PathLike, labels: str 
         for it, split in zip(good, holdout_splits(keys, val_fraction, test_fraction, seed)):
             it["split"] = split
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = ["video", "split", *(classes if multilabel else ["label"])]
+    header = ["id", "video", "split", *(classes if multilabel else ["label"])]
     rows = []
     for it in good:
         video = os.path.relpath(it["path"], out.parent)
-        row = {"video": video, "split": it["split"]}
+        row = {"id": it["id"], "video": video, "split": it["split"]}
         row.update({c: it[c] for c in classes} if multilabel else {"label": it["label"]})
         rows.append(row)
     with open(out, "w", newline="") as f:
@@ -376,7 +378,8 @@ def _labelled_files(root: Path, labels: Path, problems: list) -> tuple[list[dict
         if split is not None and split not in SPLIT_NAMES:
             problems.append((str(path), f"{where}: split {split!r} is not train, valid or test"))
             continue
-        item: dict[str, Any] = {"path": path, "split": SPLIT_NAMES.get(split) if split else None}
+        item: dict[str, Any] = {"path": path, "split": SPLIT_NAMES.get(split) if split else None,
+                                "id": str(Path(name).with_suffix(""))}
         if multilabel:
             values = {c: (rec.get(c) or "").strip() for c in classes}
             bad = [c for c, v in values.items() if v not in ("0", "1")]

@@ -193,8 +193,9 @@ def test_prepare_folder_writes_the_manifest_and_lists_problems(tmp_path):
         f"{root / 'flute' / 'broken.mp4'}: undecodable" in proc.stderr
     assert f"{root / 'flute' / 'silent.mp4'}: no_audio_stream" in proc.stderr
     rows = read_rows(out)
-    assert rows[0] == ["video", "split", "label"] and len(rows) == 7
-    assert sorted((r[0].split("/")[-2], r[1]) for r in rows[1:]) == sorted(
+    assert rows[0] == ["id", "video", "split", "label"] and len(rows) == 7
+    assert all(r[0] == f"{r[3]}/{Path(r[1]).stem}" and r[1].startswith(f"tree/train/{r[3]}/") for r in rows[1:])
+    assert sorted((r[3], r[2]) for r in rows[1:]) == sorted(
         [(c, s) for c in ("drum", "flute") for s in ("test", "train", "valid")])
     # the manifest trains as is: experiment=classify reads it
     from datamodules.classify import ClassifyDataModule
@@ -217,5 +218,5 @@ def test_prepare_folder_writes_the_manifest_and_lists_problems(tmp_path):
     result = prepare_folder(flat, out2, labels, val_fraction=0.0, test_fraction=0.0)
     assert result["problems"] == [(str(flat / "c3.mp4"), f"video without a label in {labels}"),
                                   (str(flat / "gone.mp4"), f"listed in {labels} line 5 but not found")]
-    assert read_rows(out2) == [["video", "split", "music", "speech"], ["flat/c0.mp4", "train", "1", "0"],
-                               ["flat/c1.mp4", "train", "0", "1"], ["flat/c2.mp4", "train", "1", "1"]]
+    assert read_rows(out2) == [["id", "video", "split", "music", "speech"], ["c0", "flat/c0.mp4", "train", "1", "0"],
+                               ["c1", "flat/c1.mp4", "train", "0", "1"], ["c2", "flat/c2.mp4", "train", "1", "1"]]
