@@ -5,7 +5,8 @@ Data sources, in order of precedence (see docs/data.md, "Your own clips and labe
   audio), ``split`` (train/valid/test) and either a ``label`` column of class names (single-label) or one 0/1
   column per class (multi-label); see :func:`datamodules.manifests.manifest_classes`;
 - ``root``: a folder per class, ``root/{class}/{clip}.mp4`` (a stratified hold-out makes valid and test) or
-  ``root/{train,valid,test}/{class}/{clip}.mp4``, audio in the video files (:func:`datamodules.manifests.class_folders`);
+  ``root/{train,valid,test}/{class}/{clip}.mp4``, audio in the video files
+  (:func:`datamodules.manifests.class_folders`);
 - neither: the generated classification demo (:func:`datamodules.demo.make_demo_classes`) in ``demo_dir``.
 
 Class names and their order come from the data (manifest: the sorted label values or the class columns in order;

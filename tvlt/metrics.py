@@ -5,10 +5,10 @@ Two layers:
 
 * plain functions (``sentiment_scores``, ``emotion_scores``, ``classification_scores``, ``retrieval_scores``) that
   take whole tensors and return ``dict[str, float]``; they are what the tests check by hand;
-* ``torchmetrics.Metric`` wrappers (``SentimentMetrics``, ``EmotionMetrics``, ``ClassificationMetrics``) that accumulate predictions across
-  steps and processes. Under DDP, Lightning's ``DistributedSampler`` pads the last shard by repeating samples; the
-  wrappers therefore keep a 64-bit key per sample (a hash of its id) and drop repeated keys after the gather, so
-  every sample is counted exactly once.
+* ``torchmetrics.Metric`` wrappers (``SentimentMetrics``, ``EmotionMetrics``, ``ClassificationMetrics``) that
+  accumulate predictions across steps and processes. Under DDP, Lightning's ``DistributedSampler`` pads the last
+  shard by repeating samples; the wrappers therefore keep a 64-bit key per sample (a hash of its id) and drop
+  repeated keys after the gather, so every sample is counted exactly once.
 
 Degenerate inputs (no non-zero labels, a constant prediction or label, an emotion that never occurs) give ``nan``
 for the affected figure together with a ``UserWarning``; they never raise.
