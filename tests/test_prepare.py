@@ -220,3 +220,28 @@ def test_prepare_folder_writes_the_manifest_and_lists_problems(tmp_path):
                                   (str(flat / "gone.mp4"), f"listed in {labels} line 5 but not found")]
     assert read_rows(out2) == [["id", "video", "split", "music", "speech"], ["c0", "flat/c0.mp4", "train", "1", "0"],
                                ["c1", "flat/c1.mp4", "train", "0", "1"], ["c2", "flat/c2.mp4", "train", "1", "1"]]
+
+
+def test_prepare_mosei_on_the_real_howto100m_clip(tmp_path, media_dir):
+    """A real H.264 + AAC (44.1 kHz) video: two overlapping segments, every frame of each and its audio."""
+    import av
+    import soundfile as sf
+
+    from datamodules.prepare import prepare_mosei
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "mg7Q4o9bNN0.mp4").symlink_to(media_dir / "mg7Q4o9bNN0_7s-12s.mp4")  # 150 frames at 30 fps
+    labels = tmp_path / "labels.csd"
+    write_csd(labels, {"mg7Q4o9bNN0": ([[0.5, 2.5], [2.0, 4.9]], [LABEL_A0, LABEL_A1])})
+    folds = tmp_path / "folds.json"
+    folds.write_text('{"train": ["mg7Q4o9bNN0"], "valid": [], "test": []}')
+    summary = prepare_mosei(labels, raw, folds, tmp_path / "out", decode_timeout=None)
+    assert (summary["done"], summary["failures"]) == (2, [])
+    for i, (frames, seconds) in enumerate([(60, 2.0), (87, 2.9)]):
+        with av.open(str(tmp_path / "out" / "train" / "video" / f"mg7Q4o9bNN0_{i}.mp4")) as c:
+            stream = c.streams.video[0]
+            assert (stream.width, stream.height, len(c.streams.audio)) == (480, 360, 0)
+            assert sum(1 for _ in c.decode(stream)) == frames
+        info = sf.info(str(tmp_path / "out" / "train" / "audio_wav" / f"mg7Q4o9bNN0_{i}.wav"))
+        assert (info.samplerate, info.channels) == (16000, 1) and info.duration == pytest.approx(seconds, abs=0.01)
