@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ClassesDemoSpec", "DEMO_CLASSES", "DemoSpec", "EMOTIONS", "ensure_demo_classes", "ensure_demo_mosei",
-           "ensure_generated", "make_demo_classes", "make_demo_mosei", "write_mp4"]
+           "ensure_generated", "make_demo_classes", "make_demo_mosei", "Mp4Writer", "write_mp4"]
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def write_mp4(
     crf: int = 18,
     faststart: bool = False,
 ) -> None:
-    """Encode a clip with PyAV: single-threaded libx264 video and optional AAC audio.
+    """Encode a clip with PyAV: single-threaded libx264 video and optional AAC audio (see :class:`Mp4Writer`).
 
     Args:
         frames: uint8 (T, H, W, 3) RGB, or (T, H, W) grayscale (encoded as gray); yuv420p needs even H and W.
@@ -192,35 +192,83 @@ def write_mp4(
         faststart: put the index (moov) first, as streaming files do; cutting such a file gives a truncated file
             whose header over-reports the frame count.
     """
-    import av
-
-    gray = frames.ndim == 3
-    options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(path), "w", options=options) as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1], frames.shape[2]
-        stream.pix_fmt = "gray" if gray else "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": str(crf)}
-        stream.codec_context.thread_count = 1
-        audio_stream = None
+    channels = 0 if audio is None else audio.shape[0]
+    with Mp4Writer(path, fps, crf, faststart, audio_channels=channels, audio_rate=audio_rate) as writer:
+        writer.write(frames)
         if audio is not None:
-            audio_stream = container.add_stream("aac", rate=audio_rate)
-            audio_stream.layout = "stereo" if audio.shape[0] == 2 else "mono"
+            writer.write_audio(audio)
+
+
+class Mp4Writer:
+    """An H.264 (single-threaded libx264, so the bytes are deterministic) mp4 written chunk by chunk, for clips too
+    long to hold in memory at once; optional AAC audio, given whole after the frames.
+
+    Args:
+        fps: frame rate (an int or a ``fractions.Fraction``, e.g. 30000/1001).
+        audio_channels: 0 (no audio stream), 1 or 2; audio_rate: its sampling rate in Hz.
+
+    ``write(frames)`` takes uint8 (T, H, W, 3) RGB or (T, H, W) gray chunks of one size; ``write_audio(audio)``
+    float32 (C, N) in [-1, 1]; leaving the ``with`` block flushes the encoders and closes the file.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, crf: int = 18, faststart: bool = False,
+                 audio_channels: int = 0, audio_rate: int = 44100) -> None:
+        import av
+
+        options = {"movflags": "faststart"} if faststart else {}
+        self.container = av.open(str(path), "w", options=options)
+        self.fps, self.crf = fps, crf
+        self.audio_channels, self.audio_rate = audio_channels, audio_rate
+        self.stream = self.audio_stream = None
+        self.gray = False
+        self._flushed = False  # the video encoder's buffered frames have been written
+
+    def _open_streams(self, frames: np.ndarray) -> None:
+        self.gray = frames.ndim == 3
+        self.stream = self.container.add_stream("libx264", rate=self.fps)
+        self.stream.height, self.stream.width = frames.shape[1], frames.shape[2]
+        self.stream.pix_fmt = "gray" if self.gray else "yuv420p"
+        self.stream.options = {"preset": "ultrafast", "crf": str(self.crf)}
+        self.stream.codec_context.thread_count = 1
+        if self.audio_channels:
+            self.audio_stream = self.container.add_stream("aac", rate=self.audio_rate)
+            self.audio_stream.layout = "stereo" if self.audio_channels == 2 else "mono"
+
+    def write(self, frames: np.ndarray) -> None:
+        import av
+
+        if self.stream is None:
+            self._open_streams(frames)
         for frame in frames:
-            image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray" if gray else "rgb24")
-            for packet in stream.encode(image):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-        if audio_stream is not None:
-            chunk = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(audio, dtype=np.float32), format="fltp", layout=audio_stream.layout.name
-            )
-            chunk.sample_rate = audio_rate
-            for packet in audio_stream.encode(chunk):
-                container.mux(packet)
-            for packet in audio_stream.encode():
-                container.mux(packet)
+            image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray" if self.gray else "rgb24")
+            for packet in self.stream.encode(image):
+                self.container.mux(packet)
+
+    def write_audio(self, audio: np.ndarray) -> None:
+        import av
+
+        for packet in self.stream.encode():  # the video is complete: flush it first, as a whole clip is written
+            self.container.mux(packet)
+        self._flushed = True
+        chunk = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(audio, dtype=np.float32), format="fltp", layout=self.audio_stream.layout.name
+        )
+        chunk.sample_rate = self.audio_rate
+        for packet in self.audio_stream.encode(chunk):
+            self.container.mux(packet)
+        for packet in self.audio_stream.encode():
+            self.container.mux(packet)
+
+    def __enter__(self) -> "Mp4Writer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None and self.stream is not None and not self._flushed:
+                for packet in self.stream.encode():
+                    self.container.mux(packet)
+        finally:
+            self.container.close()
 
 
 # ------------------------------------------------------------------------------------------------ classification

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 SDK_EMOTIONS = ("happy", "sad", "anger", "surprise", "disgust", "fear")
 #: SDK column of each emotion in this project's order (happy, sad, angry, fear, disgust, surprise)
 _EMOTION_COLUMNS = tuple(1 + SDK_EMOTIONS.index({"angry": "anger"}.get(e, e)) for e in EMOTIONS)
-#: frames per segment at most (a cap above any real segment: 10 minutes at 60 fps)
+#: frames per read at most (a cap above any chunk)
 _MAX_FRAMES = 36000
 AUDIO_RATE = 16000
 REPORT = "prepare_failures.csv"
@@ -140,19 +140,19 @@ def _find_video(folder: Path, video: str) -> Path | None:
     return None
 
 
-def _cut_video(job: tuple[str, str | None, str, list[Segment], float | None]) -> list[tuple[str, str, str]]:
+def _cut_video(job: tuple[str, str | None, str, list[Segment], float | None, float]) -> list[tuple[str, str, str]]:
     """Cut the segments of one full video (one worker per video, so its frame index is built once). Returns
     (segment id, status, detail) per segment: status ``done``, ``skipped`` (already there) or a failure cause."""
     import soundfile as sf
 
     from datamodules.decoding import ClipDecodeError, ClipReader
-    from datamodules.demo import write_mp4
 
-    split, source, out, segments, timeout = job
+    split, source, out, segments, timeout, chunk_seconds = job
     out_dir = Path(out) / split
     results = []
-    reader = ClipReader(num_frames=_MAX_FRAMES, decode_timeout=timeout, sampling_rate=AUDIO_RATE,
-                        min_audio_samples=1)
+    # the audio of a span is read with one frame (its window is the span's); the frames chunk by chunk
+    audio_reader = ClipReader(num_frames=1, decode_timeout=timeout, sampling_rate=AUDIO_RATE, min_audio_samples=1)
+    frame_reader = ClipReader(num_frames=_MAX_FRAMES, decode_timeout=timeout)
     for seg in segments:
         mp4, wav = out_dir / "video" / f"{seg.id}.mp4", out_dir / "audio_wav" / f"{seg.id}.wav"
         if mp4.is_file() and wav.is_file():
@@ -168,28 +168,50 @@ def _cut_video(job: tuple[str, str | None, str, list[Segment], float | None]) ->
         if not all(math.isfinite(v) for v in seg.features):
             results.append((seg.id, "bad_label", f"label values {list(seg.features)} are not all finite"))
             continue
-        try:
-            clip = reader.read(source, audio="container", mode="span", span=(seg.start, seg.end))
-        except ClipDecodeError as e:
-            cause = "outside_video" if e.cause == "outside_clip" else e.cause
-            results.append((seg.id, cause, e.detail or str(e)))
-            continue
-        frames = clip.frames[:, : clip.frames.shape[1] // 2 * 2, : clip.frames.shape[2] // 2 * 2]  # yuv420p: even
-        fps = Fraction(clip.fps if clip.fps > 0 else 30.0).limit_denominator(1001)
         for path in (mp4, wav):
             path.parent.mkdir(parents=True, exist_ok=True)
         # written under temporary names and renamed, so an interrupted run never leaves a file that looks finished
         tmp_wav, tmp_mp4 = wav.with_name(f".{wav.name}.tmp.wav"), mp4.with_name(f".{mp4.name}.tmp.mp4")
+        try:
+            clip = audio_reader.read(source, audio="container", mode="span", span=(seg.start, seg.end))
+            fps = Fraction(clip.fps if clip.fps > 0 else 30.0).limit_denominator(1001)
+            count = _write_frames(frame_reader, source, seg, tmp_mp4, fps, chunk_seconds)
+        except ClipDecodeError as e:
+            tmp_mp4.unlink(missing_ok=True)
+            cause = "outside_video" if e.cause == "outside_clip" else e.cause
+            results.append((seg.id, cause, e.detail or str(e)))
+            continue
         sf.write(tmp_wav, clip.waveform, AUDIO_RATE, subtype="PCM_16")
-        write_mp4(tmp_mp4, frames, fps)
         os.replace(tmp_wav, wav)
         os.replace(tmp_mp4, mp4)
-        results.append((seg.id, "done", f"{len(frames)} frames, {len(clip.waveform) / AUDIO_RATE:.2f} s audio"))
+        results.append((seg.id, "done", f"{count} frames, {len(clip.waveform) / AUDIO_RATE:.2f} s audio"))
     return results
 
 
+def _write_frames(reader, source: str, seg: Segment, path: Path, fps: Fraction, chunk_seconds: float) -> int:
+    """Every frame shown during the segment, read ``chunk_seconds`` at a time and encoded as it comes (a long HD
+    segment never sits in memory whole). Returns the number of frames."""
+    from datamodules.decoding import ClipDecodeError
+    from datamodules.demo import Mp4Writer
+
+    count, t = 0, seg.start
+    with Mp4Writer(path, fps) as writer:
+        while t < seg.end:
+            stop = min(t + chunk_seconds, seg.end)
+            try:
+                frames = reader.read(source, audio=None, mode="span", span=(t, stop)).frames
+                writer.write(frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2])  # yuv420p: even
+                count += len(frames)
+            except ClipDecodeError as e:
+                if e.cause != "outside_clip":  # else no frame in this chunk: the segment ends after the video
+                    raise
+            t = stop
+    return count
+
+
 def prepare_mosei(labels: str | os.PathLike, videos: str | os.PathLike, folds: str | os.PathLike,
-                  out: str | os.PathLike, workers: int = 1, decode_timeout: float | None = 300.0) -> dict[str, Any]:
+                  out: str | os.PathLike, workers: int = 1, decode_timeout: float | None = 300.0,
+                  chunk_seconds: float = 10.0) -> dict[str, Any]:
     """Cut every labelled segment of the fold videos into ``out`` in the original release's processed layout::
 
         out/{train,valid,test}/video/{id}.mp4        the segment's frames, H.264, no audio, the source's frame rate
@@ -202,6 +224,9 @@ def prepare_mosei(labels: str | os.PathLike, videos: str | os.PathLike, folds: s
     segment whose files exist. Failure causes: ``missing_video``, ``outside_video`` (no frame in the interval),
     ``bad_interval``, ``bad_label``, or a :data:`datamodules.decoding.CAUSES` decode failure. Fold videos absent
     from the label file are reported as ``no_labels``; label-file videos in no fold are counted, not cut.
+
+    Frames are read and encoded ``chunk_seconds`` at a time (memory: one chunk of decoded frames per worker).
+    ``decode_timeout`` applies to each read (seconds; None: no limit).
 
     Returns a summary: ``{"done", "skipped", "failed": Counter of causes, "not_in_folds", "failures": [...]}``.
     """
@@ -218,7 +243,8 @@ def prepare_mosei(labels: str | os.PathLike, videos: str | os.PathLike, folds: s
                 failures.append((video, split, video, "no_labels", "the label file has no segment of this video"))
                 continue
             source = _find_video(videos, video)
-            jobs.append((split, None if source is None else str(source), str(out), segments[video], decode_timeout))
+            jobs.append((split, None if source is None else str(source), str(out), segments[video], decode_timeout,
+                         chunk_seconds))
     in_folds = {v for ids in fold_ids.values() for v in ids}
     not_in_folds = sum(1 for v in segments if v not in in_folds)
     status: dict[str, tuple[str, str]] = {}
@@ -417,7 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--folds", required=True, help="the SDK's cmu_mosei_std_folds.py or a JSON {train, valid, test}")
     m.add_argument("--out", required=True, help="output folder (data.root of experiment=mosei)")
     m.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="parallel videos")
-    m.add_argument("--decode-timeout", type=float, default=300.0, help="seconds per segment (0: no limit)")
+    m.add_argument("--decode-timeout", type=float, default=300.0, help="seconds per read (0: no limit)")
+    m.add_argument("--chunk-seconds", type=float, default=10.0, help="seconds of frames decoded at a time")
     f = sub.add_parser("folder", help="write the experiment=classify manifest of a folder of clips")
     f.add_argument("root", help="root/{class}/{clip}, root/{train,valid,test}/{class}/{clip}, or a flat folder")
     f.add_argument("--labels", help="flat folder: CSV with file,label (or file + one 0/1 column per class)")
@@ -430,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command == "mosei":
         s = prepare_mosei(args.labels, args.videos, args.folds, args.out, args.workers,
-                          args.decode_timeout or None)
+                          args.decode_timeout or None, args.chunk_seconds)
         failed = sum(s["failed"].values())
         print(f"{args.out}: cut {s['done']} segment(s), {s['skipped']} already done, {failed} failed"
               + (f" ({', '.join(f'{k}={v}' for k, v in sorted(s['failed'].items()))}; see "

@@ -245,3 +245,9 @@ def test_prepare_mosei_on_the_real_howto100m_clip(tmp_path, media_dir):
             assert sum(1 for _ in c.decode(stream)) == frames
         info = sf.info(str(tmp_path / "out" / "train" / "audio_wav" / f"mg7Q4o9bNN0_{i}.wav"))
         assert (info.samplerate, info.channels) == (16000, 1) and info.duration == pytest.approx(seconds, abs=0.01)
+    # frames read and encoded 0.7 s at a time (5 chunks for the second segment) give the same bytes
+    chunked = prepare_mosei(labels, raw, folds, tmp_path / "chunked", decode_timeout=None, chunk_seconds=0.7)
+    assert chunked["done"] == 2
+    for i in (0, 1):
+        name = Path("train") / "video" / f"mg7Q4o9bNN0_{i}.mp4"
+        assert (tmp_path / "chunked" / name).read_bytes() == (tmp_path / "out" / name).read_bytes()
