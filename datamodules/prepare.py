@@ -218,6 +218,8 @@ def prepare_mosei(labels: str | os.PathLike, videos: str | os.PathLike, folds: s
         out/{train,valid,test}/audio_wav/{id}.wav    its audio, 16 kHz mono 16-bit PCM
         out/labels/label_file_{split}.csv            FileName,sentiment_score
         out/labels_emotion/label_file_{split}.csv    FileName,sentiment_score,happy,sad,angry,fear,disgust,surprise
+        out/emotion_manifest.csv                     id,video,audio,split,happy,...,surprise: 0/1 (intensity > 0),
+                                                     the manifest of experiment=classify (multi-label)
         out/prepare_failures.csv                     id,split,video,cause,detail of each segment that failed
 
     Segments whose two files exist are skipped (re-running finishes an interrupted run). Label files list every
@@ -284,6 +286,9 @@ class _Serial:
 
 
 def _write_labels(out: Path, jobs: list, status: dict[str, tuple[str, str]]) -> None:
+    """The label files of the processed layout, and ``emotion_manifest.csv``: the emotions as 0/1 classes
+    (intensity > 0, as :class:`datamodules.mosei.MoseiDataModule` binarises them) for ``experiment=classify``."""
+    presence = []
     for split in ("train", "valid", "test"):
         rows = [seg.label_rows() for job in jobs if job[0] == split for seg in job[3]
                 if status.get(seg.id, ("",))[0] in ("done", "skipped")]
@@ -294,6 +299,12 @@ def _write_labels(out: Path, jobs: list, status: dict[str, tuple[str, str]]) -> 
                 w = csv.writer(f)
                 w.writerow(header)
                 w.writerows(r[index] for r in rows)
+        presence += [[r[1][0], f"{split}/video/{r[1][0]}.mp4", f"{split}/audio_wav/{r[1][0]}.wav", split,
+                      *(int(float(v) > 0) for v in r[1][2:])] for r in rows]
+    with open(out / "emotion_manifest.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "video", "audio", "split", *EMOTIONS])
+        w.writerows(presence)
 
 
 # ---------------------------------------------------------------------------------------------------- folder

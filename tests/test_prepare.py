@@ -122,7 +122,7 @@ def test_prepare_mosei_cuts_labels_and_reports_then_skips_on_rerun(tmp_path):
 
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert files == [
-        "labels/label_file_test.csv", "labels/label_file_train.csv", "labels/label_file_valid.csv",
+        "emotion_manifest.csv", "labels/label_file_test.csv", "labels/label_file_train.csv", "labels/label_file_valid.csv",
         "labels_emotion/label_file_test.csv", "labels_emotion/label_file_train.csv",
         "labels_emotion/label_file_valid.csv", "prepare_failures.csv",
         "train/audio_wav/vidA_0.wav", "train/audio_wav/vidA_1.wav", "train/video/vidA_0.mp4",
@@ -149,6 +149,12 @@ def test_prepare_mosei_cuts_labels_and_reports_then_skips_on_rerun(tmp_path):
     assert read_rows(out / "labels_emotion" / "label_file_valid.csv")[1] == [
         "vidB_0", "0.5000", "0.5000", "0.0000", "0.0000", "0.0000", "1.0000", "0.0000"]
     assert read_rows(out / "labels" / "label_file_test.csv") == [["FileName", "sentiment_score"]]
+    # the emotions as 0/1 classes (intensity > 0) for experiment=classify
+    assert read_rows(out / "emotion_manifest.csv") == [
+        ["id", "video", "audio", "split", "happy", "sad", "angry", "fear", "disgust", "surprise"],
+        ["vidA_0", "train/video/vidA_0.mp4", "train/audio_wav/vidA_0.wav", "train", "1", "0", "0", "0", "0", "1"],
+        ["vidA_1", "train/video/vidA_1.mp4", "train/audio_wav/vidA_1.wav", "train", "0", "1", "1", "1", "0", "0"],
+        ["vidB_0", "valid/video/vidB_0.mp4", "valid/audio_wav/vidB_0.wav", "valid", "1", "0", "0", "0", "1", "0"]]
     report = {r[0]: r[1:4] for r in read_rows(out / "prepare_failures.csv")[1:]}
     assert report == {"vidA_2": ["train", "vidA", "outside_video"], "vidC_0": ["train", "vidC", "missing_video"],
                       "vidB_1": ["valid", "vidB", "bad_interval"], "vidD": ["test", "vidD", "no_labels"],
@@ -170,6 +176,12 @@ def test_prepare_mosei_cuts_labels_and_reports_then_skips_on_rerun(tmp_path):
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert sorted(batch["ids"]) == ["vidA_0", "vidA_1"] and batch["labels"].shape == (2, 6)
+    from datamodules.classify import ClassifyDataModule
+
+    dm = ClassifyDataModule(manifest=str(out / "emotion_manifest.csv"), num_frames=1)
+    assert dm.model_arguments() == {"classes": ["happy", "sad", "angry", "fear", "disgust", "surprise"],
+                                    "multilabel": True}
+    assert dm.label_counts("train")[0].tolist() == [1, 1, 1, 1, 0, 1]
 
 
 def test_prepare_folder_writes_the_manifest_and_lists_problems(tmp_path):
