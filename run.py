@@ -5,6 +5,7 @@
     python run.py experiment=mosei ckpt_path=logs/mosei/runs/<run>/checkpoints/last.ckpt   # resume
     python run.py -m experiment=mosei model.optimizer.lr=1e-4,5e-5                        # sweep
     python run.py mode=predict experiment=mosei ckpt_path=<best.ckpt> input=clip.mp4       # one clip
+    python run.py experiment=classify data.manifest=clips.csv                              # your own labels
 
 See docs/training.md. The run function returns the value of ``optimized_metric`` so sweepers can optimize it.
 """
@@ -139,7 +140,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # plain containers (not omegaconf objects) so the hyperparameters in checkpoints load with weights_only=True
     datamodule = instantiate(cfg.data, _convert_="all")
     check_data(datamodule, "fit" if fit else "test")  # before the model: a wrong data.root fails at once
-    model = instantiate(cfg.model, _convert_="all")
+    # a datamodule whose data defines the head (classify: class names from the manifest) hands it to the module
+    task = datamodule.model_arguments() if hasattr(datamodule, "model_arguments") else {}
+    model = instantiate(cfg.model, _convert_="all", **task)
     callbacks = _instantiate_group(cfg.get("callbacks")) + [Summaries()]
     loggers = _instantiate_group(cfg.get("logger"))
     if not loggers or cfg.trainer.get("fast_dev_run"):
@@ -241,7 +244,7 @@ def predict(cfg: DictConfig) -> list[str]:
         raise ValueError("mode=predict needs ckpt_path=<checkpoint .ckpt> and input=<video file>")
     module = load_lit_checkpoint(cfg.ckpt_path)
     if not hasattr(module, "describe"):
-        raise ValueError(f"mode=predict supports the MOSEI sentiment/emotion modules, not {type(module).__name__}")
+        raise ValueError(f"mode=predict supports the sentiment/emotion/classify modules, not {type(module).__name__}")
     # frames and preprocessing as in training (saved in the checkpoint) unless given on the command line
     data = cfg.get("data") or {}
     given = {o.split("=")[0] for o in HydraConfig.get().overrides.task}

@@ -14,6 +14,7 @@ _EXPORTS: dict[str, str] = {
     "MoseiDataModule": "datamodules.mosei",
     "PretrainDataModule": "datamodules.pretrain",
     "RetrievalDataModule": "datamodules.retrieval",
+    "ClassifyDataModule": "datamodules.classify",
     "ClipDataModule": "datamodules.base",
     "NoUsableClipsError": "datamodules.base",
     "ClipDataset": "datamodules.datasets",

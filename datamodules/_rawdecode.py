@@ -36,6 +36,7 @@ CAUSES = (
     "timeout",  # decoding did not finish within decode_timeout seconds
     "audio_too_short",  # the audio in the clip's time window is shorter than the minimum
     "invalid_audio",  # the audio holds non-finite samples or magnitudes no waveform has
+    "outside_clip",  # the requested time span holds no frame of the clip
 )
 
 
@@ -66,6 +67,7 @@ class RawRequest:
     seed: int | None = None
     decoder_threads: int = 1
     audio_stream: int = 0
+    span: tuple[float, float] | None = None  # mode "span": (start, end) seconds from the first presented frame
 
 
 @dataclass
@@ -334,8 +336,13 @@ def read_raw(req: RawRequest) -> RawClip:
     index = index_video(req.video)
     if req.audio == "container" and index.audio_streams == 0:
         raise ClipDecodeError(req.video, "no_audio_stream", "audio from the container was requested")
-    sample = sample_frames(index.times, index.end_time, req.num_frames, req.mode, req.window_seconds, req.seed,
-                           req.jitter)  # fmt: skip
+    try:
+        sample = sample_frames(index.times, index.end_time, req.num_frames, req.mode, req.window_seconds, req.seed,
+                               req.jitter, req.span)  # fmt: skip
+    except ValueError as e:
+        if req.mode != "span":
+            raise
+        raise ClipDecodeError(req.video, "outside_clip", str(e)) from None
     frames, backend, reason = _read_frames(req, index, sample.indices)
     if frames.ndim != 4 or frames.shape[0] != len(sample.indices) or frames.shape[-1] != 3:
         raise ClipDecodeError(req.video, "undecodable", f"decoder returned frames of shape {frames.shape}")

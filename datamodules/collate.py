@@ -11,6 +11,7 @@ Batch contract (what every datamodule's DataLoader yields and the LightningModul
         "audio_mask":   int64 (B, Ta / 16 * 8)  1 = audio patch holding real frames, time-major
         "labels":       sentiment: float32 (B,) in [-3, 3]
                         emotion:   float32 (B, 6) 0/1, order happy, sad, angry, fear, disgust, surprise
+                        classify:  int64 (B,) class indices (single-label) or float32 (B, K) 0/1 (multi-label)
                         pretraining: float32 (B,) VAM targets, 1 = matched, 0 = video swapped
                         retrieval: absent
         "pixel_values_mixed", "pixel_mask_mixed": pretraining only; the video each sample's audio is matched
@@ -99,7 +100,9 @@ class TvltCollator:
             batch["pixel_values_mixed"], batch["pixel_mask_mixed"] = self.pad_frames([frames[j] for j in order])
             batch["labels"] = labels
         elif "labels" in items[0] and items[0]["labels"] is not None:
-            batch["labels"] = torch.stack([torch.as_tensor(it["labels"], dtype=torch.float32) for it in items])
+            labels = [torch.as_tensor(it["labels"]) for it in items]
+            dtype = torch.int64 if not labels[0].is_floating_point() else torch.float32  # class indices stay integers
+            batch["labels"] = torch.stack([t.to(dtype) for t in labels])
         batch["ids"] = [str(it["id"]) for it in items]
         if skipped:
             batch["skipped"] = skipped

@@ -14,7 +14,7 @@ needs and decodes forward, matching frames by timestamp; each worker logs once w
 
 Failures raise :class:`ClipDecodeError` naming the path and one of :data:`CAUSES` (missing file, empty file, no
 video stream, requested audio stream missing, truncated, undecodable, timeout, audio too short, invalid audio); a
-dummy tensor is never returned.
+dummy tensor is never returned; a ``span`` outside the video is cause ``outside_clip``.
 
 Timeouts: decord can spin forever in native code while holding the GIL (dmlc/decord#269, #373, #375), which neither
 a thread nor a signal can interrupt. With ``decode_timeout`` set (the default, 30 s) each decode therefore runs in a
@@ -116,6 +116,7 @@ class ClipReader:
         jitter: bool = True,
         seed: int | None = None,
         audio_stream: int = 0,
+        span: tuple[float, float] | None = None,
     ) -> Clip:
         """Decode one clip.
 
@@ -124,7 +125,9 @@ class ClipReader:
             audio: ``"container"`` for the video's own audio stream ``audio_stream``, a wav/flac path, or None.
             mode: ``"uniform"`` (evaluation: ``num_frames`` frames over the whole clip) or ``"random"`` (training:
                 a random window of ``window_seconds`` (whole clip if None) with per-segment jitter, seeded by
-                ``seed``).
+                ``seed``), or ``"span"``: the frames shown during ``span`` = (start, end) seconds from the first
+                presented frame, all of them up to ``num_frames`` (else ``num_frames`` uniformly among them), with
+                the audio of the same window (cutting a segment out of a longer video).
 
         Raises:
             ClipDecodeError: with ``.path`` and ``.cause`` (see :data:`CAUSES`).
@@ -140,6 +143,7 @@ class ClipReader:
             seed=seed,
             decoder_threads=self.decoder_threads,
             audio_stream=audio_stream,
+            span=None if span is None else (float(span[0]), float(span[1])),
         )
         raw = read_raw(req) if self.decode_timeout is None else _isolated().read(req, self.decode_timeout)
         return self._finish(raw, req)

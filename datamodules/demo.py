@@ -1,4 +1,5 @@
-"""The embedded demo dataset: a small CMU-MOSEI-layout set generated locally and deterministically (no download).
+"""The embedded demo datasets, generated locally and deterministically (no download): a small CMU-MOSEI-layout set
+(below) and a K-class set for ``experiment=classify`` (:func:`make_demo_classes`).
 
 Layout (the original release's processed MOSEI layout, see docs/data.md)::
 
@@ -33,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DemoSpec", "EMOTIONS", "ensure_demo_mosei", "make_demo_mosei", "write_mp4"]
+__all__ = ["ClassesDemoSpec", "DEMO_CLASSES", "DemoSpec", "EMOTIONS", "ensure_demo_classes", "ensure_demo_mosei",
+           "ensure_generated", "make_demo_classes", "make_demo_mosei", "Mp4Writer", "write_mp4"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,20 @@ def demo_is_ready(root: str | os.PathLike) -> bool:
 
 
 def ensure_demo_mosei(root: str | os.PathLike, spec: DemoSpec | None = None) -> Path:
-    """Make the demo set under ``root`` unless an identical one (same :class:`DemoSpec`) is already there.
+    """Make the MOSEI demo set under ``root`` unless an identical one (same :class:`DemoSpec`) is already there;
+    see :func:`ensure_generated`."""
+    return ensure_generated(root, spec or DemoSpec(), make_demo_mosei, "CMU-MOSEI layout")
+
+
+def ensure_demo_classes(root: str | os.PathLike, spec: "ClassesDemoSpec | None" = None) -> Path:
+    """Make the classification demo set under ``root`` unless an identical one is already there; see
+    :func:`make_demo_classes` and :func:`ensure_generated`."""
+    return ensure_generated(root, spec or ClassesDemoSpec(), make_demo_classes, "classification: a folder per class")
+
+
+def ensure_generated(root: str | os.PathLike, spec, make, what: str) -> Path:
+    """Make a generated set with ``make(folder, spec)`` under ``root`` unless an identical one (same spec) is
+    already there; ``what`` names its layout in the log lines.
 
     Generation writes into a temporary sibling directory and renames it, so an interrupted run never leaves a
     half-made set that looks complete. A demo set made with another spec is replaced; any other non-empty
@@ -74,11 +89,10 @@ def ensure_demo_mosei(root: str | os.PathLike, spec: DemoSpec | None = None) -> 
     Raises:
         FileExistsError: ``root`` is a non-empty directory that is not a demo set (never deleted).
     """
-    spec = spec or DemoSpec()
     root = Path(root).resolve()
     marker = root / _MARKER
     if marker.is_file() and json.loads(marker.read_text()) == asdict(spec):
-        log.info("Using the embedded demo dataset (CMU-MOSEI layout) at %s", root)
+        log.info("Using the embedded demo dataset (%s) at %s", what, root)
         return root
     if root.is_dir() and not marker.is_file() and any(root.iterdir()):
         raise FileExistsError(
@@ -86,13 +100,12 @@ def ensure_demo_mosei(root: str | os.PathLike, spec: DemoSpec | None = None) -> 
             "Point data.demo_dir at an empty or new folder, or pass data.root for real data."
         )
     log.warning(
-        "No data root given: generating the embedded demo dataset (CMU-MOSEI layout, %d/%d/%d synthetic clips) "
-        "into %s",
-        spec.num_train, spec.num_valid, spec.num_test, root,
+        "No data root given: generating the embedded demo dataset (%s, %d/%d/%d synthetic clips) into %s",
+        what, spec.num_train, spec.num_valid, spec.num_test, root,
     )
     tmp = root.with_name(root.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    make_demo_mosei(tmp, spec)
+    make(tmp, spec)
     if root.exists():
         shutil.rmtree(root)
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -171,7 +184,7 @@ def write_mp4(
     crf: int = 18,
     faststart: bool = False,
 ) -> None:
-    """Encode a clip with PyAV: single-threaded libx264 video and optional AAC audio.
+    """Encode a clip with PyAV: single-threaded libx264 video and optional AAC audio (see :class:`Mp4Writer`).
 
     Args:
         frames: uint8 (T, H, W, 3) RGB, or (T, H, W) grayscale (encoded as gray); yuv420p needs even H and W.
@@ -179,35 +192,164 @@ def write_mp4(
         faststart: put the index (moov) first, as streaming files do; cutting such a file gives a truncated file
             whose header over-reports the frame count.
     """
-    import av
-
-    gray = frames.ndim == 3
-    options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(path), "w", options=options) as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1], frames.shape[2]
-        stream.pix_fmt = "gray" if gray else "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": str(crf)}
-        stream.codec_context.thread_count = 1
-        audio_stream = None
+    channels = 0 if audio is None else audio.shape[0]
+    with Mp4Writer(path, fps, crf, faststart, audio_channels=channels, audio_rate=audio_rate) as writer:
+        writer.write(frames)
         if audio is not None:
-            audio_stream = container.add_stream("aac", rate=audio_rate)
-            audio_stream.layout = "stereo" if audio.shape[0] == 2 else "mono"
+            writer.write_audio(audio)
+
+
+class Mp4Writer:
+    """An H.264 (single-threaded libx264, so the bytes are deterministic) mp4 written chunk by chunk, for clips too
+    long to hold in memory at once; optional AAC audio, given whole after the frames.
+
+    Args:
+        fps: frame rate (an int or a ``fractions.Fraction``, e.g. 30000/1001).
+        audio_channels: 0 (no audio stream), 1 or 2; audio_rate: its sampling rate in Hz.
+
+    ``write(frames)`` takes uint8 (T, H, W, 3) RGB or (T, H, W) gray chunks of one size; ``write_audio(audio)``
+    float32 (C, N) in [-1, 1]; leaving the ``with`` block flushes the encoders and closes the file.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, crf: int = 18, faststart: bool = False,
+                 audio_channels: int = 0, audio_rate: int = 44100) -> None:
+        import av
+
+        options = {"movflags": "faststart"} if faststart else {}
+        self.container = av.open(str(path), "w", options=options)
+        self.fps, self.crf = fps, crf
+        self.audio_channels, self.audio_rate = audio_channels, audio_rate
+        self.stream = self.audio_stream = None
+        self.gray = False
+        self._flushed = False  # the video encoder's buffered frames have been written
+
+    def _open_streams(self, frames: np.ndarray) -> None:
+        self.gray = frames.ndim == 3
+        self.stream = self.container.add_stream("libx264", rate=self.fps)
+        self.stream.height, self.stream.width = frames.shape[1], frames.shape[2]
+        self.stream.pix_fmt = "gray" if self.gray else "yuv420p"
+        self.stream.options = {"preset": "ultrafast", "crf": str(self.crf)}
+        self.stream.codec_context.thread_count = 1
+        if self.audio_channels:
+            self.audio_stream = self.container.add_stream("aac", rate=self.audio_rate)
+            self.audio_stream.layout = "stereo" if self.audio_channels == 2 else "mono"
+
+    def write(self, frames: np.ndarray) -> None:
+        import av
+
+        if self.stream is None:
+            self._open_streams(frames)
         for frame in frames:
-            image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray" if gray else "rgb24")
-            for packet in stream.encode(image):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-        if audio_stream is not None:
-            chunk = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(audio, dtype=np.float32), format="fltp", layout=audio_stream.layout.name
-            )
-            chunk.sample_rate = audio_rate
-            for packet in audio_stream.encode(chunk):
-                container.mux(packet)
-            for packet in audio_stream.encode():
-                container.mux(packet)
+            image = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray" if self.gray else "rgb24")
+            for packet in self.stream.encode(image):
+                self.container.mux(packet)
+
+    def write_audio(self, audio: np.ndarray) -> None:
+        import av
+
+        for packet in self.stream.encode():  # the video is complete: flush it first, as a whole clip is written
+            self.container.mux(packet)
+        self._flushed = True
+        chunk = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(audio, dtype=np.float32), format="fltp", layout=self.audio_stream.layout.name
+        )
+        chunk.sample_rate = self.audio_rate
+        for packet in self.audio_stream.encode(chunk):
+            self.container.mux(packet)
+        for packet in self.audio_stream.encode():
+            self.container.mux(packet)
+
+    def __enter__(self) -> "Mp4Writer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None and self.stream is not None and not self._flushed:
+                for packet in self.stream.encode():
+                    self.container.mux(packet)
+        finally:
+            self.container.close()
+
+
+# ------------------------------------------------------------------------------------------------ classification
+#: class names of the classification demo, in class-index order (the first ``num_classes`` are used)
+DEMO_CLASSES = ("drum", "flute", "horn", "organ", "piano", "violin", "whistle", "zither")
+_CLASS_HUES = np.array([[230, 60, 40], [50, 200, 60], [40, 80, 230], [220, 200, 40], [200, 60, 200],
+                        [40, 200, 210], [240, 140, 40], [150, 150, 150]], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ClassesDemoSpec:
+    """The classification demo: ``num_classes`` classes, ``num_train``/``num_valid``/``num_test`` clips per split
+    (spread evenly over the classes)."""
+
+    seed: int = 0
+    num_classes: int = 4
+    num_train: int = 64
+    num_valid: int = 16
+    num_test: int = 16
+    seconds: float = 2.0
+    size: int = 64
+    fps: int = 8
+    audio_rate: int = 16000
+    version: int = 1  # bump when the generator changes
+
+    def count(self, split: str) -> int:
+        return {"train": self.num_train, "valid": self.num_valid, "test": self.num_test}[split]
+
+    @property
+    def classes(self) -> list[str]:
+        if not 2 <= self.num_classes <= len(DEMO_CLASSES):
+            raise ValueError(f"the classification demo has 2 to {len(DEMO_CLASSES)} classes, got {self.num_classes}")
+        return list(DEMO_CLASSES[: self.num_classes])
+
+
+def make_demo_classes(root: str | os.PathLike, spec: ClassesDemoSpec) -> None:
+    """Write ``root/{train,valid,test}/{class}/{class}_{split}_{i:03d}.mp4``: H.264 video with an AAC audio track
+    (the folder-per-class layout, audio in the container).
+
+    Class k is carried by both modalities, each blurred by noise: a square of hue k (plus colour jitter) drifting
+    over a noisy background, and a tone of ``300 * 1.5**k`` Hz (plus pitch jitter of a few percent, a random
+    amplitude and background noise)."""
+    root = Path(root)
+    rng = np.random.default_rng(spec.seed)
+    classes = spec.classes
+    for split in SPLITS:
+        n = spec.count(split)
+        labels = rng.permutation(np.arange(n) % spec.num_classes)
+        for i, k in enumerate(labels):
+            folder = root / split / classes[k]
+            folder.mkdir(parents=True, exist_ok=True)
+            frames = _class_frames(int(k), spec, rng)
+            audio = _class_audio(int(k), spec, rng)
+            write_mp4(folder / f"{classes[k]}_{split}_{i:03d}.mp4", frames, spec.fps, audio=audio[None],
+                      audio_rate=spec.audio_rate)
+    (root / _MARKER).write_text(json.dumps(asdict(spec)))
+
+
+def _class_frames(k: int, spec: ClassesDemoSpec, rng: np.random.Generator) -> np.ndarray:
+    """uint8 (T, size, size, 3): a drifting square of class hue k on a noisy grey background."""
+    t, s = int(round(spec.seconds * spec.fps)), spec.size
+    frames = 110.0 + rng.normal(0.0, 25.0, size=(t, s, s, 3))
+    colour = _CLASS_HUES[k] + rng.normal(0.0, 20.0, size=3)
+    side = int(rng.integers(s // 3, s // 2))
+    x0, y0 = rng.integers(0, s - side, size=2)
+    vx, vy = rng.integers(-2, 3, size=2)
+    for j in range(t):
+        x = int(np.clip(x0 + vx * j, 0, s - side))
+        y = int(np.clip(y0 + vy * j, 0, s - side))
+        frames[j, y : y + side, x : x + side] = colour + rng.normal(0.0, 10.0, size=(side, side, 3))
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+def _class_audio(k: int, spec: ClassesDemoSpec, rng: np.random.Generator) -> np.ndarray:
+    """float32 (N,) at ``audio_rate``: a tone of ``300 * 1.5**k`` Hz (jittered by a few percent) over noise."""
+    n = int(round(spec.seconds * spec.audio_rate))
+    time = np.arange(n) / spec.audio_rate
+    freq = 300.0 * 1.5**k * (1.0 + rng.uniform(-0.04, 0.04))
+    y = rng.uniform(0.1, 0.4) * np.sin(2 * np.pi * freq * time + rng.uniform(0, 2 * np.pi))
+    y += rng.normal(0.0, 0.03, size=n)
+    return np.clip(y, -1, 1).astype(np.float32)
 
 
 def _write_labels(root: Path, split: str, rows: list[tuple[str, float, np.ndarray]]) -> None:

@@ -3,6 +3,8 @@
 Layouts read here:
 - the original release's processed CMU-MOSEI layout (:func:`mosei_original`);
 - a plain CSV manifest with a ``split`` column (:func:`csv_manifest`);
+- classification: a CSV with a ``label`` column of class names or one 0/1 column per class
+  (:func:`manifest_classes`, :func:`class_labels`), or a folder per class (:func:`class_folders`);
 - a folder of videos or a CSV of videos for pretraining (:func:`video_folder`, :func:`csv_manifest`);
 - MSR-VTT in the frozen-in-time layout for retrieval (:func:`msrvtt`).
 
@@ -21,7 +23,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -35,6 +37,10 @@ __all__ = [
     "build_manifest",
     "mosei_original",
     "csv_manifest",
+    "manifest_classes",
+    "class_labels",
+    "class_folders",
+    "holdout_splits",
     "video_folder",
     "msrvtt",
     "SENTIMENT_RANGE",
@@ -291,6 +297,7 @@ def csv_manifest(
     split: str | None = None,
     label_columns: Sequence[str] | None = None,
     default_audio: str | None = CONTAINER,
+    labels_of: Callable[[dict[str, str]], tuple[Any, str | None]] | None = None,
 ) -> list[Row]:
     """Rows of a CSV with columns ``video`` (required), ``audio`` (optional: a wav/flac path, ``container``, or
     empty for ``default_audio``), ``id`` (optional, default: the video's file stem), ``split`` (optional; when
@@ -299,7 +306,10 @@ def csv_manifest(
 
     ``split`` values (case-insensitive): ``train``; ``valid`` (also ``val``, ``validation``, ``dev``); ``test``
     (see :data:`SPLIT_NAMES`). Any other value, an empty one included, raises :class:`ManifestError` listing the rows,
-    so that a typo (``trian``) cannot silently empty a split."""
+    so that a typo (``trian``) cannot silently empty a split.
+
+    ``labels_of``: instead of float ``label_columns``, a function of the row's record returning (labels, problem
+    or None), e.g. class names -> class index (:func:`class_labels`)."""
     path = Path(path)
     columns, records = _read_csv(path)
     _require(columns, ["video", *(label_columns or [])], path)
@@ -319,7 +329,9 @@ def csv_manifest(
         else:
             audio = CONTAINER if audio_text == CONTAINER else _resolve(base, audio_text)
         labels, problem = None, None
-        if label_columns:
+        if labels_of is not None:
+            labels, problem = labels_of(rec)
+        elif label_columns:
             values, problem = _labels(rec, label_columns)
             labels = values[0] if len(values) == 1 else values
         clip = (rec.get("id") or "").strip() or Path(video).stem
@@ -341,6 +353,128 @@ def _check_splits(path: Path, records: list[tuple[int, dict[str, str]]]) -> None
 def _resolve(base: Path, text: str) -> str:
     p = Path(text.strip()).expanduser()
     return str(p if p.is_absolute() else base / p)
+
+
+# ------------------------------------------------------------------------------------------------ classification
+
+#: columns of a classification manifest that are not classes
+MANIFEST_COLUMNS = ("video", "audio", "split", "id")
+
+
+def manifest_classes(path: str | os.PathLike, classes: Sequence[str] | None = None) -> tuple[list[str], bool]:
+    """Class names of a classification CSV and whether it is multi-label.
+
+    Single-label: a ``label`` column holding class names; the classes are its distinct values sorted (or
+    ``classes``, whose order then fixes the class indices). Multi-label: no ``label`` column; every column other
+    than video, audio, split and id is a class holding 0/1, in the CSV's column order (or the ``classes`` named).
+
+    Raises:
+        ManifestError: no class column, an empty label column, or ``classes`` naming a column that is not there.
+    """
+    path = Path(path)
+    columns, records = _read_csv(path)
+    _require(columns, ["video"], path)
+    if "label" in columns:
+        found = sorted({(rec.get("label") or "").strip() for _, rec in records} - {""})
+        if not found:
+            raise ManifestError(f"{path}: the 'label' column holds no class name")
+        return (list(classes) if classes else found), False
+    candidates = [c for c in columns if c not in MANIFEST_COLUMNS]
+    if not candidates:
+        raise ManifestError(f"{path}: no class column: give a 'label' column of class names (single-label) or one "
+                            f"0/1 column per class (multi-label); found {columns}")
+    if classes:
+        missing = [c for c in classes if c not in candidates]
+        if missing:
+            raise ManifestError(f"{path}: class column(s) {missing} not found; class columns: {candidates}")
+        return list(classes), True
+    return candidates, True
+
+
+def class_labels(classes: Sequence[str], multilabel: bool) -> Callable[[dict[str, str]], tuple[Any, str | None]]:
+    """A ``labels_of`` for :func:`csv_manifest`: single-label, the ``label`` column's class name -> its index (a
+    float, as manifests store labels); multi-label, the class columns -> a 0/1 vector. The problem text names the
+    value and the column."""
+    index = {name: i for i, name in enumerate(classes)}
+
+    def single(rec: dict[str, str]) -> tuple[Any, str | None]:
+        name = (rec.get("label") or "").strip()
+        if name not in index:
+            return math.nan, f"label {name!r} is not one of the classes {list(classes)}"
+        return float(index[name]), None
+
+    def multi(rec: dict[str, str]) -> tuple[Any, str | None]:
+        values, problem = [], None
+        for name in classes:
+            text = (rec.get(name) or "").strip()
+            value = {"0": 0.0, "1": 1.0, "0.0": 0.0, "1.0": 1.0}.get(text)
+            if value is None:
+                value = math.nan
+                problem = problem or f"column {name}: {text!r} is not 0 or 1"
+            values.append(value)
+        return values, problem
+
+    return multi if multilabel else single
+
+
+def class_folders(root: str | os.PathLike, split: str, classes: Sequence[str] | None = None,
+                  val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0) -> tuple[list[Row], list[str]]:
+    """Rows of ``split`` of a folder-per-class tree, audio from the video's own stream, label = class index (float).
+
+    Two layouts: ``root/{train,valid,test}/{class}/{clip}`` (split folders), or ``root/{class}/{clip}``, whose clips
+    are split by :func:`holdout_splits` (``val_fraction``, ``test_fraction``, ``seed``). Classes are the class
+    folders sorted (of ``root/train`` with split folders) unless ``classes`` fixes them. Videos are the files with
+    an extension of :data:`VIDEO_EXTENSIONS`; ids are ``{class}/{file stem}``. Returns (rows, classes)."""
+    root = Path(root)
+    _require_root(root, "class folder")
+    split = SPLIT_NAMES.get(split, split)
+    with_splits = (root / "train").is_dir()
+    top = root / split if with_splits else root
+    names = classes or _subfolders(root / "train" if with_splits else root)
+    if not names:
+        raise ManifestError(f"{root}: no class folders (expected {root}/<class>/<clip>.mp4 or "
+                            f"{root}/train/<class>/<clip>.mp4)")
+    rows = []
+    for k, name in enumerate(names):
+        folder = top / name
+        videos = sorted(p for p in folder.glob("*") if p.suffix.lower() in VIDEO_EXTENSIONS) if folder.is_dir() else []
+        # ids carry the class: cat/001.mp4 and dog/001.mp4 are two clips
+        rows += [Row(f"{name}/{p.stem}", str(p), CONTAINER, float(k), str(folder), 0) for p in videos]
+    if not with_splits:
+        assigned = holdout_splits([int(r.labels) for r in rows], val_fraction, test_fraction, seed)
+        rows = [r for r, s in zip(rows, assigned) if s == split]
+    return rows, list(names)
+
+
+def _subfolders(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if folder.is_dir() else []
+
+
+def holdout_splits(labels: Sequence[int], val_fraction: float = 0.1, test_fraction: float = 0.1,
+                   seed: int = 0) -> list[str]:
+    """A train/valid/test split per item, stratified by class: within each class (in the given order) a seeded
+    permutation puts ``round(n * test_fraction)`` items in test and ``round(n * val_fraction)`` in valid, at least
+    one each when the fraction is positive and the class has 3 or more items; the rest train."""
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be in [0, 1) with a "
+                         "sum below 1")
+    rng = np.random.default_rng(seed)
+    out = ["train"] * len(labels)
+    by_class: dict[int, list[int]] = {}
+    for i, k in enumerate(labels):
+        by_class.setdefault(int(k), []).append(i)
+    for k in sorted(by_class):
+        items = [by_class[k][j] for j in rng.permutation(len(by_class[k]))]
+        n = len(items)
+
+        def count(fraction: float) -> int:
+            return max(int(round(n * fraction)), 1 if fraction > 0 and n >= 3 else 0)
+
+        n_test, n_val = count(test_fraction), count(val_fraction)
+        for j, i in enumerate(items):
+            out[i] = "test" if j < n_test else "valid" if j < n_test + n_val else "train"
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ pretraining

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FrameSample", "uniform_indices", "random_window", "random_window_indices", "sample_frames"]
+__all__ = ["FrameSample", "uniform_indices", "random_window", "random_window_indices", "span_indices",
+           "sample_frames"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,27 @@ def random_window(
     return FrameSample(idx, first, stop)
 
 
+def span_indices(times: np.ndarray, span: tuple[float, float], num_frames: int) -> FrameSample:
+    """The frames shown during ``span`` = (start, end) seconds on the clip's clock (0 = its first frame): those
+    whose presentation time lies in [start, end); all of them when they are at most ``num_frames``, else
+    ``num_frames`` uniformly among them (cutting a segment out of a longer video, ``python -m datamodules.prepare``).
+
+    Raises:
+        ValueError: the span is empty or holds no frame of the clip (it lies outside the video).
+    """
+    start, end = float(span[0]), float(span[1])
+    if not end > start:
+        raise ValueError(f"span [{start:g}, {end:g}) s is empty")
+    rel = times - times[0]
+    first = int(np.searchsorted(rel, start, side="left"))
+    stop = int(np.searchsorted(rel, end, side="left"))
+    if stop <= first:
+        raise ValueError(f"span [{start:.3f}, {end:.3f}) s holds no frame: the clip's {len(times)} frames lie in "
+                         f"[0, {rel[-1]:.3f}] s")
+    inner = uniform_indices(stop - first, num_frames)
+    return FrameSample(inner.indices + first, first, stop)
+
+
 def sample_frames(
     times: np.ndarray,
     end_time: float,
@@ -104,14 +126,19 @@ def sample_frames(
     window_seconds: float | None = None,
     seed: int | None = None,
     jitter: bool = True,
+    span: tuple[float, float] | None = None,
 ) -> FrameSample:
-    """Dispatch on ``mode``: ``"uniform"`` (evaluation: by index over the whole clip) or ``"random"`` (training: a
-    window measured on ``times``, seeded by ``seed``)."""
+    """Dispatch on ``mode``: ``"uniform"`` (evaluation: by index over the whole clip), ``"random"`` (training: a
+    window measured on ``times``, seeded by ``seed``) or ``"span"`` (the frames of ``span`` seconds)."""
+    if mode == "span":
+        if span is None:
+            raise ValueError("frame sampling mode 'span' needs span=(start, end) seconds")
+        return span_indices(times, span, num_frames)
     if mode == "uniform":
         return uniform_indices(len(times), num_frames)
     if mode == "random":
         return random_window(times, end_time, num_frames, window_seconds, np.random.default_rng(seed), jitter)
-    raise ValueError(f"frame sampling mode must be 'uniform' or 'random', got {mode!r}")
+    raise ValueError(f"frame sampling mode must be 'uniform', 'random' or 'span', got {mode!r}")
 
 
 def _check(num_decodable: int, num_frames: int) -> None:

@@ -1,13 +1,14 @@
-"""Evaluation metrics for CMU-MOSEI sentiment, CMU-MOSEI emotion and video-audio retrieval.
+"""Evaluation metrics for CMU-MOSEI sentiment, CMU-MOSEI emotion, classification of your own labels and
+video-audio retrieval.
 
 Two layers:
 
-* plain functions (``sentiment_scores``, ``emotion_scores``, ``retrieval_scores``) that take whole tensors and return
-  ``dict[str, float]``; they are what the tests check by hand;
-* ``torchmetrics.Metric`` wrappers (``SentimentMetrics``, ``EmotionMetrics``) that accumulate predictions across
-  steps and processes. Under DDP, Lightning's ``DistributedSampler`` pads the last shard by repeating samples; the
-  wrappers therefore keep a 64-bit key per sample (a hash of its id) and drop repeated keys after the gather, so
-  every sample is counted exactly once.
+* plain functions (``sentiment_scores``, ``emotion_scores``, ``classification_scores``, ``retrieval_scores``) that
+  take whole tensors and return ``dict[str, float]``; they are what the tests check by hand;
+* ``torchmetrics.Metric`` wrappers (``SentimentMetrics``, ``EmotionMetrics``, ``ClassificationMetrics``) that
+  accumulate predictions across steps and processes. Under DDP, Lightning's ``DistributedSampler`` pads the last
+  shard by repeating samples; the wrappers therefore keep a 64-bit key per sample (a hash of its id) and drop
+  repeated keys after the gather, so every sample is counted exactly once.
 
 Degenerate inputs (no non-zero labels, a constant prediction or label, an emotion that never occurs) give ``nan``
 for the affected figure together with a ``UserWarning``; they never raise.
@@ -35,6 +36,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_stat_scores,
+    multilabel_average_precision,
+    multilabel_stat_scores,
+)
 
 EMOTIONS: tuple[str, ...] = ("happy", "sad", "angry", "fear", "disgust", "surprise")
 """Label order of the CMU-MOSEI emotion task (REFERENCE.md B.5: the original release's order)."""
@@ -178,6 +185,97 @@ def emotion_scores(logits: Tensor, labels: Tensor, names: Sequence[str] = EMOTIO
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# classification of your own labels (experiment=classify)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def metric_key(name: str) -> str:
+    """A class name as part of a logged metric key: ``/`` (the stage separator) and spaces become ``_``."""
+    return str(name).replace("/", "_").replace(" ", "_")
+
+
+def _nanmean(values: Tensor, what: str) -> float:
+    finite = values[~torch.isnan(values)]
+    if finite.numel() < values.numel():
+        _warn(f"{what}: undefined for {values.numel() - finite.numel()} class(es), averaged over the others")
+    return finite.mean().item() if finite.numel() else NAN
+
+
+def _weighted(values: Tensor, support: Tensor) -> float:
+    """Support-weighted mean over the classes that occur (their per-class value is always defined)."""
+    keep = support > 0
+    return ((values[keep] * support[keep]).sum() / support[keep].sum()).item() if keep.any() else NAN
+
+
+def classification_scores(logits: Tensor, labels: Tensor, names: Sequence[str], multilabel: bool = False,
+                          top_k: Sequence[int] = (5,)) -> dict[str, float]:
+    """Metrics of a K-class classifier (torchmetrics' functional classification metrics).
+
+    Args:
+        logits: (N, K) logits. names: the K class names, in the order of the logits' columns.
+        labels: single-label: (N,) class indices (any dtype holding integers); multi-label: (N, K) 0/1.
+        multilabel: multi-label task (a class is predicted present when its logit >= 0, probability >= 0.5).
+        top_k: single-label only: ``acc_top{k}`` for each k < K (k >= K would always be 1).
+
+    Returns:
+        Single-label: ``acc`` (top-1 accuracy over samples), ``acc_top{k}``, ``f1_macro`` (mean of per-class F1),
+        ``f1_weighted`` (per-class F1 weighted by each class's support), and per class ``precision_<c>``,
+        ``recall_<c>``, ``f1_<c>``. Multi-label: ``map`` (mean over classes of the average precision of the
+        probabilities), ``ap_<c>``, ``exact_match`` (all K decisions right), ``f1_macro``, ``f1_weighted``
+        (weighted by positives), per class ``precision_<c>``, ``recall_<c>``, ``f1_<c>``. A per-class value that is
+        undefined (precision of a class never predicted, recall/AP of a class that never occurs) is nan; means
+        skip nan classes with a warning (nan only when all are).
+    """
+    k = len(names)
+    logits = logits.detach().float().cpu()
+    if logits.ndim != 2 or logits.shape[1] != k:
+        raise ValueError(f"classification logits must be (N, {k}) for classes {list(names)}, got {tuple(logits.shape)}")
+    out: dict[str, float] = {}
+    if logits.shape[0] == 0:
+        _warn("classification metrics on 0 samples; reported as nan")
+        keys = ["map", "exact_match"] if multilabel else ["acc", *(f"acc_top{t}" for t in top_k if t < k)]
+        per = ["ap", "precision", "recall", "f1"] if multilabel else ["precision", "recall", "f1"]
+        return dict.fromkeys([*keys, "f1_macro", "f1_weighted", *(f"{m}_{metric_key(c)}" for m in per
+                                                                     for c in names)], NAN)
+    if multilabel:
+        target = (labels.detach().cpu() > 0).long()
+        if target.shape != logits.shape:
+            raise ValueError(f"multi-label labels {tuple(target.shape)} must match the logits {tuple(logits.shape)}")
+        probs, present = torch.sigmoid(logits), (logits >= 0).long()  # decisions as in emotion_scores
+        stats = multilabel_stat_scores(present, target, num_labels=k, average="none")
+        with warnings.catch_warnings():  # torchmetrics' "no positive samples" warning: reported as nan below
+            warnings.simplefilter("ignore", UserWarning)
+            ap = multilabel_average_precision(probs, target, num_labels=k, average="none")
+        ap = torch.where(target.sum(0) > 0, ap, torch.full_like(ap, NAN))
+        out["map"] = _nanmean(ap, "map")
+        out["exact_match"] = (present == target).all(1).double().mean().item()
+    else:
+        target = labels.detach().cpu().reshape(-1).long()
+        if target.shape[0] != logits.shape[0]:
+            raise ValueError(f"{target.shape[0]} labels for {logits.shape[0]} logits")
+        if target.numel() and (target.min() < 0 or target.max() >= k):
+            raise ValueError(f"class indices must lie in [0, {k}), got {target.min().item()}..{target.max().item()}")
+        out["acc"] = (logits.argmax(1) == target).double().mean().item()
+        for t in top_k:
+            if t < k:
+                out[f"acc_top{t}"] = multiclass_accuracy(logits, target, num_classes=k, average="micro",
+                                                         top_k=int(t)).item()
+        stats = multiclass_stat_scores(logits, target, num_classes=k, average="none")
+    tp, fp, fn, support = (stats[:, i].double() for i in (0, 1, 3, 4))
+    precision, recall, f1 = tp / (tp + fp), tp / support, 2 * tp / (2 * tp + fp + fn)  # 0 / 0 = nan: undefined
+    out["f1_macro"] = _nanmean(f1, "f1_macro")
+    out["f1_weighted"] = _weighted(f1, support)
+    for c, name in enumerate(names):
+        key = metric_key(name)
+        if multilabel:
+            out[f"ap_{key}"] = ap[c].item()
+        out[f"precision_{key}"] = precision[c].item()
+        out[f"recall_{key}"] = recall[c].item()
+        out[f"f1_{key}"] = f1[c].item()
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # retrieval
 # --------------------------------------------------------------------------------------------------------------------
 
@@ -307,5 +405,25 @@ class EmotionMetrics(_DedupMetric):
         if preds.numel() == 0:
             preds = target = torch.zeros(0, len(self.names))
         out = {k: torch.tensor(v) for k, v in emotion_scores(preds, target, self.names).items()}
+        out["num_samples"] = torch.tensor(float(preds.shape[0]))
+        return out
+
+
+class ClassificationMetrics(_DedupMetric):
+    """``update(logits (B, K), labels (B,) class indices or (B, K) 0/1, ids)``; ``compute()`` ->
+    :func:`classification_scores` as a dict of tensors, plus ``num_samples``."""
+
+    def __init__(self, names: Sequence[str], multilabel: bool = False, top_k: Sequence[int] = (5,),
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.names, self.multilabel, self.top_k = tuple(names), bool(multilabel), tuple(top_k)
+
+    def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
+        preds, target = self._gathered()
+        if preds.numel() == 0:
+            preds = torch.zeros(0, len(self.names))
+            target = torch.zeros(0, len(self.names)) if self.multilabel else torch.zeros(0)
+        scores = classification_scores(preds, target, self.names, self.multilabel, self.top_k)
+        out = {k: torch.tensor(v) for k, v in scores.items()}
         out["num_samples"] = torch.tensor(float(preds.shape[0]))
         return out

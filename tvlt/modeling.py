@@ -537,7 +537,12 @@ class TvltForAudioVisualClassification(TvltPreTrainedModel):
         weights = real.to(tokens.dtype)[:, :, None]
         return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
-    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor, class_weight: torch.Tensor | None = None,
+                     pos_weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+        """The loss of ``config.loss_type`` (see the class docstring). Optional, for classification:
+        ``class_weight`` (num_labels,) rescales each class's cross-entropy term, ``label_smoothing`` in [0, 1)
+        mixes the one-hot target with the uniform one (cross-entropy); ``pos_weight`` (num_labels,) multiplies the
+        positive term of each label's BCE (multi-label)."""
         labels = labels.to(logits.device)
         if self.config.loss_type == "regression":
             target = labels.to(logits.dtype)
@@ -545,5 +550,5 @@ class TvltForAudioVisualClassification(TvltPreTrainedModel):
                 target = target.reshape(logits.shape)
             return F.mse_loss(logits, target)
         if labels.is_floating_point() and labels.shape == logits.shape:
-            return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-        return F.cross_entropy(logits, labels.long())
+            return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=pos_weight)
+        return F.cross_entropy(logits, labels.long(), weight=class_weight, label_smoothing=label_smoothing)
