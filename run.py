@@ -44,10 +44,11 @@ def apply_demo_preset(cfg: DictConfig) -> DictConfig:
     """With no data given (``data.root`` and ``data.manifest`` null: the embedded demo dataset), an experiment that
     names a ``demo_preset`` is re-composed as that preset, keeping every command-line override. The full-size
     schedule (TVLT-base, effective batch 128, 10 epochs) would take days on a CPU and means nothing on 32 clips.
-    Not in ``mode=predict``, which reads no dataset (the model comes from the checkpoint)."""
+    Not in ``mode=predict`` / ``mode=embed``, whose model comes from the checkpoint."""
     preset = cfg.get("demo_preset")
     data = cfg.get("data") or {}
-    if not preset or data.get("root") is not None or data.get("manifest") is not None or cfg.get("mode") == "predict":
+    if (not preset or data.get("root") is not None or data.get("manifest") is not None
+            or cfg.get("mode") in ("predict", "embed")):
         return cfg
     from hydra import compose
 
@@ -275,6 +276,75 @@ def predict(cfg: DictConfig) -> list[str]:
     return lines
 
 
+def predict_dataset(cfg: DictConfig) -> Path | None:
+    """``mode=predict`` without ``input`` and ``mode=embed``: the checkpoint ``ckpt_path`` over every clip of
+    ``predict.split`` of the data, on the configured devices; writes ``predictions.csv`` or
+    ``embeddings.safetensors`` (and ``skipped.csv``) into the run folder (see :mod:`tvlt.lit.inference`).
+    Returns the file written (rank zero; None on other processes)."""
+    import json
+
+    import torch
+
+    from tvlt.lit import inference
+    from tvlt.lit.base import load_lit_checkpoint
+    from tvlt.processing import TvltProcessor
+
+    mode = cfg.mode
+    if not cfg.get("ckpt_path"):
+        raise ValueError(f"mode={mode} needs ckpt_path=<checkpoint .ckpt>")
+    module = load_lit_checkpoint(cfg.ckpt_path)
+    if mode == "predict" and not hasattr(module, "prediction_columns"):
+        raise ValueError(f"mode=predict over a dataset supports sentiment, emotion and classify checkpoints, not "
+                         f"{type(module).__name__} (mode=embed works for every checkpoint)")
+    given = {o.split("=")[0] for o in HydraConfig.get().overrides.task}
+    with open_dict(cfg):  # frames and preprocessing as in training (saved in the checkpoint) unless given
+        for key, value in getattr(module, "data_settings", {}).items():
+            if f"data.{key}" not in given and key in cfg.data:
+                cfg.data[key] = value
+    split = str(cfg.predict.split)
+    if split not in ("train", "valid", "test", "all"):
+        raise ValueError(f"predict.split must be train, valid, test or all, got {split!r}")
+    datamodule = instantiate(cfg.data, _convert_="all")
+    splits = ["train", "valid", "test"] if split == "all" else [split]
+    loaders = {s: datamodule.evaluation_loader(s) for s in splits}
+    loaders = {s: loader for s, loader in loaders.items() if len(loader)}
+    if not loaders:
+        raise ValueError(f"predict.split={split}: the data has no such clips")
+    step = module.predict_step
+    if mode == "embed":
+        def step(batch, batch_idx=0, dataloader_idx=0):  # noqa: ANN001
+            return inference.embed_batch(module.model, batch)
+    module.predict_step = lambda batch, *args: None if not batch else step(batch, *args)
+    collector = inference.Collector(mode)
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[collector], enable_checkpointing=False,
+                          enable_model_summary=False)
+    for name, loader in loaders.items():
+        collector.split = name
+        trainer.predict(module, dataloaders=loader, return_predictions=False)
+    order = [clip_id for name in loaders for clip_id in datamodule.manifest(name).ids]
+    rows = inference.gather_rows(collector.rows, order)
+    skipped = inference.gather_rows(
+        [{"id": i, "cause": cause} for _, i, cause in datamodule.skipped_clips], order)
+    if not trainer.is_global_zero:
+        return None
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if mode == "predict":
+        path = inference.write_predictions(out, rows)
+    else:
+        tensors = {k: torch.stack([r[k] for r in rows]) for k in ("embedding", "video", "audio")}
+        path = inference.write_embeddings(out, [r["id"] for r in rows], tensors,
+                                          {"checkpoint": str(cfg.ckpt_path), "splits": json.dumps(
+                                              [r["split"] for r in rows])})
+        # the preprocessing the embeddings were made with
+        TvltProcessor(datamodule.image_processor, datamodule.feature_extractor).save_pretrained(out)
+    if skipped:
+        log.warning("%d clip(s) could not be read and were skipped: %s", len(skipped),
+                    inference.write_skipped(out, skipped))
+    log.info("Wrote %d row(s) of %s to %s", len(rows), "predictions" if mode == "predict" else "embeddings", path)
+    return path
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def single_lightning_log() -> None:
     """Lightning's INFO lines once, in Hydra's format (console and the run's log file). Importing ``lightning``
@@ -348,11 +418,14 @@ def _main(cfg: DictConfig) -> float | None:
 
     single_lightning_log()
     quiet_third_party_noise()
-    if cfg.get("mode") not in ("train", "test", "predict"):
-        raise ValueError(f"mode must be train, test or predict, got {cfg.get('mode')!r}")
+    if cfg.get("mode") not in ("train", "test", "predict", "embed"):
+        raise ValueError(f"mode must be train, test, predict or embed, got {cfg.get('mode')!r}")
     cfg = apply_demo_preset(cfg)
     resolve_paths(cfg)
     check_ckpt_path(cfg)
+    if cfg.get("mode") == "embed" or (cfg.get("mode") == "predict" and not cfg.get("input")):
+        predict_dataset(cfg)
+        return None
     if cfg.get("mode") == "predict":
         from tvlt.lit.runs import discard_run_dir
 

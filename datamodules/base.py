@@ -150,6 +150,7 @@ class ClipDataModule(pl.LightningDataModule):
         self.manifests: dict[str, Manifest] = {}
         self.datasets: dict[str, ClipDataset] = {}
         self.skipped: dict[str, Counter] = {}  # "{stage} epoch {n}" -> cause -> count
+        self.skipped_clips: list[tuple[str, str, str]] = []  # ("{stage} epoch {n}", id, cause) of each skipped clip
         self._skip_key: str | None = None
 
     # ------------------------------------------------------------------------------------------- demo data
@@ -270,6 +271,20 @@ class ClipDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader | list:
         return self._loader("test", shuffle=False)
 
+    def evaluation_loader(self, split: str) -> DataLoader | list:
+        """A loader over ``split`` ("train", "valid" or "test") prepared as for evaluation (uniform frames, no
+        jitter), in manifest order: what ``mode=predict`` and ``mode=embed`` read.
+        ``[]`` when the data has no such split."""
+        if not self._has_split(split):
+            return []
+        self._ensure_demo()
+        options = {**self._dataset_options(split), "sampling": "uniform"}
+        dataset = ClipDataset(self.manifest(split), self.reader, self.image_processor, self.feature_extractor,
+                              on_error=self.on_error, **options)
+        return SplitLoader(dataset, split_name=f"{type(self).__name__}[{split}]", batch_size=self.batch_size,
+                           shuffle=False, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                           collate_fn=self.collator(), drop_last=False)
+
     # ----------------------------------------------------------------------------------------- skip counting
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Pop the collator's ``skipped`` list (on_error=skip), count it per stage and epoch, and log the counts of
@@ -291,6 +306,7 @@ class ClipDataModule(pl.LightningDataModule):
             self._skip_key = key
         if skipped:
             self.skipped.setdefault(str(key), Counter()).update(cause for _, cause in skipped)
+            self.skipped_clips.extend((str(key), clip_id, cause) for clip_id, cause in skipped)
         if not batch.pop("empty", False):
             return batch
         if trainer is not None and trainer.training and trainer.world_size > 1:

@@ -159,6 +159,20 @@ class ClassificationModule(TvltLitModule):
         probs = torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
         return {"ids": list(batch.get("ids", [])), "preds": probs}
 
+    def prediction_columns(self, preds: Tensor) -> dict[str, list]:
+        """Columns of ``predictions.csv``: ``prediction`` (the class, or the classes with probability >= 0.5 joined
+        by ';' when multi-label), then ``p_<class>`` for every class."""
+        if self.multilabel:
+            chosen = [";".join(n for n, p in zip(self.class_names, row) if p >= 0.5) for row in preds.tolist()]
+        else:
+            chosen = [self.class_names[i] for i in preds.argmax(dim=-1).tolist()]
+        return {"prediction": chosen, **{f"p_{n}": preds[:, i].tolist() for i, n in enumerate(self.class_names)}}
+
+    def label_columns(self, labels: Tensor) -> dict[str, list]:
+        if labels.ndim == 1:
+            return {"label": [self.class_names[int(i)] for i in labels.tolist()]}
+        return {f"label_{n}": labels[:, i].tolist() for i, n in enumerate(self.class_names)}
+
     def describe(self, preds: Tensor, shown: int = 5) -> list[str]:
         """One line per sample: the predicted class (single-label) or classes with probability >= 0.5
         (multi-label), then the ``shown`` most probable classes with their probabilities."""

@@ -88,6 +88,13 @@ class SentimentModule(TvltLitModule):
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int = 0) -> dict[str, Any]:
         return {"ids": list(batch.get("ids", [])), "preds": self.predictions(self(batch)).float()}
 
+    def prediction_columns(self, preds: Tensor) -> dict[str, list]:
+        """Columns of ``predictions.csv`` (tvlt.lit.inference): the score per sample."""
+        return {"sentiment": preds.reshape(-1).tolist()}
+
+    def label_columns(self, labels: Tensor) -> dict[str, list]:
+        return {"label": labels.reshape(-1).tolist()}
+
     def describe(self, preds: Tensor) -> list[str]:
         """Human-readable predictions, one string per sample."""
         out = []
@@ -118,6 +125,13 @@ class EmotionModule(SentimentModule):
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int = 0) -> dict[str, Any]:
         return {"ids": list(batch.get("ids", [])), "preds": torch.sigmoid(self(batch).float())}
+
+    def prediction_columns(self, preds: Tensor) -> dict[str, list]:
+        """Columns of ``predictions.csv``: the probability of each emotion."""
+        return {f"p_{name}": preds[:, i].tolist() for i, name in enumerate(EMOTIONS)}
+
+    def label_columns(self, labels: Tensor) -> dict[str, list]:
+        return {f"label_{name}": labels[:, i].tolist() for i, name in enumerate(EMOTIONS)}
 
     def describe(self, preds: Tensor) -> list[str]:
         out = []
