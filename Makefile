@@ -12,10 +12,10 @@ help:  ## list targets
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python -m pip install -q -e '.[test,bench,sweep]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install the project with test and bench extras
+install: $(STAMP)  ## create .venv and install the project with the test, bench and sweep extras
 
 test: $(STAMP)  ## run the test suite
 	$(BIN)/python -m pytest -q
