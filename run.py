@@ -322,13 +322,16 @@ def _main(cfg: DictConfig) -> float | None:
     name = cfg.get("optimized_metric")
     if not name:
         return None
-    if name not in metrics:
-        log.warning("optimized_metric %r was not computed (metrics: %s)", name, sorted(metrics))
-        return None
-    value = metrics[name]
+    from tvlt.sweeps import save_objective
+
+    value = metrics.get(name)
     if _rank_zero():
-        log.info("%s = %.4f", name, value)
-    return None if math.isnan(value) else value
+        if value is None:
+            log.warning("optimized_metric %r was not computed (metrics: %s)", name, sorted(metrics))
+        else:
+            log.info("%s = %.4f", name, value)
+        save_objective(cfg.paths.output_dir, name, cfg.get("monitor_mode", "min"), value)  # for the sweep summary
+    return None if value is None or math.isnan(value) else value
 
 
 if __name__ == "__main__":

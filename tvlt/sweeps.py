@@ -1,9 +1,10 @@
 """A summary of every ``-m`` sweep (grid, Optuna or SLURM): one row per job and the best job, as a Hydra callback.
 
-Each job writes ``<job folder>/sweep_result.yaml`` when it ends (global rank zero only: under SLURM every task of a
-job runs the job function); when the sweep ends, the launching process gathers those files into
-``<sweep dir>/sweep_summary.csv`` (job, status, overrides, the optimized metric, the job's folder, best) and logs
-the best job. Reading the jobs' own files rather than the launcher's return values makes it the same for every
+run.py saves the metric it optimized, its mode and value as ``<output_dir>/objective.yaml`` (:func:`save_objective`:
+the run's own choice, which may differ from the launched config's, e.g. under the demo preset). Each job then writes
+``<job folder>/sweep_result.yaml`` when it ends (global rank zero only: under SLURM every task of a job runs the job
+function); when the sweep ends, the launching process gathers those files into ``<sweep dir>/sweep_summary.csv``
+(job, status, overrides, the optimized metric, its value, the job's folder, best) and logs the best job. Reading the jobs' own files rather than the launcher's return values makes it the same for every
 launcher, including jobs that ran on other machines.
 
 Configured in ``conf/hydra/default.yaml`` (``hydra.callbacks.sweep_summary``).
@@ -25,9 +26,10 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("sweep")
 
+OBJECTIVE_FILE = "objective.yaml"
 RESULT_FILE = "sweep_result.yaml"
 SUMMARY_FILE = "sweep_summary.csv"
-COLUMNS = ("job", "status", "overrides", "metric", "value", "output_dir", "best")
+COLUMNS = ("job", "status", "overrides", "metric", "mode", "value", "output_dir", "best")
 
 
 def global_rank_from_env() -> int:
@@ -39,15 +41,26 @@ def global_rank_from_env() -> int:
     return int(os.environ.get("NODE_RANK", "0") or 0) + int(os.environ.get("LOCAL_RANK", "0") or 0)
 
 
-def sweep_direction(config: DictConfig) -> str:
-    """``maximize`` or ``minimize``: the Optuna sweeper's direction when it has one, else ``monitor_mode``."""
+def save_objective(output_dir: str | Path, metric: str, mode: str, value: float | None) -> None:
+    """What a run optimized: ``metric`` (``optimized_metric``), ``mode`` (``min``/``max``, the run's
+    ``monitor_mode``) and its value (None: not computed or NaN), as ``<output_dir>/objective.yaml``."""
+    if mode not in ("min", "max"):
+        raise ValueError(f"monitor_mode must be min or max, got {mode!r}")
+    ok = isinstance(value, (int, float)) and not math.isnan(value)
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create({"metric": metric, "mode": mode, "value": float(value) if ok else None}),
+                   Path(output_dir) / OBJECTIVE_FILE)
+
+
+def sweep_direction(config: DictConfig, rows: list[dict]) -> str:
+    """``maximize`` or ``minimize``: the Optuna sweeper's direction when it has one, else the jobs' mode."""
     direction = OmegaConf.select(config, "hydra.sweeper.direction", default=None)
     if isinstance(direction, str):
         return direction
-    mode = config.get("monitor_mode", "min")
-    if mode not in ("min", "max"):
-        raise ValueError(f"monitor_mode must be min or max, got {mode!r}")
-    return "maximize" if mode == "max" else "minimize"
+    modes = {r["mode"] for r in rows if r["mode"]}
+    if len(modes) > 1:
+        raise ValueError(f"the jobs of this sweep optimized their metric in different modes: {sorted(modes)}")
+    return "maximize" if modes == {"max"} else "minimize"
 
 
 class SweepSummary(Callback):
@@ -59,14 +72,15 @@ class SweepSummary(Callback):
         if global_rank_from_env() != 0:
             return
         out = Path(config.hydra.runtime.output_dir)
+        objective = OmegaConf.load(out / OBJECTIVE_FILE) if (out / OBJECTIVE_FILE).is_file() else {}
         ok = job_return.status == JobStatus.COMPLETED
-        value = job_return.return_value if ok else None
         result = {
             "job": int(config.hydra.job.num),
             "status": "completed" if ok else f"failed: {type(job_return._return_value).__name__}",
             "overrides": list(job_return.overrides or []),
-            "metric": config.get("optimized_metric"),
-            "value": float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None,
+            "metric": objective.get("metric", config.get("optimized_metric")),
+            "mode": objective.get("mode"),
+            "value": objective.get("value") if ok else None,
             "output_dir": str(out),
         }
         out.mkdir(parents=True, exist_ok=True)
@@ -78,11 +92,11 @@ class SweepSummary(Callback):
         if not rows:
             log.warning("Sweep summary: no job wrote %s under %s", RESULT_FILE, sweep_dir)
             return
-        best = best_row(rows, sweep_direction(config))
+        best = best_row(rows, sweep_direction(config, rows))
         path = write_summary(sweep_dir, rows, best)
         if best is None:
-            log.warning("Sweep summary (%d jobs) in %s: no job returned %s", len(rows), path,
-                        config.get("optimized_metric"))
+            log.warning("Sweep summary (%d jobs) in %s: no job returned a value of %s", len(rows), path,
+                        sorted({r["metric"] for r in rows}))
             return
         log.info("Sweep summary (%d jobs) in %s; best job %d: %s = %.6g (%s), %s", len(rows), path, best["job"],
                  best["metric"], best["value"], " ".join(best["overrides"]), best["output_dir"])
