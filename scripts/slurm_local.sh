@@ -44,9 +44,13 @@ start_munge() {
         dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key status=none
     }
     chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
-    mkdir -p /run/munge /var/log/munge /var/lib/munge "$DIR/munge"
-    chown munge:munge /run/munge /var/log/munge /var/lib/munge "$DIR/munge"  # munged writes its pid file as munge
-    runuser -u munge -- munged --pid-file="$DIR/munge/munged.pid" || die "munged did not start (see /var/log/munge)"
+    mkdir -p /run/munge /var/log/munge /var/lib/munge
+    chown munge:munge /run/munge /var/log/munge /var/lib/munge
+    # munged runs as munge, which may not reach $DIR (e.g. under a mode-700 folder): its pid file goes to /run/munge,
+    # and a copy in $DIR records that this script started it
+    rm -f /run/munge/slurm_local.pid
+    runuser -u munge -- munged --pid-file=/run/munge/slurm_local.pid || die "munged did not start (see /var/log/munge)"
+    cp /run/munge/slurm_local.pid "$DIR/munged.pid"
     for _ in $(seq 50); do munge_ok && return; sleep 0.2; done
     die "munged does not answer"
 }
@@ -130,7 +134,7 @@ stop() {
     fi
     stop_pid "$DIR/slurmd.pid" slurmd
     stop_pid "$DIR/slurmctld.pid" slurmctld
-    stop_pid "$DIR/munge/munged.pid" munged  # only a munged this script started
+    stop_pid "$DIR/munged.pid" munged  # only a munged this script started
     echo "SLURM stopped"
 }
 

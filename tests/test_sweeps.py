@@ -45,7 +45,8 @@ def test_optuna_sqlite_study_continues_in_a_second_invocation(tmp_path, demo_sma
     """3 trials, then 1 more in a new invocation on the same SQLite study: the study holds 4 trials whose values
     are the ones the jobs returned, and the best parameters and value of all 4 are reported and saved next to
     each sweep."""
-    optuna = pytest.importorskip("optuna")  # the `sweep` extra, installed by `make test`
+    import optuna  # the `sweep` extra, installed by `make test`
+
     db = tmp_path / "study.db"
     # warm-up 0 and no accumulation (fixed on the command line, out of the search space): each learning rate
     # changes the weights, so the trials' values differ
