@@ -50,8 +50,8 @@ def test_optuna_sqlite_study_continues_in_a_second_invocation(tmp_path, demo_sma
     db = tmp_path / "study.db"
     # warm-up 0 and no accumulation (fixed on the command line, out of the search space): each learning rate
     # changes the weights, so the trials' values differ
-    args = ["experiment=mosei", "hparams_search=mosei_optuna", *FAST, *demo_small, "monitor=val/loss", "monitor_mode=min",
-            "optimized_metric=val/loss",
+    args = ["experiment=mosei", "hparams_search=mosei_optuna", *FAST, *demo_small, "monitor=val/loss",
+            "monitor_mode=min", "optimized_metric=val/loss",
             "hydra.sweeper.direction=minimize", f"hydra.sweeper.storage=sqlite:///{db}",
             "hydra.sweeper.study_name=tiny", "hydra.sweeper.sampler.n_startup_trials=2",
             "model.scheduler.warmup_steps=0", "trainer.accumulate_grad_batches=1"]
@@ -91,8 +91,8 @@ def test_grid_sweep_writes_a_summary_and_names_the_best_job(tmp_path, demo_small
     No data root: the runs use the demo preset, which optimizes val/loss (min) where mosei has val/acc2_nonneg
     (max); the summary follows what the runs did."""
     sweep = tmp_path / "grid"
-    out = run_sweep(["experiment=mosei", *FAST, *demo_small, "model.scheduler.warmup_steps=0", "model.optimizer.lr=0.03,0.0001", f"hydra.sweep.dir={sweep}"],
-                    tmp_path)
+    out = run_sweep(["experiment=mosei", *FAST, *demo_small, "model.scheduler.warmup_steps=0",
+                     "model.optimizer.lr=0.03,0.0001", f"hydra.sweep.dir={sweep}"], tmp_path)
     rows = read_summary(sweep)
     assert [(r["job"], r["status"], r["metric"], r["mode"]) for r in rows] == [
         ("0", "completed", "val/loss", "min"), ("1", "completed", "val/loss", "min")]

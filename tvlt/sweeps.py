@@ -4,8 +4,9 @@ run.py saves the metric it optimized, its mode and value as ``<output_dir>/objec
 the run's own choice, which may differ from the launched config's, e.g. under the demo preset). Each job then writes
 ``<job folder>/sweep_result.yaml`` when it ends (global rank zero only: under SLURM every task of a job runs the job
 function); when the sweep ends, the launching process gathers those files into ``<sweep dir>/sweep_summary.csv``
-(job, status, overrides, the optimized metric, its value, the job's folder, best) and logs the best job. Reading the jobs' own files rather than the launcher's return values makes it the same for every
-launcher, including jobs that ran on other machines.
+(job, status, overrides, the optimized metric, its value, the job's folder, best) and logs the best job. Reading
+the jobs' own files rather than the launcher's return values makes it the same for every launcher, including jobs
+that ran on other machines.
 
 Configured in ``conf/hydra/default.yaml`` (``hydra.callbacks.sweep_summary``).
 """
@@ -32,13 +33,14 @@ SUMMARY_FILE = "sweep_summary.csv"
 COLUMNS = ("job", "status", "overrides", "metric", "mode", "value", "output_dir", "best")
 
 
-def global_rank_from_env() -> int:
-    """The process's global rank as the launchers set it before any Trainer exists: SLURM (``SLURM_PROCID``),
-    torchrun and Lightning's DDP children (``RANK``, or ``NODE_RANK``/``LOCAL_RANK``); 0 for a plain process."""
+def launched_as_rank_zero() -> bool:
+    """Whether this process is global rank zero, as the launchers say before any Trainer exists: SLURM
+    (``SLURM_PROCID``), torchrun (``RANK``), Lightning's DDP children and the other nodes (``LOCAL_RANK``,
+    ``NODE_RANK``); True for a plain process."""
     for key in ("RANK", "SLURM_PROCID"):
         if os.environ.get(key, "").isdigit():
-            return int(os.environ[key])
-    return int(os.environ.get("NODE_RANK", "0") or 0) + int(os.environ.get("LOCAL_RANK", "0") or 0)
+            return int(os.environ[key]) == 0
+    return all(os.environ.get(key, "0") in ("", "0") for key in ("NODE_RANK", "LOCAL_RANK"))
 
 
 def save_objective(output_dir: str | Path, metric: str, mode: str, value: float | None) -> None:
@@ -69,7 +71,7 @@ class SweepSummary(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:  # single runs have their folder, no sweep to summarise
             return
-        if global_rank_from_env() != 0:
+        if not launched_as_rank_zero():
             return
         out = Path(config.hydra.runtime.output_dir)
         objective = OmegaConf.load(out / OBJECTIVE_FILE) if (out / OBJECTIVE_FILE).is_file() else {}
