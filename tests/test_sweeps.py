@@ -108,3 +108,23 @@ def test_grid_sweep_writes_a_summary_and_names_the_best_job(tmp_path, demo_small
     want = min(range(2), key=lambda i: values[i])
     assert [r["best"] for r in rows] == ["True" if i == want else "False" for i in range(2)]
     assert f"best job {want}: val/loss = " in out
+
+
+@pytest.mark.parametrize(("launcher", "tasks", "gpus"), [("slurm", 4, 4), ("slurm_cpu", 2, None)])
+def test_slurm_launcher_configs_compose_with_one_task_per_device(launcher, tasks, gpus):
+    """Both launcher configs resolve to submitit's SLURM launcher (the `sweep` extra) with GPUs per node, never per
+    task; slurm_cpu's 2 tasks per node match trainer=ddp_cpu's 2 devices (tests/test_cluster.py runs it)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"hydra/launcher={launcher}", "trainer=ddp_cpu",
+                                                       "experiment=mosei", "data.root=/data/mosei"],
+                      return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    launch = cfg.hydra.launcher
+    assert launch._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launch.tasks_per_node, launch.gpus_per_node, launch.get("gpus_per_task")) == (tasks, gpus, None)
+    if launcher == "slurm_cpu":
+        assert launch.tasks_per_node == cfg.trainer.devices and launch.nodes == cfg.trainer.num_nodes
