@@ -26,7 +26,7 @@ test-cluster: $(STAMP)  ## SLURM sweep and preemption tests on a local one-node 
 	@if [ "$$(id -u)" != 0 ]; then \
 	  echo "make test-cluster: needs root, to start munged, slurmctld and slurmd (scripts/slurm_local.sh)" >&2; \
 	  exit 1; fi
-	@for tool in $(SLURM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	@PATH="$$PATH:/usr/sbin:/sbin"; for tool in $(SLURM_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
 	  if [ -n "$$missing" ]; then bash scripts/slurm_local.sh install; fi
 	$(BIN)/python -m pytest -q -m cluster tests/test_cluster.py --durations=0
 

@@ -10,6 +10,7 @@
 # (default /tmp/tvlt-slurm): slurm.conf, state, spool, pid and log files. /etc/slurm is not touched: clients find
 # the cluster through SLURM_CONF, which jobs inherit (sbatch exports the environment).
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"  # slurmctld, slurmd and munged live there; not every root PATH has it
 
 DIR=${SLURM_LOCAL_DIR:-/tmp/tvlt-slurm}
 CTLD_PORT=${SLURM_LOCAL_CTLD_PORT:-16817}
