@@ -164,6 +164,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if cfg.get("export_pretrained") and best and fit:
             _export(model, best, cfg, trainer, tested=bool(cfg.get("test", True)))
         failed = False
+    except Exception as err:
+        if getattr(trainer, "received_sigterm", False):
+            # SLURM stopped the job (a requeue, scancel, the time limit) and what it took down with it (the W&B
+            # service): end as Lightning does on SIGTERM, a SystemExit, so that submitit records no result for this
+            # attempt and the launcher waits for the requeued one
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+            raise SIGTERMException() from err
+        raise
     finally:
         _close_loggers(trainer, failed)
     return metrics
@@ -209,8 +218,15 @@ def _close_loggers(trainer, failed: bool) -> None:
         if type(lg).__name__ == "WandbLogger":
             import wandb
 
-            if wandb.run is not None:
+            if wandb.run is None:
+                continue
+            try:
                 wandb.finish(exit_code=1 if failed else 0)
+            except Exception as err:
+                if not failed:
+                    raise
+                # the run's own exception is the one to report, not W&B's (e.g. its service stopped with the job)
+                log.warning("W&B run not finished cleanly after the failure: %s: %s", type(err).__name__, err)
 
 
 # ---------------------------------------------------------------------------------------------------- predict
