@@ -157,6 +157,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         with ddp_in_sweep_job():  # in a -m sweep job, DDP children run this job, not the sweep
             metrics = _fit_test_export(cfg, trainer, model, datamodule, fit, mode)
         failed = False
+    except Exception as err:
+        if getattr(trainer, "received_sigterm", False):
+            # SLURM stopped the job (a requeue, scancel, the time limit) and what it took down with it (the W&B
+            # service): end as Lightning does on SIGTERM, a SystemExit, so that submitit records no result for this
+            # attempt and the launcher waits for the requeued one
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+            raise SIGTERMException() from err
+        raise
     finally:
         _close_loggers(trainer, failed)
     return metrics
@@ -226,8 +235,15 @@ def _close_loggers(trainer, failed: bool) -> None:
         if type(lg).__name__ == "WandbLogger":
             import wandb
 
-            if wandb.run is not None:
+            if wandb.run is None:
+                continue
+            try:
                 wandb.finish(exit_code=1 if failed else 0)
+            except Exception as err:
+                if not failed:
+                    raise
+                # the run's own exception is the one to report, not W&B's (e.g. its service stopped with the job)
+                log.warning("W&B run not finished cleanly after the failure: %s: %s", type(err).__name__, err)
 
 
 # ---------------------------------------------------------------------------------------------------- predict
@@ -438,13 +454,16 @@ def _main(cfg: DictConfig) -> float | None:
     name = cfg.get("optimized_metric")
     if not name:
         return None
-    if name not in metrics:
-        log.warning("optimized_metric %r was not computed (metrics: %s)", name, sorted(metrics))
-        return None
-    value = metrics[name]
+    from tvlt.sweeps import save_objective
+
+    value = metrics.get(name)
     if _rank_zero():
-        log.info("%s = %.4f", name, value)
-    return None if math.isnan(value) else value
+        if value is None:
+            log.warning("optimized_metric %r was not computed (metrics: %s)", name, sorted(metrics))
+        else:
+            log.info("%s = %.4f", name, value)
+        save_objective(cfg.paths.output_dir, name, cfg.get("monitor_mode", "min"), value)  # for the sweep summary
+    return None if value is None or math.isnan(value) else value
 
 
 if __name__ == "__main__":
