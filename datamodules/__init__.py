@@ -30,6 +30,10 @@ _EXPORTS: dict[str, str] = {
     "DemoSpec": "datamodules.demo",
     "ensure_demo_mosei": "datamodules.demo",
     "EMOTIONS": "datamodules.demo",
+    "build_shards": "datamodules.shards",
+    "open_shards": "datamodules.shards",
+    "ShardSettingsError": "datamodules.shards",
+    "UnsafeShardError": "datamodules.shards",
     "ClipCache": "datamodules.cache",
     "build_cache": "datamodules.cache",
 }

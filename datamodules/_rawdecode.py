@@ -60,8 +60,9 @@ class RawRequest:
     video: str
     audio: str | None
     num_frames: int
-    mode: str = "uniform"  # "uniform" | "random"
+    mode: str = "uniform"  # "uniform" | "random" | "window"
     window_seconds: float | None = None
+    window_start: float = 0.0  # mode "window": seconds from the first presented frame
     jitter: bool = True
     seed: int | None = None
     decoder_threads: int = 1
@@ -335,7 +336,7 @@ def read_raw(req: RawRequest) -> RawClip:
     if req.audio == "container" and index.audio_streams == 0:
         raise ClipDecodeError(req.video, "no_audio_stream", "audio from the container was requested")
     sample = sample_frames(index.times, index.end_time, req.num_frames, req.mode, req.window_seconds, req.seed,
-                           req.jitter)  # fmt: skip
+                           req.jitter, req.window_start)  # fmt: skip
     frames, backend, reason = _read_frames(req, index, sample.indices)
     if frames.ndim != 4 or frames.shape[0] != len(sample.indices) or frames.shape[-1] != 3:
         raise ClipDecodeError(req.video, "undecodable", f"decoder returned frames of shape {frames.shape}")

@@ -100,6 +100,10 @@ class ClipDataModule(pl.LightningDataModule):
         drop_invalid: drop manifest rows that fail validation (missing file, non-finite or out-of-range label)
             with a logged summary, instead of failing at set-up.
         cache_dir: a pre-extraction cache built by ``python -m datamodules.cache`` (None: decode every epoch).
+        shards: a folder or ``s3://`` URI of LitData shards built by ``python -m datamodules.shards`` (one sub-folder
+            per split); every split is then read from them, no video is decoded (None: decode the files).
+        shards_options: LitData/boto3 storage options for remote shards, e.g. ``{"endpoint_url": ...}`` for an
+            S3-compatible server (None: the environment's, e.g. ``AWS_ENDPOINT_URL``).
     """
 
     label_range: tuple[float, float] | None = None
@@ -110,6 +114,8 @@ class ClipDataModule(pl.LightningDataModule):
     demo_dir: str = "data/demo/mosei"
     demo_spec: DemoSpec = DemoSpec()
     splits: dict[str, str] = {"fit": "train", "validate": "valid", "test": "test"}
+    # splits that may be absent (no shard folder for them means no such split)
+    optional_splits: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -124,6 +130,8 @@ class ClipDataModule(pl.LightningDataModule):
         on_error: str = "raise",
         drop_invalid: bool = False,
         cache_dir: str | None = None,
+        shards: str | None = None,
+        shards_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if on_error not in ON_ERROR:
@@ -139,6 +147,10 @@ class ClipDataModule(pl.LightningDataModule):
         self.on_error = on_error
         self.drop_invalid = drop_invalid
         self.cache_dir = cache_dir
+        self.shards = None if shards is None else str(shards)
+        self.shards_options = dict(shards_options) if shards_options else None
+        self.decoder_threads = decoder_threads
+        self.decode_timeout = decode_timeout
         self.reader = ClipReader(num_frames=num_frames, decoder_threads=decoder_threads, decode_timeout=decode_timeout)
         from tvlt.feature_extraction import TvltFeatureExtractor
         from tvlt.image_processing import TvltImageProcessor
@@ -158,12 +170,12 @@ class ClipDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Generate the demo dataset (rank zero only, as Lightning calls it) when no data is given."""
-        if self.uses_demo:
+        if self.uses_demo and self.shards is None:
             ensure_demo_mosei(self.demo_dir, self.demo_spec)
 
     def _ensure_demo(self) -> None:
         """Direct use without a Trainer (no prepare_data call): generate the demo dataset on demand."""
-        if self.uses_demo and not demo_is_ready(self.demo_dir):
+        if self.uses_demo and self.shards is None and not demo_is_ready(self.demo_dir):
             self.prepare_data()
 
     # ----------------------------------------------------------------------------------------- manifests
@@ -190,7 +202,14 @@ class ClipDataModule(pl.LightningDataModule):
         self._ensure_demo()
         wanted = {"fit": ["train", "valid"], "validate": ["valid"], "test": ["test"], "predict": ["test"]}
         for split in wanted.get(stage, ["train", "valid", "test"]) if stage else ["train", "valid", "test"]:
-            if split in self.datasets or not self._has_split(split):
+            if split in self.datasets:
+                continue
+            if self.shards is not None:
+                dataset = self._shard_dataset(split)
+                if dataset is not None:
+                    self.datasets[split] = dataset
+                continue
+            if not self._has_split(split):
                 continue
             self.datasets[split] = self._dataset(split, self.manifest(split))
         log.info(
@@ -201,6 +220,67 @@ class ClipDataModule(pl.LightningDataModule):
 
     def _has_split(self, split: str) -> bool:
         return True
+
+    def _source_split(self, split: str) -> str:
+        """The split whose clips ``split`` reads (retrieval validates on the test list)."""
+        return split
+
+    # ----------------------------------------------------------------------------------------- shards
+    def shard_settings(self) -> dict[str, Any]:
+        """Settings shards must have been built with to serve this datamodule (checked when they are opened)."""
+        ip = self.image_processor
+        return {
+            "num_frames": self.num_frames,
+            "candidates": 2 * self.num_frames,
+            "processor_mode": self.processor_mode,
+            "frame_size": [ip.crop_size["height"], ip.crop_size["width"]],
+            "mel_bins": int(self.feature_extractor.feature_size),
+            **self._shard_extra_settings(),
+        }
+
+    def _shard_extra_settings(self) -> dict[str, Any]:
+        return {}
+
+    def shard_window(self) -> float | None:
+        """Window length (s) long videos are cut into when shards are built (None: one record per clip)."""
+        return None
+
+    def shard_splits(self) -> list[str]:
+        """The split folders ``python -m datamodules.shards`` writes for this datamodule."""
+        out: list[str] = []
+        for split in ("train", "valid", "test"):
+            if self._has_split(split) and self._source_split(split) not in out:
+                out.append(self._source_split(split))
+        return out
+
+    def build_shards(self, split: str, out: str, **kwargs: Any) -> dict[str, Any]:
+        """Build the shards of ``split`` into ``out`` (see :func:`datamodules.shards.build_shards`, which takes
+        ``frames``, ``jpeg_quality``, ``workers``, ``chunk_bytes``, ``storage_options``); returns the build report."""
+        from datamodules.shards import build_shards
+
+        reader = ClipReader(num_frames=2 * self.num_frames, decoder_threads=self.decoder_threads,
+                            decode_timeout=self.decode_timeout)
+        settings = {"datamodule": type(self).__name__, "split": split, **self.shard_settings()}
+        return build_shards(self.manifest(split), out, reader, self.image_processor, self.feature_extractor,
+                            settings, window_seconds=self.shard_window(), **kwargs)
+
+    def _shard_dataset(self, split: str) -> Any:
+        """The split's ``StreamingDataset`` (None for a missing optional split)."""
+        from datamodules.shards import RecordToItem, open_shards
+
+        uri = "/".join([self.shards.rstrip("/"), self._source_split(split)])
+        options = self._dataset_options(split)
+        training = split == "train" and options.get("sampling") == "random"
+        transform = RecordToItem(self.num_frames, training, self.image_processor, options.get("label_transform"))
+        try:
+            dataset = open_shards(uri, self.shard_settings(), transform, shuffle=split == "train",
+                                  drop_last=None if split == "train" else False, storage_options=self.shards_options)
+        except FileNotFoundError:
+            if split in self.optional_splits:
+                log.info("%s: no %s shards at %s: no such split", type(self).__name__, split, uri)
+                return None
+            raise
+        return dataset
 
     def _cache(self, split: str) -> Any:
         if self.cache_dir is None:
@@ -225,6 +305,19 @@ class ClipDataModule(pl.LightningDataModule):
             self.setup({"train": "fit", "valid": "validate", "test": "test"}[split])
         if split not in self.datasets:
             return []
+        if self.shards is not None:
+            from litdata import StreamingDataLoader
+
+            # shuffling and the split across ranks and workers are the StreamingDataset's; no failed clip is ever
+            # a record, so there is nothing for SplitLoader to count
+            return StreamingDataLoader(
+                self.datasets[split],
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                persistent_workers=self.persistent_workers and self.num_workers > 0,
+                pin_memory=self.pin_memory,
+                collate_fn=self.collator(),
+            )
         return SplitLoader(
             self.datasets[split],
             split_name=f"{type(self).__name__}[{split}]",

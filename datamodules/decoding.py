@@ -116,6 +116,7 @@ class ClipReader:
         jitter: bool = True,
         seed: int | None = None,
         audio_stream: int = 0,
+        window_start: float = 0.0,
     ) -> Clip:
         """Decode one clip.
 
@@ -124,7 +125,8 @@ class ClipReader:
             audio: ``"container"`` for the video's own audio stream ``audio_stream``, a wav/flac path, or None.
             mode: ``"uniform"`` (evaluation: ``num_frames`` frames over the whole clip) or ``"random"`` (training:
                 a random window of ``window_seconds`` (whole clip if None) with per-segment jitter, seeded by
-                ``seed``).
+                ``seed``), or ``"window"`` (the window of ``window_seconds`` starting at ``window_start`` seconds,
+                uniform frames; how shards cut long videos).
 
         Raises:
             ClipDecodeError: with ``.path`` and ``.cause`` (see :data:`CAUSES`).
@@ -140,6 +142,7 @@ class ClipReader:
             seed=seed,
             decoder_threads=self.decoder_threads,
             audio_stream=audio_stream,
+            window_start=window_start,
         )
         raw = read_raw(req) if self.decode_timeout is None else _isolated().read(req, self.decode_timeout)
         return self._finish(raw, req)

@@ -93,6 +93,9 @@ class MoseiDataModule(ClipDataModule):
             "cache": self._cache(split),
         }
 
+    def _shard_extra_settings(self) -> dict[str, Any]:
+        return {"task": self.task}  # the records hold this task's label rows
+
     def _labels(self, row: np.ndarray) -> torch.Tensor:
         if self.task == "sentiment":
             return torch.tensor(float(np.asarray(row).reshape(-1)[0]), dtype=torch.float32)

@@ -44,6 +44,7 @@ class PretrainDataModule(ClipDataModule):
     """
 
     vam = True
+    optional_splits = ("valid",)
 
     def __init__(
         self,
@@ -111,6 +112,12 @@ class PretrainDataModule(ClipDataModule):
             "seeded_eval": split != "train",
             "cache": self._cache(split),
         }
+
+    def shard_window(self) -> float | None:
+        return self.window_seconds
+
+    def _shard_extra_settings(self) -> dict[str, Any]:
+        return {"window_seconds": self.window_seconds}
 
     def collator(self):
         collator = super().collator()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FrameSample", "uniform_indices", "random_window", "random_window_indices", "sample_frames"]
+__all__ = ["FrameSample", "uniform_indices", "random_window", "random_window_indices", "fixed_window", "sample_frames"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,26 @@ def random_window(
     return FrameSample(idx, first, stop)
 
 
+def fixed_window(
+    times: np.ndarray, end_time: float, num_frames: int, window_seconds: float | None, window_start: float
+) -> FrameSample:
+    """The window of ``window_seconds`` (to the end of the clip when ``None``) that starts at the first frame shown
+    at or after ``window_start`` seconds (on the clock of ``times``, counted from the first frame), with
+    ``num_frames`` frames spread over it by :func:`uniform_indices`. Used to cut long videos into windows when shards
+    are built. A start past the last frame is an error."""
+    n = len(times)
+    _check(n, num_frames)
+    eps = 1e-6 * max(1.0, abs(float(end_time)))
+    first = int(np.searchsorted(times, times[0] + window_start - eps, side="left"))
+    if first >= n:
+        raise ValueError(f"window_start {window_start} s is past the clip's last frame ({times[-1] - times[0]:.3f} s)")
+    stop = n
+    if window_seconds is not None:
+        stop = max(first + 1, int(np.searchsorted(times, times[first] + window_seconds - eps, side="left")))
+    inner = uniform_indices(stop - first, num_frames)
+    return FrameSample(first + inner.indices, first, stop)
+
+
 def sample_frames(
     times: np.ndarray,
     end_time: float,
@@ -104,14 +124,18 @@ def sample_frames(
     window_seconds: float | None = None,
     seed: int | None = None,
     jitter: bool = True,
+    window_start: float = 0.0,
 ) -> FrameSample:
-    """Dispatch on ``mode``: ``"uniform"`` (evaluation: by index over the whole clip) or ``"random"`` (training: a
-    window measured on ``times``, seeded by ``seed``)."""
+    """Dispatch on ``mode``: ``"uniform"`` (evaluation: by index over the whole clip), ``"random"`` (training: a
+    window measured on ``times``, seeded by ``seed``) or ``"window"`` (the window starting at ``window_start``
+    seconds, uniform frames: :func:`fixed_window`)."""
     if mode == "uniform":
         return uniform_indices(len(times), num_frames)
     if mode == "random":
         return random_window(times, end_time, num_frames, window_seconds, np.random.default_rng(seed), jitter)
-    raise ValueError(f"frame sampling mode must be 'uniform' or 'random', got {mode!r}")
+    if mode == "window":
+        return fixed_window(times, end_time, num_frames, window_seconds, window_start)
+    raise ValueError(f"frame sampling mode must be 'uniform', 'random' or 'window', got {mode!r}")
 
 
 def _check(num_decodable: int, num_frames: int) -> None:

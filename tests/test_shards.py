@@ -1,0 +1,197 @@
+"""LitData shards: build command, equivalence with per-file decoding, settings check, failed clips, pretraining
+windows, training jitter, refusal of unpickling indexes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules.mosei import MoseiDataModule
+from datamodules.pretrain import PretrainDataModule
+from datamodules.shards import (
+    ShardSettingsError,
+    UnsafeShardError,
+    evaluation_positions,
+    main,
+    open_shards,
+    read_index,
+)
+from datamodules.sampling import uniform_indices
+
+MEDIA = Path(__file__).resolve().parent / "data"
+
+#: JPEG (quality 90) against per-file decoding, in normalized pixel units ([-1, 1], 2/255 per 8-bit level), on the
+#: demo clips (noise-textured, the hardest case for JPEG): mean and largest absolute difference. Stated in docs/data.md.
+JPEG_MEAN_ABS = 0.03
+JPEG_MAX_ABS = 0.5
+
+
+def batches(dm, split: str = "test") -> list[dict]:
+    dm.setup({"test": "test", "valid": "validate", "train": "fit"}[split])
+    loader = {"test": dm.test_dataloader, "valid": dm.val_dataloader, "train": dm.train_dataloader}[split]()
+    return list(loader)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """A tiny demo MOSEI set (2 train, 2 valid, 3 test clips)."""
+    root = tmp_path_factory.mktemp("shards_demo")
+    MoseiDataModule(demo_dir=str(root / "demo"), demo_clips=(2, 2, 3)).prepare_data()
+    return root / "demo"
+
+
+def demo_common(demo: Path, **kw) -> dict:
+    return dict(demo_dir=str(demo), demo_clips=(2, 2, 3), batch_size=3, decode_timeout=None, **kw)
+
+
+@pytest.mark.parametrize("mode", ["hf", "original"])
+def test_lossless_shards_give_the_per_file_evaluation_batches_exactly(tmp_path, demo, mode):
+    per_file = MoseiDataModule(processor_mode=mode, **demo_common(demo))
+    report = per_file.build_shards("test", str(tmp_path / "s" / "test"), frames="uint8")
+    assert report["clips"] == 3 and report["records"] == 3 and report["failed"] == []
+    sharded = MoseiDataModule(processor_mode=mode, shards=str(tmp_path / "s"), **demo_common(demo))
+    (a,), (b,) = batches(per_file), batches(sharded)
+    assert a["ids"] == b["ids"] == ["demo_test_000", "demo_test_001", "demo_test_002"]
+    assert torch.equal(a["labels"], b["labels"])
+    assert a["pixel_values"].shape == (3, 8, 3, 224, 224)
+    assert torch.equal(a["pixel_values"], b["pixel_values"]) and torch.equal(a["pixel_mask"], b["pixel_mask"])
+    assert torch.equal(a["audio_mask"], b["audio_mask"])
+    torch.testing.assert_close(a["audio_values"], b["audio_values"], atol=5e-4, rtol=0)  # float16 storage
+    assert not torch.equal(a["audio_values"], torch.zeros_like(a["audio_values"]))
+
+
+def test_jpeg_shards_are_within_the_stated_tolerance_and_smaller(tmp_path, demo):
+    per_file = MoseiDataModule(**demo_common(demo))
+    for frames in ("jpeg", "uint8"):
+        per_file.build_shards("test", str(tmp_path / frames / "test"), frames=frames, jpeg_quality=90)
+    (a,) = batches(per_file)
+    (b,) = batches(MoseiDataModule(shards=str(tmp_path / "jpeg"), **demo_common(demo)))
+    diff = (a["pixel_values"] - b["pixel_values"]).abs()
+    assert 0 < float(diff.mean()) <= JPEG_MEAN_ABS and float(diff.max()) <= JPEG_MAX_ABS
+    size = {f: sum(p.stat().st_size for p in (tmp_path / f / "test").glob("chunk-*.bin")) for f in ("jpeg", "uint8")}
+    assert size["jpeg"] < size["uint8"] / 3, size
+
+
+def test_settings_recorded_in_the_index_and_a_mismatch_names_the_setting(tmp_path, demo):
+    MoseiDataModule(**demo_common(demo)).build_shards("test", str(tmp_path / "s" / "test"))
+    settings = read_index(str(tmp_path / "s" / "test"))["tvlt"]
+    assert settings["num_frames"] == 8 and settings["candidates"] == 16 and settings["processor_mode"] == "hf"
+    assert settings["frame_size"] == [224, 224] and settings["frames"] == "jpeg" and settings["task"] == "sentiment"
+    with pytest.raises(ShardSettingsError, match=r"built with num_frames=8 \(this run: 4\), candidates=16 \(this run: 8\)"):
+        MoseiDataModule(num_frames=4, shards=str(tmp_path / "s"), **demo_common(demo)).setup("test")
+    with pytest.raises(ShardSettingsError, match=r"processor_mode='hf' \(this run: 'original'\)"):
+        MoseiDataModule(processor_mode="original", shards=str(tmp_path / "s"), **demo_common(demo)).setup("test")
+    with pytest.raises(ShardSettingsError, match=r"task='sentiment' \(this run: 'emotion'\)"):
+        MoseiDataModule(task="emotion", shards=str(tmp_path / "s"), **demo_common(demo)).setup("test")
+    with pytest.raises(FileNotFoundError, match=f"no shard index at {tmp_path / 's' / 'valid' / 'index.json'}"):
+        MoseiDataModule(shards=str(tmp_path / "s"), **demo_common(demo)).setup("validate")
+
+
+def test_build_command_lists_failed_clips_in_the_report_and_writes_no_record_for_them(tmp_path):
+    from tests.test_datamodules import mosei_layout
+
+    root = mosei_layout(tmp_path / "m", {"train": [("a", "1"), ("b", "2"), ("c", "0")], "valid": [("v", "0")],
+                                         "test": [("t", "-1")]})
+    (root / "train" / "video" / "b.mp4").write_bytes(b"")
+    out = tmp_path / "shards"
+    assert main(["--datamodule", "mosei", "--root", str(root), "--out", str(out), "--num-frames", "2"]) == 0
+    report = json.loads((out / "train" / "build_report.json").read_text())
+    assert report["clips"] == 3 and report["records"] == 2
+    assert [(f["id"], f["cause"]) for f in report["failed"]] == [("b", "empty_file")]
+    assert str(root / "train" / "video" / "b.mp4") in report["failed"][0]["message"]
+    dm = MoseiDataModule(root=str(root), num_frames=2, batch_size=4, shards=str(out))
+    (batch,) = batches(dm, "train")
+    assert sorted(batch["ids"]) == ["a", "c"] and sorted(batch["labels"].tolist()) == [0.0, 1.0]
+    assert batch["pixel_values"].shape == (2, 2, 3, 224, 224)
+
+
+def test_training_picks_one_jittered_candidate_per_segment_evaluation_the_uniform_ones():
+    # the evaluation frames of a span are among its 2T uniform candidates, for every span
+    for span in range(1, 60):
+        for t in (1, 2, 4, 8):
+            candidates = uniform_indices(span, 2 * t).indices
+            assert np.array_equal(candidates[evaluation_positions(len(candidates), t)],
+                                  uniform_indices(span, t).indices), (span, t)
+    from datamodules.shards import RecordToItem
+    from tvlt.image_processing import TvltImageProcessor
+
+    record = {"frame_bytes": np.zeros(8, np.int64)}
+    train = RecordToItem(4, True, TvltImageProcessor())
+    torch.manual_seed(0)
+    picks = {tuple(train.positions(record)) for _ in range(200)}
+    assert all(len(p) == 4 and [x // 2 for x in p] == [0, 1, 2, 3] for p in picks)  # one per segment of 2
+    assert len(picks) == 16  # every combination occurs
+    assert RecordToItem(4, False, TvltImageProcessor()).positions(record).tolist() == [0, 2, 4, 6]
+
+
+def test_pretraining_videos_are_cut_into_windows_and_batches_carry_vam_pairs(tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        os.symlink(MEDIA / "mg7Q4o9bNN0_7s-12s.mp4", folder / name)  # 5 s, 30 fps, audio in the container
+    common = dict(root=str(folder), window_seconds=2.0, num_val=0, batch_size=4, decode_timeout=None)
+    report = PretrainDataModule(**common).build_shards("train", str(tmp_path / "s" / "train"), frames="uint8")
+    assert report["records"] == 4  # two whole 2 s windows per 5 s video
+    dm = PretrainDataModule(shards=str(tmp_path / "s"), **common)
+    dm.setup("fit")
+    assert dm.val_dataloader() == []  # no valid shards: an optional split
+    (batch,) = list(dm.train_dataloader())
+    assert sorted(batch["ids"]) == ["a@0", "a@1", "b@0", "b@1"]
+    # 2 s window = 60 frames -> 88,200 samples -> 172 mel frames -> padded 176 = 11 x 8 patches
+    assert batch["audio_values"].shape == (4, 1, 176, 128) and batch["audio_mask"].sum(1).tolist() == [88] * 4
+    assert batch["pixel_values"].shape == (4, 4, 3, 224, 224) and batch["pixel_values_mixed"].shape == (4, 4, 3, 224, 224)
+    assert set(batch["labels"].tolist()) <= {0.0, 1.0}
+    # the windows' frames come from the per-file reader's fixed windows
+    from datamodules.decoding import ClipReader
+
+    clip = ClipReader(num_frames=8, decode_timeout=None).read(folder / "a.mp4", mode="window", window_seconds=2.0,
+                                                               window_start=2.0)
+    assert clip.indices.tolist() == [60, 67, 75, 82, 90, 97, 105, 112]
+    assert 1.99 < clip.start < 2.01 and 3.99 < clip.end < 4.01
+
+
+def test_a_crafted_index_declaring_an_unpickling_format_is_refused_before_any_record_is_read(tmp_path):
+    from functools import partial
+
+    from litdata import StreamingDataset, optimize
+
+    marker = tmp_path / "pwned"
+    out = tmp_path / "crafted" / "test"
+    # a shard whose "labels" field is a pickle that creates a file when unpickled
+    previous = multiprocessing.get_start_method(allow_none=True)
+    optimize(fn=partial(_crafted_record, str(marker)), inputs=[0, 1], output_dir=str(out), num_workers=1, chunk_bytes="1MB",
+             verbose=False, start_method="spawn")
+    multiprocessing.set_start_method(previous, force=True)
+    index = json.loads((out / "index.json").read_text())
+    assert "pickle" in index["config"]["data_format"]
+    index["tvlt"] = {"version": 1}
+    (out / "index.json").write_text(json.dumps(index))
+    with pytest.raises(UnsafeShardError, match=rf"{out / 'index.json'}: field 'labels' declares data format 'pickle'"):
+        MoseiDataModule(shards=str(out.parent), batch_size=2).setup("test")
+    with pytest.raises(UnsafeShardError, match="field 'labels'"):
+        open_shards(str(out), {})
+    assert not marker.exists()
+    StreamingDataset(str(out))[0]  # what the check prevents: LitData itself unpickles the field
+    assert marker.exists()
+    index["config"]["data_format"] = ["str", "graph:pickle"]
+    (out / "index.json").write_text(json.dumps(index))
+    with pytest.raises(UnsafeShardError, match="field 'labels' declares data format 'graph:pickle'"):
+        read_index(str(out))
+
+
+class _Exploit:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def _crafted_record(marker: str, i: int) -> dict:
+    return {"id": f"c{i}", "labels": _Exploit(marker)}
