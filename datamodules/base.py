@@ -104,6 +104,7 @@ class ClipDataModule(pl.LightningDataModule):
             per split); every split is then read from them, no video is decoded (None: decode the files).
         shards_options: LitData/boto3 storage options for remote shards, e.g. ``{"endpoint_url": ...}`` for an
             S3-compatible server (None: the environment's, e.g. ``AWS_ENDPOINT_URL``).
+        shards_cache_dir: local folder for chunks streamed from remote shards (None: LitData's default).
     """
 
     label_range: tuple[float, float] | None = None
@@ -132,6 +133,7 @@ class ClipDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         shards: str | None = None,
         shards_options: dict[str, Any] | None = None,
+        shards_cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         if on_error not in ON_ERROR:
@@ -149,6 +151,7 @@ class ClipDataModule(pl.LightningDataModule):
         self.cache_dir = cache_dir
         self.shards = None if shards is None else str(shards)
         self.shards_options = dict(shards_options) if shards_options else None
+        self.shards_cache_dir = shards_cache_dir
         self.decoder_threads = decoder_threads
         self.decode_timeout = decode_timeout
         self.reader = ClipReader(num_frames=num_frames, decoder_threads=decoder_threads, decode_timeout=decode_timeout)
@@ -274,7 +277,8 @@ class ClipDataModule(pl.LightningDataModule):
         transform = RecordToItem(self.num_frames, training, self.image_processor, options.get("label_transform"))
         try:
             dataset = open_shards(uri, self.shard_settings(), transform, shuffle=split == "train",
-                                  drop_last=None if split == "train" else False, storage_options=self.shards_options)
+                                  drop_last=None if split == "train" else False, storage_options=self.shards_options,
+                                  cache_dir=self.shards_cache_dir)
         except FileNotFoundError:
             if split in self.optional_splits:
                 log.info("%s: no %s shards at %s: no such split", type(self).__name__, split, uri)

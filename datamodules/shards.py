@@ -117,6 +117,37 @@ def write_text(uri: str, text: str, storage_options: dict | None = None) -> None
     _s3_client(storage_options).put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
 
 
+def allow_plain_http(storage_options: dict | None) -> None:
+    """Let LitData's transfers use an ``http://`` endpoint (a local S3-compatible server).
+
+    Works around LitData 0.2.76: its obstore ``S3Store`` takes the boto3 client's endpoint but fixed client options
+    without ``allow_http``, so every chunk upload or download to a plain-HTTP endpoint fails with "BadScheme". When
+    the configured endpoint is ``http://``, ``AWS_ALLOW_HTTP=true`` is set (inherited by build and DataLoader
+    workers) and LitData's client options gain ``allow_http``; this module applies the latter again when a spawned
+    worker imports it.
+    """
+    endpoint = (storage_options or {}).get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or ""
+    if endpoint.startswith("http://") and os.environ.get("AWS_ALLOW_HTTP") is None:
+        log.info("shards: endpoint %s is plain HTTP: allowing HTTP for LitData's obstore transfers", endpoint)
+        os.environ["AWS_ALLOW_HTTP"] = "true"
+    _obstore_http_option()
+
+
+def _obstore_http_option() -> None:
+    if os.environ.get("AWS_ALLOW_HTTP", "").lower() != "true":
+        return
+    try:
+        from litdata.streaming import downloader
+    except ImportError:
+        return
+    options = getattr(downloader, "_OBSTORE_CLIENT_OPTIONS", None)
+    if isinstance(options, dict):
+        options["allow_http"] = True
+
+
+_obstore_http_option()
+
+
 def _join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts])
 
@@ -262,21 +293,24 @@ class RecordToItem:
 
 
 def open_shards(uri: str, wanted: dict[str, Any], transform: RecordToItem | Callable | None = None,
-                shuffle: bool = False, drop_last: bool = False, seed: int = 42,
-                storage_options: dict | None = None) -> Any:
+                shuffle: bool = False, drop_last: bool | None = False, seed: int = 42,
+                storage_options: dict | None = None, cache_dir: str | None = None) -> Any:
     """A ``litdata.StreamingDataset`` over the split at ``uri``, after the index check and the settings check.
 
     Args:
         wanted: settings the run needs (e.g. ``num_frames``, ``processor_mode``, ``frame_size``); a mismatch raises
             :class:`ShardSettingsError`.
         transform: record -> item (see :class:`RecordToItem`); shuffle, drop_last, seed: as LitData's.
+        cache_dir: local folder for chunks streamed from remote shards (None: LitData's default,
+            ``~/.lightning/chunks`` or ``$LITDATA_CACHE_DIR``).
     """
     from litdata import StreamingDataset
 
     index = read_index(uri, storage_options)
     check_settings(index.get("tvlt"), wanted, _join(uri, "index.json"))
-    return StreamingDataset(uri, shuffle=shuffle, drop_last=drop_last, seed=seed, transform=transform,
-                            storage_options=storage_options or {})
+    allow_plain_http(storage_options)
+    return StreamingDataset(uri, cache_dir=cache_dir, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                            transform=transform, storage_options=storage_options or {})
 
 
 def shard_settings(uri: str, storage_options: dict | None = None) -> dict[str, Any]:
@@ -408,6 +442,7 @@ def build_shards(
         # LitData sets the process-wide start method; spawned workers (a fork after the caller started threads can
         # deadlock), and the caller's setting restored afterwards
         previous = multiprocessing.get_start_method(allow_none=True)
+        allow_plain_http(storage_options)
         try:
             optimize(fn=fn, inputs=list(range(len(manifest))), output_dir=out, chunk_bytes=chunk_bytes,
                      num_workers=max(1, workers), reorder_files=False, mode="overwrite", verbose=False,

@@ -195,3 +195,45 @@ class _Exploit:
 
 def _crafted_record(marker: str, i: int) -> dict:
     return {"id": f"c{i}", "labels": _Exploit(marker)}
+
+
+# ------------------------------------------------------------------------------------------------ object storage
+@pytest.fixture
+def s3_server(monkeypatch):
+    """A local S3-compatible server (moto) on 127.0.0.1 and an ephemeral port, started and stopped here; returns
+    its endpoint URL. Credentials are dummies, so nothing can reach a real account."""
+    from moto.server import ThreadedMotoServer
+
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_ALLOW_HTTP"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    assert host == "127.0.0.1"
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def test_shards_written_to_and_read_from_s3_with_a_custom_endpoint(tmp_path, demo, s3_server):
+    import boto3
+
+    options = {"endpoint_url": s3_server}
+    client = boto3.client("s3", **options)
+    client.create_bucket(Bucket="tvlt")
+    per_file = MoseiDataModule(**demo_common(demo))
+    report = per_file.build_shards("test", "s3://tvlt/mosei/test", frames="uint8", storage_options=options)
+    assert report["records"] == 3
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket="tvlt", Prefix="mosei/test/")["Contents"]}
+    assert {"mosei/test/index.json", "mosei/test/build_report.json"} <= keys and any("chunk-" in k for k in keys)
+    remote = MoseiDataModule(shards="s3://tvlt/mosei", shards_options=options, shards_cache_dir=str(tmp_path / "c"),
+                             **demo_common(demo))
+    (a,), (b,) = batches(per_file), batches(remote)
+    assert a["ids"] == b["ids"] and torch.equal(a["pixel_values"], b["pixel_values"])
+    assert list((tmp_path / "c").rglob("chunk-*.bin"))  # streamed through the local cache folder
+    with pytest.raises(FileNotFoundError, match="no shard index at s3://tvlt/mosei/valid/index.json"):
+        MoseiDataModule(shards="s3://tvlt/mosei", shards_options=options, **demo_common(demo)).setup("validate")
