@@ -237,3 +237,41 @@ def test_shards_written_to_and_read_from_s3_with_a_custom_endpoint(tmp_path, dem
     assert list((tmp_path / "c").rglob("chunk-*.bin"))  # streamed through the local cache folder
     with pytest.raises(FileNotFoundError, match="no shard index at s3://tvlt/mosei/valid/index.json"):
         MoseiDataModule(shards="s3://tvlt/mosei", shards_options=options, **demo_common(demo)).setup("validate")
+
+
+# ------------------------------------------------------------------------------------------------ several processes
+def _ddp_rank(rank: int, world: int, init_file: str, shards: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        dm = MoseiDataModule(num_frames=2, batch_size=2, num_workers=2, shards=shards)
+        dm.setup("fit")
+        dm.setup("test")
+        seen = {split: [i for batch in loader for i in batch["ids"]]
+                for split, loader in (("train", dm.train_dataloader()), ("test", dm.test_dataloader()))}
+        Path(out, f"rank{rank}.json").write_text(json.dumps(seen))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_with_two_workers_each_read_disjoint_parts_covering_the_split(tmp_path):
+    from tests.test_datamodules import mosei_layout
+
+    train = [(f"tr{i}", "0") for i in range(8)]
+    test = [(f"te{i}", "1") for i in range(5)]
+    import shutil
+
+    root = mosei_layout(tmp_path / "m", {"train": train, "test": test})
+    dm = MoseiDataModule(root=str(root), num_frames=2, decode_timeout=None)
+    for split in ("train", "test"):
+        assert dm.build_shards(split, str(tmp_path / "s" / split), frames="uint8")["failed"] == []
+    shutil.copytree(tmp_path / "s" / "test", tmp_path / "s" / "valid")  # setup("fit") opens valid too
+    torch.multiprocessing.spawn(_ddp_rank, args=(2, str(tmp_path / "init"), str(tmp_path / "s"), str(tmp_path)),
+                                nprocs=2, join=True)
+    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for split, rows in (("train", train), ("test", test)):
+        ids = [i for rank in seen for i in rank[split]]
+        assert all(rank[split] for rank in seen), (split, seen)  # both ranks read something
+        assert len(ids) == len(set(ids)), (split, seen)  # disjoint, no repeats
+        assert sorted(ids) == sorted(cid for cid, _ in rows), (split, seen)  # together: the whole split, once
