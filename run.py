@@ -27,7 +27,7 @@ log = logging.getLogger("run")
 
 # config keys holding file paths: relative values are made absolute against the launch directory, once, before
 # any DDP process or multirun job starts (DDP children re-run this file from the same directory and agree)
-PATH_KEYS = ("paths.root_dir", "data.root", "data.manifest", "data.demo_dir", "data.cache_dir", "data.shards",
+PATH_KEYS = ("paths.root_dir", "data.root", "data.manifest", "data.demo_dir", "data.shards",
              "data.shards_cache_dir", "model.pretrained", "ckpt_path", "input", "input_audio")
 
 

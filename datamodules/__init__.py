@@ -34,8 +34,6 @@ _EXPORTS: dict[str, str] = {
     "open_shards": "datamodules.shards",
     "ShardSettingsError": "datamodules.shards",
     "UnsafeShardError": "datamodules.shards",
-    "ClipCache": "datamodules.cache",
-    "build_cache": "datamodules.cache",
 }
 
 __all__ = sorted(_EXPORTS)

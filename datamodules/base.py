@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -99,7 +98,6 @@ class ClipDataModule(pl.LightningDataModule):
             :class:`NoUsableClipsError`, see :class:`SplitLoader`).
         drop_invalid: drop manifest rows that fail validation (missing file, non-finite or out-of-range label)
             with a logged summary, instead of failing at set-up.
-        cache_dir: a pre-extraction cache built by ``python -m datamodules.cache`` (None: decode every epoch).
         shards: a folder or ``s3://`` URI of LitData shards built by ``python -m datamodules.shards`` (one sub-folder
             per split); every split is then read from them, no video is decoded (None: decode the files).
         shards_options: LitData/boto3 storage options for remote shards, e.g. ``{"endpoint_url": ...}`` for an
@@ -130,7 +128,6 @@ class ClipDataModule(pl.LightningDataModule):
         decode_timeout: float | None = 30.0,
         on_error: str = "raise",
         drop_invalid: bool = False,
-        cache_dir: str | None = None,
         shards: str | None = None,
         shards_options: dict[str, Any] | None = None,
         shards_cache_dir: str | None = None,
@@ -148,7 +145,6 @@ class ClipDataModule(pl.LightningDataModule):
         self.processor_mode = processor_mode
         self.on_error = on_error
         self.drop_invalid = drop_invalid
-        self.cache_dir = cache_dir
         self.shards = None if shards is None else str(shards)
         self.shards_options = dict(shards_options) if shards_options else None
         self.shards_cache_dir = shards_cache_dir
@@ -168,17 +164,17 @@ class ClipDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------------------------------- demo data
     @property
     def uses_demo(self) -> bool:
-        """True when neither ``root`` nor ``manifest`` is given: the embedded demo dataset is used."""
-        return self.root is None and self.manifest_path is None
+        """True when none of ``root``, ``manifest``, ``shards`` is given: the embedded demo dataset is used."""
+        return self.root is None and self.manifest_path is None and self.shards is None
 
     def prepare_data(self) -> None:
         """Generate the demo dataset (rank zero only, as Lightning calls it) when no data is given."""
-        if self.uses_demo and self.shards is None:
+        if self.uses_demo:
             ensure_demo_mosei(self.demo_dir, self.demo_spec)
 
     def _ensure_demo(self) -> None:
         """Direct use without a Trainer (no prepare_data call): generate the demo dataset on demand."""
-        if self.uses_demo and self.shards is None and not demo_is_ready(self.demo_dir):
+        if self.uses_demo and not demo_is_ready(self.demo_dir):
             self.prepare_data()
 
     # ----------------------------------------------------------------------------------------- manifests
@@ -190,7 +186,7 @@ class ClipDataModule(pl.LightningDataModule):
                            on_error=self.on_error, **self._dataset_options(split))
 
     def _dataset_options(self, split: str) -> dict[str, Any]:
-        """The split's :class:`ClipDataset` options (sampling, windows, labels, cache); subclasses define them."""
+        """The split's :class:`ClipDataset` options (sampling, windows, labels); subclasses define them."""
         raise NotImplementedError
 
     def manifest(self, split: str) -> Manifest:
@@ -285,13 +281,6 @@ class ClipDataModule(pl.LightningDataModule):
                 return None
             raise
         return dataset
-
-    def _cache(self, split: str) -> Any:
-        if self.cache_dir is None:
-            return None
-        from datamodules.cache import ClipCache
-
-        return ClipCache.open(Path(self.cache_dir) / split, self.num_frames, self.processor_mode)
 
     # ----------------------------------------------------------------------------------------- loaders
     def collator(self) -> TvltCollator:

@@ -110,7 +110,6 @@ class PretrainDataModule(ClipDataModule):
             "sampling": "random",
             "window_seconds": self.window_seconds,
             "seeded_eval": split != "train",
-            "cache": self._cache(split),
         }
 
     def shard_window(self) -> float | None:
