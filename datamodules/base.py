@@ -148,6 +148,8 @@ class ClipDataModule(pl.LightningDataModule):
         self.shards = None if shards is None else str(shards)
         self.shards_options = dict(shards_options) if shards_options else None
         self.shards_cache_dir = shards_cache_dir
+        self._shard_train_loader: Any = None  # the train ShardLoader, whose position is saved with checkpoints
+        self._shard_resume: dict[str, Any] | None = None  # a restored position not yet handed to a loader
         self.decoder_threads = decoder_threads
         self.decode_timeout = decode_timeout
         self.reader = ClipReader(num_frames=num_frames, decoder_threads=decoder_threads, decode_timeout=decode_timeout)
@@ -299,11 +301,11 @@ class ClipDataModule(pl.LightningDataModule):
         if split not in self.datasets:
             return []
         if self.shards is not None:
-            from litdata import StreamingDataLoader
+            from datamodules.shards import ShardLoader
 
             # shuffling and the split across ranks and workers are the StreamingDataset's; no failed clip is ever
             # a record, so there is nothing for SplitLoader to count
-            return StreamingDataLoader(
+            loader = ShardLoader(
                 self.datasets[split],
                 batch_size=self.batch_size,
                 num_workers=self.num_workers,
@@ -311,6 +313,10 @@ class ClipDataModule(pl.LightningDataModule):
                 pin_memory=self.pin_memory,
                 collate_fn=self.collator(),
             )
+            if split == "train":
+                self._shard_train_loader = loader
+                loader.pending_state, self._shard_resume = self._shard_resume, None
+            return loader
         return SplitLoader(
             self.datasets[split],
             split_name=f"{type(self).__name__}[{split}]",
@@ -374,7 +380,19 @@ class ClipDataModule(pl.LightningDataModule):
         self._skip_key = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"skipped": {k: dict(v) for k, v in self.skipped.items()}}
+        """Skip counts, and with shards the train loader's position mid-epoch (batches trained on in this epoch)."""
+        state: dict[str, Any] = {"skipped": {k: dict(v) for k, v in self.skipped.items()}}
+        loader, trainer = self._shard_train_loader, self.trainer
+        if loader is not None and trainer is not None and trainer.training:
+            consumed = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            state["shard_loader"] = loader.position(consumed)
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.skipped = {k: Counter(v) for k, v in state_dict.get("skipped", {}).items()}
+        position = state_dict.get("shard_loader")
+        if position is not None:
+            if self._shard_train_loader is not None:  # built already (estimated_stepping_batches)
+                self._shard_train_loader.pending_state = position
+            else:
+                self._shard_resume = position

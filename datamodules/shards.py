@@ -49,6 +49,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from litdata import StreamingDataLoader
 
 from datamodules.decoding import ClipDecodeError, ClipReader
 from datamodules.manifests import Manifest
@@ -278,8 +279,7 @@ class RecordToItem:
 
     def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
         frames = decode_frames(record["frames"], record["frame_bytes"], self.positions(record))
-        pixels = self.processor(frames, return_tensors="pt", num_frames=self.num_frames,
-                                input_data_format="channels_first")["pixel_values"][0]
+        pixels = self.processor.process_video(frames, num_frames=self.num_frames)  # (T, 3, H, W) float32
         item = {
             "id": record["id"],
             "pixel_values": pixels,
@@ -311,6 +311,48 @@ def open_shards(uri: str, wanted: dict[str, Any], transform: RecordToItem | Call
     allow_plain_http(storage_options)
     return StreamingDataset(uri, cache_dir=cache_dir, shuffle=shuffle, drop_last=drop_last, seed=seed,
                             transform=transform, storage_options=storage_options or {})
+
+
+class ShardLoader(StreamingDataLoader):
+    """LitData's ``StreamingDataLoader`` with a position that survives a restart mid-epoch.
+
+    Lightning does not reliably hand a loader's state back on resume: the fit loop may not restore it (LitData issue
+    775), and a ``trainer.estimated_stepping_batches`` call (the cosine schedule's, when ``total_steps`` is null)
+    builds the train loader before the checkpoint is read, after which the saved state is never applied (Lightning
+    issue 20550). The datamodule therefore keeps the position in its own state (:meth:`position`, saved with every
+    checkpoint) and hands it back through :attr:`pending_state`, which is applied when the next epoch's iteration
+    starts, whenever the loader was built.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending_state: dict[str, Any] | None = None
+
+    def __iter__(self) -> Any:
+        if self.pending_state is not None:
+            state, self.pending_state = self.pending_state, None
+            self.load_state_dict(state)
+        yield from super().__iter__()
+
+    def position(self, consumed_batches: int) -> dict[str, Any]:
+        """The loader's ``state_dict()`` as if only ``consumed_batches`` batches of this epoch had been yielded.
+
+        The trainer fetches ahead (one batch in Lightning's training loop), so at a checkpoint the loader has yielded
+        more batches than were trained on; saving its raw state would skip those on resume. Mid-epoch every yielded
+        batch is full and workers take turns, so the extra batches are taken back from the yielded count and the
+        worker turn.
+        """
+        state = self.state_dict()
+        extra = state["num_samples_yielded"] // self.batch_size - consumed_batches
+        if extra <= 0:
+            return state
+        total = state["num_samples_yielded"] - extra * self.batch_size
+        return {
+            "dataset": self.dataset.state_dict(total, self.num_workers, self.batch_size),
+            "current_epoch": state["current_epoch"],
+            "num_samples_yielded": total,
+            "latest_worker_idx": (state["latest_worker_idx"] - extra) % max(1, self.num_workers),
+        }
 
 
 def shard_settings(uri: str, storage_options: dict | None = None) -> dict[str, Any]:
@@ -499,12 +541,11 @@ def main(argv: list[str] | None = None) -> int:
     dm = make_datamodule(args)
     dm.prepare_data()
     options = {"endpoint_url": args.endpoint_url} if args.endpoint_url else None
-    total_failed = 0
     for split in args.splits or dm.shard_splits():
         report = dm.build_shards(split, _join(args.out, split), frames=args.frames, jpeg_quality=args.jpeg_quality,
                                  workers=args.workers, chunk_bytes=args.chunk_bytes, storage_options=options)
-        total_failed += len(report["failed"])
-        print(f"{split}: {report['clips']} clips -> {report['records']} records, {len(report['failed'])} failed")
+        print(f"{split}: {report['clips']} clips -> {report['records']} records, {len(report['failed'])} failed "
+              f"(listed in {_join(args.out, split, 'build_report.json')})")
     return 0
 
 

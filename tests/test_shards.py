@@ -255,23 +255,105 @@ def _ddp_rank(rank: int, world: int, init_file: str, shards: str, out: str) -> N
         dist.destroy_process_group()
 
 
-def test_two_gloo_processes_with_two_workers_each_read_disjoint_parts_covering_the_split(tmp_path):
-    from tests.test_datamodules import mosei_layout
+TRAIN_IDS = [f"tr{i}" for i in range(8)]
+TEST_IDS = [f"te{i}" for i in range(5)]
 
-    train = [(f"tr{i}", "0") for i in range(8)]
-    test = [(f"te{i}", "1") for i in range(5)]
+
+@pytest.fixture(scope="module")
+def small_shards(tmp_path_factory) -> Path:
+    """Shards of 8 train and 5 test clips (2 frames each; valid = a copy of test), built once for this module."""
     import shutil
 
-    root = mosei_layout(tmp_path / "m", {"train": train, "test": test})
+    from tests.test_datamodules import mosei_layout
+
+    tmp = tmp_path_factory.mktemp("small_shards")
+    root = mosei_layout(tmp / "m", {"train": [(i, "0") for i in TRAIN_IDS], "test": [(i, "1") for i in TEST_IDS]})
     dm = MoseiDataModule(root=str(root), num_frames=2, decode_timeout=None)
     for split in ("train", "test"):
-        assert dm.build_shards(split, str(tmp_path / "s" / split), frames="uint8")["failed"] == []
-    shutil.copytree(tmp_path / "s" / "test", tmp_path / "s" / "valid")  # setup("fit") opens valid too
-    torch.multiprocessing.spawn(_ddp_rank, args=(2, str(tmp_path / "init"), str(tmp_path / "s"), str(tmp_path)),
+        assert dm.build_shards(split, str(tmp / "s" / split), frames="uint8")["failed"] == []
+    shutil.copytree(tmp / "s" / "test", tmp / "s" / "valid")  # setup("fit") opens valid too
+    return tmp / "s"
+
+
+def test_two_gloo_processes_with_two_workers_each_read_disjoint_parts_covering_the_split(tmp_path, small_shards):
+    torch.multiprocessing.spawn(_ddp_rank, args=(2, str(tmp_path / "init"), str(small_shards), str(tmp_path)),
                                 nprocs=2, join=True)
     seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
-    for split, rows in (("train", train), ("test", test)):
+    for split, ids_all in (("train", TRAIN_IDS), ("test", TEST_IDS)):
         ids = [i for rank in seen for i in rank[split]]
         assert all(rank[split] for rank in seen), (split, seen)  # both ranks read something
         assert len(ids) == len(set(ids)), (split, seen)  # disjoint, no repeats
-        assert sorted(ids) == sorted(cid for cid, _ in rows), (split, seen)  # together: the whole split, once
+        assert sorted(ids) == sorted(ids_all), (split, seen)  # together: the whole split, once
+
+
+# ------------------------------------------------------------------------------------------------ resume
+def _resume_job(shards: str, ckpt_dir: str, log_path: str, kill_at: int, ckpt_path: str | None) -> None:
+    """One training run on the shards (batch 1, 2 workers, checkpoint every 3 steps); SIGKILLs itself after step
+    ``kill_at`` (0: never). Each training step appends its global step and ids to ``log_path``."""
+    import signal
+
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    class IdModel(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def _log(self, record: dict) -> None:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+        def on_train_start(self) -> None:
+            state = self.trainer.optimizers[0].state.get(self.w, {})
+            self._log({"start": self.global_step, "adam_step": float(state.get("step", 0))})
+
+        def training_step(self, batch, batch_idx):
+            self._log({"step": self.global_step, "ids": batch["ids"]})
+            return ((batch["pixel_values"].mean() * self.w - 1) ** 2).sum()
+
+        def on_train_batch_end(self, outputs, batch, batch_idx) -> None:  # runs after ModelCheckpoint's hook
+            if kill_at and self.global_step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def configure_optimizers(self):
+            optimizer = torch.optim.Adam(self.parameters(), lr=0.01)
+            total = self.trainer.estimated_stepping_batches  # as the cosine schedule does (Lightning issue 20550)
+            schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / (total + 1))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    dm = MoseiDataModule(num_frames=2, batch_size=1, num_workers=2, persistent_workers=False, shards=shards)
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_val_batches=0, num_sanity_val_steps=0,
+        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=3, save_top_k=-1, save_last=True)],
+    )  # fmt: skip
+    trainer.fit(IdModel(), datamodule=dm, ckpt_path=ckpt_path)
+
+
+def test_sigkill_mid_epoch_and_resume_from_last_ckpt_sees_each_record_once(tmp_path, small_shards):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+
+    def job(kill_at: int, ckpt_path: str | None) -> subprocess.CompletedProcess:
+        code = (f"from tests.test_shards import _resume_job; _resume_job({str(small_shards)!r}, "
+                f"{str(tmp_path / 'ckpt')!r}, {str(tmp_path / 'log.jsonl')!r}, {kill_at}, {ckpt_path!r})")
+        return subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=300)
+
+    first = job(5, None)
+    assert first.returncode == -9, first.stderr[-3000:]  # killed after step 5; last checkpoint at step 3
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["global_step"] == 3
+    before = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    (tmp_path / "log.jsonl").unlink()
+    second = job(0, str(tmp_path / "ckpt" / "last.ckpt"))
+    assert second.returncode == 0, second.stderr[-3000:]
+    after = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert before[0] == {"start": 0, "adam_step": 0.0}
+    assert [r["step"] for r in before if "step" in r] == [0, 1, 2, 3, 4]
+    assert after[0] == {"start": 3, "adam_step": 3.0}  # the optimizer's step count continues
+    steps = [r for r in after if "step" in r]
+    assert [r["step"] for r in steps] == [3, 4, 5, 6, 7]
+    trained = [i for r in before if "step" in r and r["step"] < 3 for i in r["ids"]] + [i for r in steps for i in r["ids"]]
+    assert sorted(trained) == sorted(TRAIN_IDS), (before, after)  # one epoch: no repeats, no gaps
