@@ -380,12 +380,11 @@ class ClipDataModule(pl.LightningDataModule):
         self._skip_key = None
 
     def state_dict(self) -> dict[str, Any]:
-        """Skip counts, and with shards the train loader's position mid-epoch (batches trained on in this epoch)."""
+        """Skip counts, and with shards the train loader's position (see :class:`datamodules.shards.ShardLoader`)."""
         state: dict[str, Any] = {"skipped": {k: dict(v) for k, v in self.skipped.items()}}
         loader, trainer = self._shard_train_loader, self.trainer
         if loader is not None and trainer is not None and trainer.training:
-            consumed = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-            state["shard_loader"] = loader.position(consumed)
+            state["shard_loader"] = loader.state_dict()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -319,9 +319,10 @@ class ShardLoader(StreamingDataLoader):
     Lightning does not reliably hand a loader's state back on resume: the fit loop may not restore it (LitData issue
     775), and a ``trainer.estimated_stepping_batches`` call (the cosine schedule's, when ``total_steps`` is null)
     builds the train loader before the checkpoint is read, after which the saved state is never applied (Lightning
-    issue 20550). The datamodule therefore keeps the position in its own state (:meth:`position`, saved with every
-    checkpoint) and hands it back through :attr:`pending_state`, which is applied when the next epoch's iteration
-    starts, whenever the loader was built.
+    issue 20550). The datamodule therefore keeps the loader's ``state_dict()`` in its own state (saved with every
+    checkpoint) and hands it back through :attr:`pending_state`, which is applied when the next iteration starts,
+    whenever the loader was built. Lightning does not fetch ahead from a loader with a length (this one has one), so
+    at a checkpoint the loader has yielded exactly the batches trained on.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -333,26 +334,6 @@ class ShardLoader(StreamingDataLoader):
             state, self.pending_state = self.pending_state, None
             self.load_state_dict(state)
         yield from super().__iter__()
-
-    def position(self, consumed_batches: int) -> dict[str, Any]:
-        """The loader's ``state_dict()`` as if only ``consumed_batches`` batches of this epoch had been yielded.
-
-        The trainer fetches ahead (one batch in Lightning's training loop), so at a checkpoint the loader has yielded
-        more batches than were trained on; saving its raw state would skip those on resume. Mid-epoch every yielded
-        batch is full and workers take turns, so the extra batches are taken back from the yielded count and the
-        worker turn.
-        """
-        state = self.state_dict()
-        extra = state["num_samples_yielded"] // self.batch_size - consumed_batches
-        if extra <= 0:
-            return state
-        total = state["num_samples_yielded"] - extra * self.batch_size
-        return {
-            "dataset": self.dataset.state_dict(total, self.num_workers, self.batch_size),
-            "current_epoch": state["current_epoch"],
-            "num_samples_yielded": total,
-            "latest_worker_idx": (state["latest_worker_idx"] - extra) % max(1, self.num_workers),
-        }
 
 
 def shard_settings(uri: str, storage_options: dict | None = None) -> dict[str, Any]:
