@@ -29,8 +29,8 @@ log = logging.getLogger("run")
 
 # config keys holding file paths: relative values are made absolute against the launch directory, once, before
 # any DDP process or multirun job starts (DDP children re-run this file from the same directory and agree)
-PATH_KEYS = ("paths.root_dir", "data.root", "data.manifest", "data.demo_dir", "data.cache_dir", "model.pretrained",
-             "ckpt_path", "input", "input_audio")
+PATH_KEYS = ("paths.root_dir", "data.root", "data.manifest", "data.demo_dir", "data.shards",
+             "data.shards_cache_dir", "model.pretrained", "ckpt_path", "input", "input_audio")
 
 
 # ---------------------------------------------------------------------------------------------------- set-up
@@ -41,13 +41,13 @@ def _rank_zero() -> bool:
 
 
 def apply_demo_preset(cfg: DictConfig) -> DictConfig:
-    """With no data given (``data.root`` and ``data.manifest`` null: the embedded demo dataset), an experiment that
-    names a ``demo_preset`` is re-composed as that preset, keeping every command-line override. The full-size
-    schedule (TVLT-base, effective batch 128, 10 epochs) would take days on a CPU and means nothing on 32 clips.
-    Not in ``mode=predict`` / ``mode=embed``, whose model comes from the checkpoint."""
+    """With no data given (``data.root``, ``data.manifest``, ``data.shards`` null: the embedded demo dataset), an
+    experiment that names a ``demo_preset`` is re-composed as that preset, keeping every command-line override. The
+    full-size schedule (TVLT-base, effective batch 128, 10 epochs) would take days on a CPU and means nothing on 32
+    clips. Not in ``mode=predict`` / ``mode=embed``, whose model comes from the checkpoint."""
     preset = cfg.get("demo_preset")
     data = cfg.get("data") or {}
-    if (not preset or data.get("root") is not None or data.get("manifest") is not None
+    if (not preset or any(data.get(k) is not None for k in ("root", "manifest", "shards"))
             or cfg.get("mode") in ("predict", "embed")):
         return cfg
     from hydra import compose
@@ -68,7 +68,7 @@ def resolve_paths(cfg: DictConfig) -> None:
     """Make the file paths in :data:`PATH_KEYS` absolute against the launch directory (in place)."""
     for key in PATH_KEYS:
         value = OmegaConf.select(cfg, key, default=None)
-        if isinstance(value, str) and value and not os.path.isabs(value):
+        if isinstance(value, str) and value and not os.path.isabs(value) and "://" not in value:  # s3://... stays
             OmegaConf.update(cfg, key, to_absolute_path(value), merge=False, force_add=False)
 
 

@@ -1,20 +1,25 @@
-"""Data pipeline benchmark: clips per second through decode + preprocess, raw video vs the pre-extraction cache.
+"""Data pipeline benchmark: clips per second through decode + preprocess, raw video vs LitData shards.
 
 Input: a generated 10 s, 640x480, 30 fps H.264 clip with 44.1 kHz stereo AAC audio (temp dir), listed 32 times in
 a manifest. Each case runs the MOSEI-style evaluation pipeline (8 uniform frames, the whole clip's audio from the
 container, hf processors, collation, batch size 1) through a DataLoader with one (and, for the default
-raw and the cache cases, two) worker processes (persistent, so worker start-up is not timed); the figure is the median over ``repeats`` epochs after one warm-up epoch.
+raw and the shard cases, two) worker processes (persistent, so worker start-up is not timed); the figure is the median over ``repeats`` epochs after one warm-up epoch.
 
 Cases:
 - raw, isolated decode (the default: decoding in a helper process with a 30 s timeout);
 - raw, in-process decode (``decode_timeout=None``), to show what the hang protection costs;
-- cache (frames uint8 224x224 + float16 log-mel from ``datamodules.cache``; no video decoding).
+- LitData shards (``datamodules.shards``: 16 JPEG candidates at 224x224, quality 90, + float16 log-mel; 8 decoded
+  and normalized per clip) from local disk with one and two workers, and from a local S3-compatible server (moto on
+  127.0.0.1) with one worker; the build rate (2 build workers) and the bytes per clip on disk.
 
-There is no reference figure: neither reference implementation ships a comparable loader for this input.
+There is no reference figure: neither reference implementation ships a comparable loader for this input. The
+pre-extraction cache that shards replaced (uint8 frames, memory-mapped) ran at 148-163 clips/s with one worker in
+earlier runs of this benchmark (BENCHMARKS.md history).
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -24,7 +29,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from datamodules.cache import ClipCache, build_cache
 from datamodules.collate import TvltCollator
 from datamodules.datasets import ClipDataset
 from datamodules.decoding import ClipReader
@@ -54,6 +58,73 @@ def _make_clip(path: Path) -> None:
 
 def _clips_per_second(dataset: ClipDataset, collate: TvltCollator, repeats: int, workers: int = 1) -> float:
     loader = DataLoader(dataset, batch_size=1, num_workers=workers, persistent_workers=True, collate_fn=collate)
+    return _loader_rate(loader, repeats)
+
+
+def _shard_rows(manifest, tmp: str, reader: ClipReader, ip, fe, collate, repeats: int) -> list[dict]:
+    from litdata import StreamingDataLoader
+
+    from datamodules.shards import RecordToItem, build_shards, open_shards
+
+    settings = {"num_frames": 8, "processor_mode": "hf"}
+    wide = ClipReader(num_frames=16, decode_timeout=None)
+    start = time.perf_counter()
+    report = build_shards(manifest, str(Path(tmp) / "shards"), wide, ip, fe, settings, workers=2)
+    build_rate = report["records"] / (time.perf_counter() - start)
+    size = sum(p.stat().st_size for p in (Path(tmp) / "shards").glob("chunk-*.bin")) / report["records"]
+
+    def rate(uri: str, workers: int, options: dict | None = None) -> float:
+        dataset = open_shards(uri, settings, RecordToItem(8, False, ip), storage_options=options,
+                              cache_dir=str(Path(tmp) / f"cache-{workers}-{len(uri)}"))
+        loader = StreamingDataLoader(dataset, batch_size=1, num_workers=workers, persistent_workers=True,
+                                     collate_fn=collate)
+        return _loader_rate(loader, repeats)
+
+    local1, local2 = rate(str(Path(tmp) / "shards"), 1), rate(str(Path(tmp) / "shards"), 2)
+    s3 = _s3_rate(Path(tmp) / "shards", rate)
+    note = "16 JPEG candidates (q90) + f16 log-mel per clip, 8 decoded and normalized, hf"
+    return [
+        {"case": "data: shards, local disk", "ours": local1, "reference": None, "unit": "clips/s",
+         "notes": note + ", 1 worker"},
+        {"case": "data: shards, local disk, 2 workers", "ours": local2, "reference": None, "unit": "clips/s",
+         "notes": note + ", 2 workers"},
+        {"case": "data: shards, local S3 server", "ours": s3, "reference": None, "unit": "clips/s",
+         "notes": note + ", 1 worker, moto on 127.0.0.1 (HTTP), chunks cached locally after the warm-up epoch"},
+        {"case": "data: shards build", "ours": build_rate, "reference": None, "unit": "clips/s",
+         "notes": "python -m datamodules.shards path, 2 build workers (spawned), decode + resize + JPEG + log-mel"},
+        {"case": "data: shards bytes per clip", "ours": size / 1e3, "reference": None, "unit": "KB",
+         "notes": "16 JPEG frames 224x224 q90 + 10 s float16 log-mel"},
+    ]  # fmt: skip
+
+
+def _s3_rate(folder: Path, rate) -> float | None:
+    try:
+        import boto3
+        from moto.server import ThreadedMotoServer
+    except ImportError:  # the test extra is not installed
+        return None
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        options = {"endpoint_url": f"http://{host}:{port}"}
+        client = boto3.client("s3", **options)
+        client.create_bucket(Bucket="bench")
+        for path in folder.iterdir():
+            client.upload_file(str(path), "bench", f"shards/{path.name}")
+        return rate("s3://bench/shards", 1, options)
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _loader_rate(loader, repeats: int) -> float:
     for _ in loader:  # warm-up epoch: worker start, decode helper start, caches
         pass
     rates = []
@@ -75,16 +146,12 @@ def run(repeats: int = 5) -> list[dict]:
         manifest = build_manifest(rows, "bench")
         isolated = ClipReader(num_frames=8, decode_timeout=30.0)
         in_process = ClipReader(num_frames=8, decode_timeout=None)
-        build_cache(manifest, Path(tmp) / "cache", in_process, ip, fe)
-        cache = ClipCache.open(Path(tmp) / "cache", 8, "hf")
         threads = torch.get_num_threads()
         try:
             raw = _clips_per_second(ClipDataset(manifest, isolated, ip, fe), collate, repeats)
             raw_inproc = _clips_per_second(ClipDataset(manifest, in_process, ip, fe), collate, repeats)
-            cached = _clips_per_second(ClipDataset(manifest, in_process, ip, fe, cache=cache), collate, repeats)
             raw2 = _clips_per_second(ClipDataset(manifest, isolated, ip, fe), collate, repeats, workers=2)
-            cached2 = _clips_per_second(ClipDataset(manifest, in_process, ip, fe, cache=cache), collate, repeats,
-                                        workers=2)
+            shards = _shard_rows(manifest, tmp, in_process, ip, fe, collate, repeats)
         finally:
             torch.set_num_threads(threads)
     note = "10 s 640x480 30 fps h264 + AAC, 8 frames, whole-clip audio, hf processors, 1 DataLoader worker"
@@ -93,15 +160,12 @@ def run(repeats: int = 5) -> list[dict]:
          "unit": "clips/s", "notes": note},
         {"case": "data: decode+preprocess, raw (in-process decode)", "ours": raw_inproc, "reference": None,
          "unit": "clips/s", "notes": note + "; decode_timeout=None"},
-        {"case": "data: cache (uint8 frames + f16 log-mel)", "ours": cached, "reference": None,
-         "unit": "clips/s", "notes": "same clips from python -m datamodules.cache"},
         {"case": "data: decode+preprocess, raw (isolated decode), 2 workers", "ours": raw2, "reference": None,
          "unit": "clips/s", "notes": note.replace("1 DataLoader worker", "2 DataLoader workers")},
-        {"case": "data: cache, 2 workers", "ours": cached2, "reference": None,
-         "unit": "clips/s", "notes": "same clips from python -m datamodules.cache, 2 DataLoader workers"},
+        *shards,
     ]  # fmt: skip
 
 
 if __name__ == "__main__":
     for row in run():
-        print(f"{row['case']:55s} {row['ours']:8.2f} {row['unit']}")
+        print(f"{row['case']:55s} {row['ours'] or float('nan'):8.2f} {row['unit']}")

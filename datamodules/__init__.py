@@ -31,8 +31,10 @@ _EXPORTS: dict[str, str] = {
     "DemoSpec": "datamodules.demo",
     "ensure_demo_mosei": "datamodules.demo",
     "EMOTIONS": "datamodules.demo",
-    "ClipCache": "datamodules.cache",
-    "build_cache": "datamodules.cache",
+    "build_shards": "datamodules.shards",
+    "open_shards": "datamodules.shards",
+    "ShardSettingsError": "datamodules.shards",
+    "UnsafeShardError": "datamodules.shards",
 }
 
 __all__ = sorted(_EXPORTS)

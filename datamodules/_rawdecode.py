@@ -61,7 +61,7 @@ class RawRequest:
     video: str
     audio: str | None
     num_frames: int
-    mode: str = "uniform"  # "uniform" | "random"
+    mode: str = "uniform"  # "uniform" | "random" | "span"
     window_seconds: float | None = None
     jitter: bool = True
     seed: int | None = None

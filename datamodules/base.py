@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -99,7 +98,11 @@ class ClipDataModule(pl.LightningDataModule):
             :class:`NoUsableClipsError`, see :class:`SplitLoader`).
         drop_invalid: drop manifest rows that fail validation (missing file, non-finite or out-of-range label)
             with a logged summary, instead of failing at set-up.
-        cache_dir: a pre-extraction cache built by ``python -m datamodules.cache`` (None: decode every epoch).
+        shards: a folder or ``s3://`` URI of LitData shards built by ``python -m datamodules.shards`` (one sub-folder
+            per split); every split is then read from them, no video is decoded (None: decode the files).
+        shards_options: LitData/boto3 storage options for remote shards, e.g. ``{"endpoint_url": ...}`` for an
+            S3-compatible server (None: the environment's, e.g. ``AWS_ENDPOINT_URL``).
+        shards_cache_dir: local folder for chunks streamed from remote shards (None: LitData's default).
     """
 
     label_range: tuple[float, float] | None = None
@@ -112,6 +115,8 @@ class ClipDataModule(pl.LightningDataModule):
     demo_dir: str = "data/demo/mosei"
     demo_spec: DemoSpec = DemoSpec()
     splits: dict[str, str] = {"fit": "train", "validate": "valid", "test": "test"}
+    # splits that may be absent (no shard folder for them means no such split)
+    optional_splits: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -125,7 +130,9 @@ class ClipDataModule(pl.LightningDataModule):
         decode_timeout: float | None = 30.0,
         on_error: str = "raise",
         drop_invalid: bool = False,
-        cache_dir: str | None = None,
+        shards: str | None = None,
+        shards_options: dict[str, Any] | None = None,
+        shards_cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         if on_error not in ON_ERROR:
@@ -140,7 +147,13 @@ class ClipDataModule(pl.LightningDataModule):
         self.processor_mode = processor_mode
         self.on_error = on_error
         self.drop_invalid = drop_invalid
-        self.cache_dir = cache_dir
+        self.shards = None if shards is None else str(shards)
+        self.shards_options = dict(shards_options) if shards_options else None
+        self.shards_cache_dir = shards_cache_dir
+        self._shard_train_loader: Any = None  # the train ShardLoader, whose position is saved with checkpoints
+        self._shard_resume: dict[str, Any] | None = None  # a restored position not yet handed to a loader
+        self.decoder_threads = decoder_threads
+        self.decode_timeout = decode_timeout
         self.reader = ClipReader(num_frames=num_frames, decoder_threads=decoder_threads, decode_timeout=decode_timeout)
         from tvlt.feature_extraction import TvltFeatureExtractor
         from tvlt.image_processing import TvltImageProcessor
@@ -156,8 +169,8 @@ class ClipDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------------------------------- demo data
     @property
     def uses_demo(self) -> bool:
-        """True when neither ``root`` nor ``manifest`` is given: the embedded demo dataset is used."""
-        return self.root is None and self.manifest_path is None
+        """True when none of ``root``, ``manifest``, ``shards`` is given: the embedded demo dataset is used."""
+        return self.root is None and self.manifest_path is None and self.shards is None
 
     def prepare_data(self) -> None:
         """Generate the demo dataset (rank zero only, as Lightning calls it) when no data is given."""
@@ -178,7 +191,7 @@ class ClipDataModule(pl.LightningDataModule):
                            on_error=self.on_error, **self._dataset_options(split))
 
     def _dataset_options(self, split: str) -> dict[str, Any]:
-        """The split's :class:`ClipDataset` options (sampling, windows, labels, cache); subclasses define them."""
+        """The split's :class:`ClipDataset` options (sampling, windows, labels); subclasses define them."""
         raise NotImplementedError
 
     def manifest(self, split: str) -> Manifest:
@@ -212,7 +225,14 @@ class ClipDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self._ensure_demo()
         for split in self.stage_splits(stage):
-            if split in self.datasets or not self._has_split(split):
+            if split in self.datasets:
+                continue
+            if self.shards is not None:
+                dataset = self._shard_dataset(split)
+                if dataset is not None:
+                    self.datasets[split] = dataset
+                continue
+            if not self._has_split(split):
                 continue
             self.datasets[split] = self._dataset(split, self.manifest(split))
         log.info(
@@ -224,12 +244,67 @@ class ClipDataModule(pl.LightningDataModule):
     def _has_split(self, split: str) -> bool:
         return True
 
-    def _cache(self, split: str) -> Any:
-        if self.cache_dir is None:
-            return None
-        from datamodules.cache import ClipCache
+    def _source_split(self, split: str) -> str:
+        """The split whose clips ``split`` reads (retrieval validates on the test list)."""
+        return split
 
-        return ClipCache.open(Path(self.cache_dir) / split, self.num_frames, self.processor_mode)
+    # ----------------------------------------------------------------------------------------- shards
+    def shard_settings(self) -> dict[str, Any]:
+        """Settings shards must have been built with to serve this datamodule (checked when they are opened)."""
+        ip = self.image_processor
+        return {
+            "num_frames": self.num_frames,
+            "candidates": 2 * self.num_frames,
+            "processor_mode": self.processor_mode,
+            "frame_size": [ip.crop_size["height"], ip.crop_size["width"]],
+            "mel_bins": int(self.feature_extractor.feature_size),
+            **self._shard_extra_settings(),
+        }
+
+    def _shard_extra_settings(self) -> dict[str, Any]:
+        return {}
+
+    def shard_window(self) -> float | None:
+        """Window length (s) long videos are cut into when shards are built (None: one record per clip)."""
+        return None
+
+    def shard_splits(self) -> list[str]:
+        """The split folders ``python -m datamodules.shards`` writes for this datamodule."""
+        out: list[str] = []
+        for split in ("train", "valid", "test"):
+            if self._has_split(split) and self._source_split(split) not in out:
+                out.append(self._source_split(split))
+        return out
+
+    def build_shards(self, split: str, out: str, **kwargs: Any) -> dict[str, Any]:
+        """Build the shards of ``split`` into ``out`` (see :func:`datamodules.shards.build_shards`, which takes
+        ``frames``, ``jpeg_quality``, ``workers``, ``chunk_bytes``, ``storage_options``); returns the build report."""
+        from datamodules.shards import build_shards
+
+        reader = ClipReader(num_frames=2 * self.num_frames, decoder_threads=self.decoder_threads,
+                            decode_timeout=self.decode_timeout)
+        settings = {"datamodule": type(self).__name__, "split": split, **self.shard_settings()}
+        return build_shards(self.manifest(split), out, reader, self.image_processor, self.feature_extractor,
+                            settings, window_seconds=self.shard_window(), **kwargs)
+
+    def _shard_dataset(self, split: str) -> Any:
+        """The split's ``StreamingDataset`` (None for a missing optional split)."""
+        from datamodules.shards import RecordToItem, open_shards
+
+        uri = "/".join([self.shards.rstrip("/"), self._source_split(split)])
+        options = self._dataset_options(split)
+        training = split == "train" and options.get("sampling") == "random"
+        transform = RecordToItem(self.num_frames, training, self.image_processor, options.get("label_transform"))
+        try:
+            dataset = open_shards(uri, self.shard_settings(), transform, shuffle=split == "train",
+                                  drop_last=None if split == "train" else False, storage_options=self.shards_options,
+                                  cache_dir=self.shards_cache_dir)
+        except FileNotFoundError:
+            if split in self.optional_splits:
+                log.info("%s: no %s shards at %s: no such split", type(self).__name__, split, uri)
+                return None
+            raise
+        return dataset
 
     # ----------------------------------------------------------------------------------------- loaders
     def collator(self) -> TvltCollator:
@@ -247,6 +322,23 @@ class ClipDataModule(pl.LightningDataModule):
             self.setup({"train": "fit", "valid": "validate", "test": "test"}[split])
         if split not in self.datasets:
             return []
+        if self.shards is not None:
+            from datamodules.shards import ShardLoader
+
+            # shuffling and the split across ranks and workers are the StreamingDataset's; no failed clip is ever
+            # a record, so there is nothing for SplitLoader to count
+            loader = ShardLoader(
+                self.datasets[split],
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                persistent_workers=self.persistent_workers and self.num_workers > 0,
+                pin_memory=self.pin_memory,
+                collate_fn=self.collator(),
+            )
+            if split == "train":
+                self._shard_train_loader = loader
+                loader.pending_state, self._shard_resume = self._shard_resume, None
+            return loader
         return SplitLoader(
             self.datasets[split],
             split_name=f"{type(self).__name__}[{split}]",
@@ -334,7 +426,18 @@ class ClipDataModule(pl.LightningDataModule):
         self._skip_key = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"skipped": {k: dict(v) for k, v in self.skipped.items()}}
+        """Skip counts, and with shards the train loader's position (see :class:`datamodules.shards.ShardLoader`)."""
+        state: dict[str, Any] = {"skipped": {k: dict(v) for k, v in self.skipped.items()}}
+        loader, trainer = self._shard_train_loader, self.trainer
+        if loader is not None and trainer is not None and trainer.training:
+            state["shard_loader"] = loader.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.skipped = {k: Counter(v) for k, v in state_dict.get("skipped", {}).items()}
+        position = state_dict.get("shard_loader")
+        if position is not None:
+            if self._shard_train_loader is not None:  # built already (estimated_stepping_batches)
+                self._shard_train_loader.pending_state = position
+            else:
+                self._shard_resume = position

@@ -153,7 +153,6 @@ class ClassifyDataModule(ClipDataModule):
             "sampling": "random" if split == "train" and self.train_jitter else "uniform",
             "window_seconds": None,
             "label_transform": self._labels,
-            "cache": self._cache(split),
         }
 
     def _labels(self, row: np.ndarray) -> torch.Tensor:

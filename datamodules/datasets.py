@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable
 
 import numpy as np
@@ -32,7 +31,6 @@ class ClipDataset(Dataset):
         on_error: ``"raise"`` re-raises :class:`ClipDecodeError`; ``"skip"`` returns a :class:`Skipped` marker that
             the collator drops and the datamodule counts.
         label_transform: maps the manifest's float32 label row to the item's ``labels`` tensor (None: no labels).
-        cache: a :class:`datamodules.cache.ClipCache` holding this split's clips (frames and log-mel), or None.
     """
 
     def __init__(
@@ -46,7 +44,6 @@ class ClipDataset(Dataset):
         seeded_eval: bool = False,
         on_error: str = "raise",
         label_transform: Callable[[np.ndarray], torch.Tensor] | None = None,
-        cache: Any = None,
     ) -> None:
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -61,13 +58,6 @@ class ClipDataset(Dataset):
         self.seeded_eval = seeded_eval
         self.on_error = on_error
         self.label_transform = label_transform
-        self.cache = cache
-        self._cache_rows = cache.rows_for(manifest) if cache is not None else None
-        if cache is not None:
-            # Cached frames are already resized and cropped to the model resolution: only rescale and normalize.
-            self._cached_image_processor = copy.copy(image_processor)
-            for name, value in (("do_resize", False), ("do_center_crop", False), ("dark_border_threshold", None)):
-                setattr(self._cached_image_processor, name, value)
 
     def __len__(self) -> int:
         return len(self.manifest)
@@ -75,10 +65,7 @@ class ClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any] | Skipped:
         clip_id = self.manifest.ids[index]
         try:
-            if self._cache_rows is not None:
-                item = self._from_cache(index)
-            else:
-                item = self._decode(index)
+            item = self._decode(index)
         except ClipDecodeError as e:
             if self.on_error == "raise":
                 raise
@@ -107,13 +94,6 @@ class ClipDataset(Dataset):
         )
         item = self.process_frames(clip.frames, self.image_processor)
         item.update(self.process_audio(clip.waveform, clip.sampling_rate))
-        return item
-
-    def _from_cache(self, index: int) -> dict[str, Any]:
-        frames, audio_values, audio_patches = self.cache.load(int(self._cache_rows[index]))
-        item = self.process_frames(frames, self._cached_image_processor)
-        item["audio_values"] = torch.from_numpy(audio_values.astype(np.float32))[None]
-        item["audio_patches"] = audio_patches
         return item
 
     def process_frames(self, frames: np.ndarray, processor: Any) -> dict[str, Any]:

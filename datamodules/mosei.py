@@ -47,7 +47,7 @@ class MoseiDataModule(ClipDataModule):
         train_jitter: random per-segment frame offsets in training (False: the uniform evaluation frames).
         **kwargs: the common arguments of :class:`datamodules.base.ClipDataModule` (batch_size, num_workers,
             persistent_workers, pin_memory, num_frames, processor_mode, decoder_threads, decode_timeout, on_error,
-            drop_invalid, cache_dir).
+            drop_invalid, shards, shards_options, shards_cache_dir).
     """
 
     root_description = "CMU-MOSEI folder"
@@ -92,8 +92,10 @@ class MoseiDataModule(ClipDataModule):
             "sampling": "random" if split == "train" and self.train_jitter else "uniform",
             "window_seconds": None,
             "label_transform": self._labels,
-            "cache": self._cache(split),
         }
+
+    def _shard_extra_settings(self) -> dict[str, Any]:
+        return {"task": self.task}  # the records hold this task's label rows
 
     def _labels(self, row: np.ndarray) -> torch.Tensor:
         if self.task == "sentiment":

@@ -45,6 +45,7 @@ class PretrainDataModule(ClipDataModule):
 
     vam = True
     root_description = "folder of videos"
+    optional_splits = ("valid",)
 
     def __init__(
         self,
@@ -110,8 +111,13 @@ class PretrainDataModule(ClipDataModule):
             "sampling": "random",
             "window_seconds": self.window_seconds,
             "seeded_eval": split != "train",
-            "cache": self._cache(split),
         }
+
+    def shard_window(self) -> float | None:
+        return self.window_seconds
+
+    def _shard_extra_settings(self) -> dict[str, Any]:
+        return {"window_seconds": self.window_seconds}
 
     def collator(self):
         collator = super().collator()

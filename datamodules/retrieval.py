@@ -74,5 +74,4 @@ class RetrievalDataModule(ClipDataModule):
     def _dataset_options(self, split: str) -> dict[str, Any]:
         return {
             "sampling": "random" if split == "train" and self.train_jitter else "uniform",
-            "cache": self._cache(self._source_split(split)),
         }

@@ -1,4 +1,5 @@
-"""Datamodules: manifest validation, worker-safe storage, collation, skip counting, cache, real-media acceptance."""
+"""Datamodules: manifest validation, worker-safe storage, collation, skip counting, real-media acceptance (shards:
+tests/test_shards.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import soundfile as sf
 import torch
 
 from datamodules.base import NoUsableClipsError
-from datamodules.cache import ClipCache, build_cache
 from datamodules.collate import Skipped, TvltCollator, vam_negatives
 from datamodules.decoding import ClipDecodeError
 from datamodules.demo import EMOTIONS, write_mp4
@@ -285,29 +285,6 @@ def test_all_failed_epoch_fails_the_fit_under_a_trainer(tmp_path):
     assert trainer.current_epoch == 0  # failed in the first epoch
 
 
-# ------------------------------------------------------------------------------------------------ cache
-
-
-@pytest.mark.parametrize("mode", ["hf", "original"])
-def test_cache_gives_the_same_batches_as_decoding(tmp_path, mode):
-    common = dict(demo_dir=str(tmp_path / "demo"), demo_clips=(2, 2, 3), batch_size=3, processor_mode=mode)
-    dm = MoseiDataModule(decode_timeout=None, **common)
-    dm.prepare_data()
-    build_cache(dm.manifest("test"), tmp_path / "cache" / "test", dm.reader, dm.image_processor, dm.feature_extractor)
-    cached = MoseiDataModule(cache_dir=str(tmp_path / "cache"), **common)
-    dm.setup("test")
-    cached.setup("test")
-    a, b = next(iter(dm.test_dataloader())), next(iter(cached.test_dataloader()))
-    assert a["ids"] == b["ids"] and torch.equal(a["labels"], b["labels"])
-    assert torch.equal(a["pixel_values"], b["pixel_values"]) and torch.equal(a["pixel_mask"], b["pixel_mask"])
-    assert torch.equal(a["audio_mask"], b["audio_mask"])
-    torch.testing.assert_close(a["audio_values"], b["audio_values"], atol=1e-3, rtol=0)  # float16 storage
-    with pytest.raises(ValueError, match="built with other settings"):
-        ClipCache.open(tmp_path / "cache" / "test", num_frames=4, processor_mode=mode)
-    with pytest.raises(ValueError, match="lacks 2 of 2 clips"):
-        ClipCache.open(tmp_path / "cache" / "test", 8, mode).rows_for(dm.manifest("valid"))
-
-
 # ------------------------------------------------------------------------------------------------ acceptance
 
 
@@ -366,7 +343,7 @@ def test_retrieval_csv_manifest_batches_have_no_labels(tmp_path):
     assert batch["pixel_values"].shape == (1, 8, 3, 224, 224) and batch["audio_values"].shape == (1, 1, 96, 128)
 
 
-def test_msrvtt_layout_rows_and_cache_command(tmp_path):
+def test_msrvtt_layout_rows_and_shards_command(tmp_path):
     root = tmp_path / "msrvtt"
     (root / "videos" / "all").mkdir(parents=True)
     lists = root / "high-quality" / "structured-symlinks"
@@ -377,15 +354,15 @@ def test_msrvtt_layout_rows_and_cache_command(tmp_path):
     (lists / "test_list_miech.txt").write_text("video2\n")
     dm = RetrievalDataModule(root=str(root), batch_size=2, decode_timeout=None)
     assert [dm.manifest("valid").ids[0], dm.manifest("valid").audio(0)] == ["video2", "container"]
-    from datamodules.cache import main
+    from datamodules.shards import main, read_index
 
-    args = ["--datamodule", "retrieval", "--root", str(root), "--out", str(tmp_path / "c"), "--num-workers", "0"]
-    assert main(args) == 0
-    cached = RetrievalDataModule(root=str(root), batch_size=2, cache_dir=str(tmp_path / "c"))
-    cached.setup("fit")
-    batch = next(iter(cached.val_dataloader()))  # validation reads the test split's cache
-    assert batch["ids"] == ["video2"] and batch["pixel_values"].shape == (1, 8, 3, 224, 224)
-    assert ClipCache.open(tmp_path / "c" / "train", 8, "hf").meta["count"] == 2
+    assert main(["--datamodule", "retrieval", "--root", str(root), "--out", str(tmp_path / "c")]) == 0
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["test", "train"]  # valid reads the test list
+    sharded = RetrievalDataModule(batch_size=2, shards=str(tmp_path / "c"))
+    sharded.setup("fit")
+    batch = next(iter(sharded.val_dataloader()))  # validation reads the test split's shards
+    assert batch["ids"] == ["video2"] and batch["pixel_values"].shape == (1, 8, 3, 224, 224) and "labels" not in batch
+    assert read_index(str(tmp_path / "c" / "train"))["tvlt"]["num_frames"] == 8
 
 
 def test_skip_counts_are_logged_each_epoch_under_a_trainer(tmp_path, caplog):

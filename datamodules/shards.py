@@ -1,0 +1,553 @@
+"""LitData shards: decode and preprocess every clip once, then train from chunked, indexed shards on local disk or
+object storage (``s3://``, ``gs://``), split across ranks and DataLoader workers, resumable mid-epoch.
+
+Build (the project's own reader and processors, in parallel with ``litdata.optimize``)::
+
+    python -m datamodules.shards --datamodule mosei --root /data/mosei --out /data/mosei_shards --workers 8
+    python -m datamodules.shards --datamodule pretrain --manifest videos.csv --out s3://bucket/howto100m --workers 32
+
+and train with ``data.shards=/data/mosei_shards`` (or the ``s3://`` URI). Each split is a folder ``{out}/{split}``
+holding LitData's ``index.json`` and ``chunk-*.bin`` files, and ``build_report.json`` (records written, failed clips
+with their cause). One record per clip (per window of ``window_seconds`` for pretraining videos; a video shorter
+than a window is one record), with these fields (all of LitData formats that never unpickle, see
+:data:`SAFE_FORMATS`):
+
+- ``id`` (str): the clip id, ``{id}@{k}`` for window k of a pretraining video;
+- ``labels``: float32 (K,) the manifest's label row (K = 0 without labels);
+- ``frames``: uint8, the ``2 x num_frames`` candidate frames at the model resolution (the image processor's resize
+  and crop applied; its rescale and normalization, exact on uint8, run at load time): concatenated JPEG files
+  (``frames="jpeg"``) or raw (N, H, W, 3) (``frames="uint8"``, lossless); ``frame_bytes``: int64 (N,) bytes per frame;
+- ``frame_index``: int64 (N,) index of each candidate among the clip's presented frames, ``num_decodable``: how
+  many it presents; ``frame_times``: float64 (N,) presentation times (s); ``start``, ``end``: the window (s);
+  ``fps``: average frame rate (Hz);
+- ``audio``: float16 (Ta, 128) the feature extractor's log-mel of the window (values in [-1, 1]; float16 keeps them
+  to within 5e-4), ``audio_patches`` (int): real audio patches.
+
+The candidates are ``uniform_indices(span, 2 x num_frames)`` of the window's frames; the evaluation frames
+``uniform_indices(span, num_frames)`` are a subset of them (see :func:`evaluation_positions`), so evaluation from
+lossless shards equals per-file decoding exactly. Training picks one candidate in each of ``num_frames`` equal
+segments at random (temporal jitter).
+
+The settings (frames, candidates, processor mode, resolution, frame encoding, window, task) are stored in
+``index.json`` under ``"tvlt"``; opening shards with other settings is an error naming the setting. Opening an index
+whose ``data_format`` names a format outside :data:`SAFE_FORMATS` (``pickle`` among them) is refused before any
+record is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from litdata import StreamingDataLoader
+
+from datamodules.decoding import ClipDecodeError, ClipReader
+from datamodules.manifests import Manifest
+from datamodules.sampling import random_window_indices, uniform_indices
+
+__all__ = ["SAFE_FORMATS", "ShardSettingsError", "UnsafeShardError", "build_shards", "open_shards", "main"]
+
+log = logging.getLogger(__name__)
+VERSION = 1
+#: LitData ``data_format`` names (before any ``:``) these shards use; none of them unpickles.
+SAFE_FORMATS = frozenset({"str", "int", "float", "numpy", "no_header_numpy"})
+FRAME_ENCODINGS = ("jpeg", "uint8")
+
+
+class UnsafeShardError(ValueError):
+    """A shard index declares a field format that could run code when read (e.g. ``pickle``)."""
+
+
+class ShardSettingsError(ValueError):
+    """Shards built with other settings than the run's (frames, processor mode, resolution, ...)."""
+
+
+# ------------------------------------------------------------------------------------------------ locations
+def _is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def _s3_client(storage_options: dict | None) -> Any:
+    import boto3
+
+    return boto3.client("s3", **(storage_options or {}))
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    rest = uri.split("://", 1)[1]
+    bucket, _, key = rest.partition("/")
+    return bucket, key
+
+
+def read_text(uri: str, storage_options: dict | None = None) -> str:
+    """The text of a local file or an ``s3://`` object (``storage_options`` as for boto3's client, e.g.
+    ``endpoint_url``). Raises FileNotFoundError naming the location when it does not exist."""
+    if not _is_remote(uri):
+        path = Path(uri.removeprefix("file://"))
+        if not path.is_file():
+            raise FileNotFoundError(f"no shard index at {path} (build shards with python -m datamodules.shards)")
+        return path.read_text()
+    if not uri.startswith("s3://"):
+        raise ValueError(f"{uri}: only local folders and s3:// URIs are read by this project's shard check")
+    bucket, key = _split_uri(uri)
+    client = _s3_client(storage_options)
+    try:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    except client.exceptions.NoSuchKey:
+        raise FileNotFoundError(f"no shard index at {uri} (build shards with python -m datamodules.shards)") from None
+
+
+def write_text(uri: str, text: str, storage_options: dict | None = None) -> None:
+    """Write ``text`` to a local file (folders created) or an ``s3://`` object."""
+    if not _is_remote(uri):
+        path = Path(uri.removeprefix("file://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return
+    bucket, key = _split_uri(uri)
+    _s3_client(storage_options).put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
+
+
+def allow_plain_http(storage_options: dict | None) -> None:
+    """Let LitData's transfers use an ``http://`` endpoint (a local S3-compatible server).
+
+    Works around LitData 0.2.76: its obstore ``S3Store`` takes the boto3 client's endpoint but fixed client options
+    without ``allow_http``, so every chunk upload or download to a plain-HTTP endpoint fails with "BadScheme". When
+    the configured endpoint is ``http://``, ``AWS_ALLOW_HTTP=true`` is set (inherited by build and DataLoader
+    workers) and LitData's client options gain ``allow_http``; this module applies the latter again when a spawned
+    worker imports it.
+    """
+    endpoint = (storage_options or {}).get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or ""
+    if endpoint.startswith("http://") and os.environ.get("AWS_ALLOW_HTTP") is None:
+        log.info("shards: endpoint %s is plain HTTP: allowing HTTP for LitData's obstore transfers", endpoint)
+        os.environ["AWS_ALLOW_HTTP"] = "true"
+    _obstore_http_option()
+
+
+def _obstore_http_option() -> None:
+    if os.environ.get("AWS_ALLOW_HTTP", "").lower() != "true":
+        return
+    try:
+        from litdata.streaming import downloader
+    except ImportError:
+        return
+    options = getattr(downloader, "_OBSTORE_CLIENT_OPTIONS", None)
+    if isinstance(options, dict):
+        options["allow_http"] = True
+
+
+_obstore_http_option()
+
+
+def _join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+# ------------------------------------------------------------------------------------------------ the index check
+def check_index(index: dict[str, Any], where: str) -> None:
+    """Refuse an index that declares a field format outside :data:`SAFE_FORMATS`.
+
+    Raises:
+        UnsafeShardError: naming the field (from the index's ``data_spec``, else its position) and ``where``.
+    """
+    config = index.get("config") or {}
+    formats = config.get("data_format") or []
+    names = _field_names(config.get("data_spec"), len(formats))
+    for name, fmt in zip(names, formats):
+        if str(fmt).split(":", 1)[0] not in SAFE_FORMATS:
+            raise UnsafeShardError(
+                f"{where}: field {name!r} declares data format {fmt!r}, which this project never writes and which "
+                f"may run code when read (only {sorted(SAFE_FORMATS)} are accepted); refusing to open these shards"
+            )
+
+
+def _field_names(data_spec: Any, count: int) -> list[str]:
+    fallback = [f"#{i}" for i in range(count)]
+    try:
+        spec = json.loads(data_spec)[1]
+        names = [str(n) for n in json.loads(spec["context"])]
+    except (TypeError, ValueError, KeyError, IndexError):
+        return fallback
+    return names if len(names) == count else fallback
+
+
+def read_index(uri: str, storage_options: dict | None = None) -> dict[str, Any]:
+    """The checked ``index.json`` of the split at ``uri`` (see :func:`check_index`)."""
+    where = _join(uri, "index.json")
+    try:
+        index = json.loads(read_text(where, storage_options))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not a JSON shard index ({e})") from None
+    check_index(index, where)
+    return index
+
+
+def check_settings(recorded: dict[str, Any] | None, wanted: dict[str, Any], where: str) -> None:
+    """Raise :class:`ShardSettingsError` naming each setting whose recorded value differs from the wanted one."""
+    if not recorded or recorded.get("version") != VERSION:
+        raise ShardSettingsError(f"{where}: no TVLT shard settings of version {VERSION} (rebuild the shards)")
+    wrong = [f"{k}={recorded.get(k)!r} (this run: {v!r})" for k, v in wanted.items() if recorded.get(k) != v]
+    if wrong:
+        raise ShardSettingsError(
+            f"{where}: the shards were built with {', '.join(wrong)}; rebuild them with these settings or change the "
+            f"run's data settings to match"
+        )
+
+
+# ------------------------------------------------------------------------------------------------ reading
+def geometry_only(image_processor: Any) -> Any:
+    """A copy of the image processor that only resizes and crops (uint8 in, uint8 out at the model resolution)."""
+    geometry = copy.copy(image_processor)
+    geometry.do_rescale = False
+    geometry.do_normalize = False
+    return geometry
+
+
+def values_only(image_processor: Any) -> Any:
+    """A copy of the image processor that only rescales and normalizes frames already at the model resolution."""
+    values = copy.copy(image_processor)
+    values.do_resize = False
+    values.do_center_crop = False
+    values.dark_border_threshold = None
+    return values
+
+
+def decode_frames(frames: np.ndarray, frame_bytes: np.ndarray, positions: np.ndarray) -> torch.Tensor:
+    """The record's frames at ``positions`` as uint8 (T, 3, H, W).
+
+    Args:
+        frames, frame_bytes: the record's fields: raw (N, H, W, 3) pixels (lossless), or 1-D, JPEG files back to
+            back, ``frame_bytes[i]`` bytes each.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim == 4:
+        return torch.from_numpy(frames[positions]).permute(0, 3, 1, 2).contiguous()
+    from torchvision.io import decode_jpeg
+
+    offsets = np.concatenate([[0], np.cumsum(frame_bytes)])
+    data = torch.from_numpy(np.asarray(frames))
+    files = [data[int(offsets[p]) : int(offsets[p + 1])] for p in positions]
+    return torch.stack(decode_jpeg(files))
+
+
+def evaluation_positions(candidates: int, num_frames: int) -> np.ndarray:
+    """Positions of the evaluation frames among a record's candidates (int64 (T,)).
+
+    The candidates are ``uniform_indices(span, 2T)`` of the window's ``span`` frames and the evaluation frames
+    ``uniform_indices(span, T)``: for ``span >= 2T`` these are the even candidates (floor(2k span / 2T) =
+    floor(k span / T)); for a shorter window the candidates are all its frames. Both cases are
+    ``uniform_indices(candidates, T)``, so the span need not be stored.
+    """
+    return uniform_indices(candidates, num_frames).indices
+
+
+class RecordToItem:
+    """LitData transform: one shard record -> the item :class:`datamodules.collate.TvltCollator` takes (``id``,
+    ``pixel_values`` float32 (T, 3, H, W), ``audio_values`` float32 (1, Ta, 128), ``audio_patches``, ``labels``).
+
+    Args:
+        num_frames: frames per clip (T). training: pick one candidate per segment at random; else the uniform ones.
+        image_processor: the run's processor (its rescale and normalization are applied).
+        label_transform: maps the float32 label row to the item's labels (None: no labels).
+    """
+
+    def __init__(self, num_frames: int, training: bool, image_processor: Any,
+                 label_transform: Callable[[np.ndarray], torch.Tensor] | None = None) -> None:
+        self.num_frames = num_frames
+        self.training = training
+        self.processor = values_only(image_processor)
+        self.label_transform = label_transform
+
+    def positions(self, record: dict[str, Any]) -> np.ndarray:
+        """Positions among the record's candidates of the frames to use (int64 (T,))."""
+        count = len(record["frame_bytes"])
+        if self.training:
+            # torch's RNG is seeded per DataLoader worker and epoch (as in ClipDataset), numpy's would be shared
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+            return random_window_indices(count, self.num_frames, None, rng).indices
+        return evaluation_positions(count, self.num_frames)
+
+    def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
+        frames = decode_frames(record["frames"], record["frame_bytes"], self.positions(record))
+        pixels = self.processor.process_video(frames, num_frames=self.num_frames)  # (T, 3, H, W) float32
+        item = {
+            "id": record["id"],
+            "pixel_values": pixels,
+            "audio_values": torch.from_numpy(np.asarray(record["audio"], dtype=np.float32))[None],
+            "audio_patches": int(record["audio_patches"]),
+        }
+        labels = np.asarray(record["labels"])
+        if self.label_transform is not None and labels.size:
+            item["labels"] = self.label_transform(labels)
+        return item
+
+
+def open_shards(uri: str, wanted: dict[str, Any], transform: RecordToItem | Callable | None = None,
+                shuffle: bool = False, drop_last: bool | None = False, seed: int = 42,
+                storage_options: dict | None = None, cache_dir: str | None = None) -> Any:
+    """A ``litdata.StreamingDataset`` over the split at ``uri``, after the index check and the settings check.
+
+    Args:
+        wanted: settings the run needs (e.g. ``num_frames``, ``processor_mode``, ``frame_size``); a mismatch raises
+            :class:`ShardSettingsError`.
+        transform: record -> item (see :class:`RecordToItem`); shuffle, drop_last, seed: as LitData's.
+        cache_dir: local folder for chunks streamed from remote shards (None: LitData's default,
+            ``~/.lightning/chunks`` or ``$LITDATA_CACHE_DIR``).
+    """
+    from litdata import StreamingDataset
+
+    index = read_index(uri, storage_options)
+    check_settings(index.get("tvlt"), wanted, _join(uri, "index.json"))
+    allow_plain_http(storage_options)
+    return StreamingDataset(uri, cache_dir=cache_dir, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                            transform=transform, storage_options=storage_options or {})
+
+
+class ShardLoader(StreamingDataLoader):
+    """LitData's ``StreamingDataLoader`` with a position that survives a restart mid-epoch.
+
+    Lightning does not reliably hand a loader's state back on resume: the fit loop may not restore it (LitData issue
+    775), and a ``trainer.estimated_stepping_batches`` call (the cosine schedule's, when ``total_steps`` is null)
+    builds the train loader before the checkpoint is read, after which the saved state is never applied (Lightning
+    issue 20550). The datamodule therefore keeps the loader's ``state_dict()`` in its own state (saved with every
+    checkpoint) and hands it back through :attr:`pending_state`, which is applied when the next iteration starts,
+    whenever the loader was built. Lightning does not fetch ahead from a loader with a length (this one has one), so
+    at a checkpoint the loader has yielded exactly the batches trained on.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending_state: dict[str, Any] | None = None
+
+    def __iter__(self) -> Any:
+        if self.pending_state is not None:
+            state, self.pending_state = self.pending_state, None
+            self.load_state_dict(state)
+        yield from super().__iter__()
+
+
+def shard_settings(uri: str, storage_options: dict | None = None) -> dict[str, Any]:
+    """The settings recorded in the split's index (after the index check)."""
+    return read_index(uri, storage_options).get("tvlt") or {}
+
+
+# ------------------------------------------------------------------------------------------------ building
+class ClipToRecords:
+    """``litdata.optimize`` function: manifest row -> shard records (one per clip, or one per window).
+
+    Failed clips yield nothing; their cause is appended as a JSON line to ``{report_dir}/failed-{pid}.jsonl``.
+
+    Args:
+        manifest: the split's clips; reader: reads ``2 x num_frames`` frames (its ``num_frames``).
+        image_processor, feature_extractor: the run's processors (geometry only is applied to frames).
+        frames: ``"jpeg"`` or ``"uint8"``; jpeg_quality: 1-100.
+        window_seconds: cut each video into windows of this length (None: one record per clip).
+    """
+
+    def __init__(self, manifest: Manifest, reader: ClipReader, image_processor: Any, feature_extractor: Any,
+                 report_dir: str, frames: str = "jpeg", jpeg_quality: int = 90,
+                 window_seconds: float | None = None) -> None:
+        self.manifest = manifest
+        self.reader = reader
+        self.geometry = geometry_only(image_processor)
+        self.num_frames = reader.num_frames // 2
+        self.feature_extractor = feature_extractor
+        self.report_dir = report_dir
+        self.frames = frames
+        self.jpeg_quality = jpeg_quality
+        self.window_seconds = window_seconds
+
+    def __call__(self, row: int) -> Any:
+        video, audio = self.manifest.videos[row], self.manifest.audio(row)
+        clip_id = self.manifest.ids[row]
+        labels = np.zeros(0, np.float32)
+        if self.manifest.labels is not None:
+            labels = np.asarray(self.manifest.labels[row], dtype=np.float32).reshape(-1)
+        try:
+            if self.window_seconds is None:
+                yield self._record(clip_id, labels, self.reader.read(video, audio, mode="uniform"))
+                return
+            first = self.reader.read(video, audio, mode="span", span=(0.0, self.window_seconds))
+            windows = max(1, int(first.num_decodable / first.fps / self.window_seconds + 1e-6))
+            yield self._record(f"{clip_id}@0", labels, first)
+            for k in range(1, windows):
+                clip = self.reader.read(video, audio, mode="span",
+                                        span=(k * self.window_seconds, (k + 1) * self.window_seconds))
+                yield self._record(f"{clip_id}@{k}", labels, clip)
+        except ClipDecodeError as e:
+            line = json.dumps({"id": clip_id, "video": video, "cause": e.cause, "message": str(e)})
+            with open(os.path.join(self.report_dir, f"failed-{os.getpid()}.jsonl"), "a") as f:
+                f.write(line + "\n")
+
+    def _record(self, clip_id: str, labels: np.ndarray, clip: Any) -> dict[str, Any]:
+        # geometry per group: the evaluation frames alone (as per-file decoding processes them: the original mode's
+        # dark-border crop depends on the frames processed together), then the other candidates
+        count = len(clip.indices)
+        out = torch.empty(0)
+        eval_pos = evaluation_positions(count, self.num_frames)
+        for group in (eval_pos, np.setdiff1d(np.arange(count), eval_pos)):
+            if len(group) == 0:
+                continue
+            done = self.geometry(clip.frames[group], return_tensors="pt", num_frames=len(group))["pixel_values"][0]
+            done = done.round().clamp(0, 255).to(torch.uint8)
+            if out.numel() == 0:
+                out = torch.empty((count, *done.shape[1:]), dtype=torch.uint8)
+            out[torch.from_numpy(group)] = done
+        frames, frame_bytes = self._encode(out)
+        mel = self.feature_extractor(clip.waveform, sampling_rate=clip.sampling_rate, return_tensors="pt")
+        times = clip.frame_times if clip.frame_times is not None else clip.indices / clip.fps
+        return {
+            "id": clip_id,
+            "labels": labels,
+            "frames": frames,
+            "frame_bytes": frame_bytes,
+            "frame_index": np.asarray(clip.indices, dtype=np.int64),
+            "frame_times": np.asarray(times, dtype=np.float64),
+            "num_decodable": int(clip.num_decodable),
+            "start": float(clip.start),
+            "end": float(clip.end),
+            "fps": float(clip.fps),
+            "audio": mel["audio_values"][0, 0].to(torch.float16).numpy(),
+            "audio_patches": int(mel["audio_mask"][0].sum().item()),
+        }
+
+    def _encode(self, frames: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 (N, 3, H, W) -> (uint8 bytes, int64 (N,) bytes per frame)."""
+        if self.frames == "uint8":
+            raw = frames.permute(0, 2, 3, 1).contiguous().numpy()
+            return raw, np.full(len(raw), raw[0].size, np.int64)
+        from torchvision.io import encode_jpeg
+
+        files = [encode_jpeg(f, quality=self.jpeg_quality) for f in frames]
+        return torch.cat(files).numpy(), np.array([len(f) for f in files], np.int64)
+
+
+def build_shards(
+    manifest: Manifest,
+    out: str,
+    reader: ClipReader,
+    image_processor: Any,
+    feature_extractor: Any,
+    settings: dict[str, Any],
+    frames: str = "jpeg",
+    jpeg_quality: int = 90,
+    window_seconds: float | None = None,
+    workers: int = 1,
+    chunk_bytes: str = "64MB",
+    storage_options: dict | None = None,
+) -> dict[str, Any]:
+    """Write the shards of one split to ``out`` (a folder or ``s3://`` URI) and return the build report
+    (``clips``, ``records``, ``failed``: [{id, video, cause, message}]), also written to ``{out}/build_report.json``.
+
+    ``reader`` reads ``2 x num_frames`` candidates; ``settings`` (recorded in the index) must name what the training
+    side checks (see :meth:`ClipDataModule.shard_settings`).
+    """
+    from litdata import optimize
+
+    if frames not in FRAME_ENCODINGS:
+        raise ValueError(f"frames must be one of {FRAME_ENCODINGS}, got {frames!r}")
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+    with tempfile.TemporaryDirectory(prefix="tvlt-shards-") as report_dir:
+        fn = ClipToRecords(manifest, reader, image_processor, feature_extractor, report_dir, frames, jpeg_quality,
+                           window_seconds)
+        failed: list[dict[str, Any]] = []
+        # LitData sets the process-wide start method; spawned workers (a fork after the caller started threads can
+        # deadlock), and the caller's setting restored afterwards
+        previous = multiprocessing.get_start_method(allow_none=True)
+        allow_plain_http(storage_options)
+        try:
+            optimize(fn=fn, inputs=list(range(len(manifest))), output_dir=out, chunk_bytes=chunk_bytes,
+                     num_workers=max(1, workers), reorder_files=False, mode="overwrite", verbose=False,
+                     storage_options=storage_options or {}, start_method="spawn")
+        except Exception as e:  # noqa: BLE001 - LitData raises RuntimeError/ValueError when no record was written
+            failed = _failures(report_dir)
+            if failed and len(failed) == len(manifest):
+                raise RuntimeError(f"{out}: every one of the {len(manifest)} clips failed; first: "
+                                   f"{failed[0]['message']}") from e
+            raise
+        finally:
+            multiprocessing.set_start_method(previous, force=True)
+        failed = _failures(report_dir)
+    index = read_index(out, storage_options)
+    index["tvlt"] = {"version": VERSION, **settings, "frames": frames,
+                     "jpeg_quality": jpeg_quality if frames == "jpeg" else None}
+    write_text(_join(out, "index.json"), json.dumps(index), storage_options)
+    records = sum(int(c.get("chunk_size", 0)) for c in index.get("chunks", []))
+    report = {"clips": len(manifest), "records": records, "failed": failed, "settings": index["tvlt"]}
+    write_text(_join(out, "build_report.json"), json.dumps(report, indent=1), storage_options)
+    log.info("shards: %d clips -> %d records (%d failed) in %s", len(manifest), records, len(failed), out)
+    for f in failed:
+        log.warning("shards: skipped %s (%s): %s", f["id"], f["cause"], f["message"])
+    return report
+
+
+def _failures(report_dir: str) -> list[dict[str, Any]]:
+    failed = []
+    for path in sorted(Path(report_dir).glob("failed-*.jsonl")):
+        failed += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return sorted(failed, key=lambda f: f["id"])
+
+
+# ------------------------------------------------------------------------------------------------ command line
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m datamodules.shards", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datamodule", choices=["mosei", "pretrain", "retrieval"], default="mosei")
+    parser.add_argument("--root", default=None, help="data root (omit both --root and --manifest for the demo set)")
+    parser.add_argument("--manifest", default=None, help="CSV manifest instead of --root")
+    parser.add_argument("--out", required=True, help="folder or s3:// URI (one sub-folder per split)")
+    parser.add_argument("--workers", type=int, default=1, help="parallel build processes")
+    parser.add_argument("--splits", nargs="+", default=None, help="default: the datamodule's splits")
+    parser.add_argument("--task", choices=["sentiment", "emotion"], default="sentiment", help="mosei labels")
+    parser.add_argument("--num-frames", type=int, default=None, help="default: the datamodule's (8; pretrain 4)")
+    parser.add_argument("--processor-mode", choices=["hf", "original"], default="hf")
+    parser.add_argument("--window-seconds", type=float, default=14.9, help="pretrain: window length (s)")
+    parser.add_argument("--frames", choices=FRAME_ENCODINGS, default="jpeg", help="uint8: lossless")
+    parser.add_argument("--jpeg-quality", type=int, default=90)
+    parser.add_argument("--chunk-bytes", default="64MB")
+    parser.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (else AWS_ENDPOINT_URL)")
+    parser.add_argument("--demo-dir", default="data/demo/mosei")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    dm = make_datamodule(args)
+    dm.prepare_data()
+    options = {"endpoint_url": args.endpoint_url} if args.endpoint_url else None
+    for split in args.splits or dm.shard_splits():
+        report = dm.build_shards(split, _join(args.out, split), frames=args.frames, jpeg_quality=args.jpeg_quality,
+                                 workers=args.workers, chunk_bytes=args.chunk_bytes, storage_options=options)
+        print(f"{split}: {report['clips']} clips -> {report['records']} records, {len(report['failed'])} failed "
+              f"(listed in {_join(args.out, split, 'build_report.json')})")
+    return 0
+
+
+def make_datamodule(args: argparse.Namespace) -> Any:
+    common: dict[str, Any] = dict(processor_mode=args.processor_mode, decode_timeout=30.0, drop_invalid=True)
+    if args.num_frames is not None:
+        common["num_frames"] = args.num_frames
+    if args.datamodule == "mosei":
+        from datamodules.mosei import MoseiDataModule
+
+        return MoseiDataModule(root=args.root, manifest=args.manifest, task=args.task, demo_dir=args.demo_dir,
+                               **common)
+    if args.datamodule == "pretrain":
+        from datamodules.pretrain import PretrainDataModule
+
+        return PretrainDataModule(root=args.root, manifest=args.manifest, window_seconds=args.window_seconds,
+                                  demo_dir=args.demo_dir, **common)
+    from datamodules.retrieval import RetrievalDataModule
+
+    return RetrievalDataModule(root=args.root, manifest=args.manifest, demo_dir=args.demo_dir, **common)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

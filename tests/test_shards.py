@@ -1,0 +1,358 @@
+"""LitData shards: build command, equivalence with per-file decoding, settings check, failed clips, pretraining
+windows, training jitter, refusal of unpickling indexes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules.mosei import MoseiDataModule
+from datamodules.pretrain import PretrainDataModule
+from datamodules.shards import (
+    ShardSettingsError,
+    UnsafeShardError,
+    evaluation_positions,
+    main,
+    open_shards,
+    read_index,
+)
+from datamodules.sampling import uniform_indices
+
+MEDIA = Path(__file__).resolve().parent / "data"
+
+#: JPEG (quality 90) against per-file decoding, in normalized pixel units ([-1, 1], 2/255 per 8-bit level), on the
+#: demo clips (noise-textured, the hardest case for JPEG): mean and largest absolute difference. Stated in docs/data.md.
+JPEG_MEAN_ABS = 0.03
+JPEG_MAX_ABS = 0.5
+
+
+def batches(dm, split: str = "test") -> list[dict]:
+    dm.setup({"test": "test", "valid": "validate", "train": "fit"}[split])
+    loader = {"test": dm.test_dataloader, "valid": dm.val_dataloader, "train": dm.train_dataloader}[split]()
+    return list(loader)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """A tiny demo MOSEI set (2 train, 2 valid, 3 test clips)."""
+    root = tmp_path_factory.mktemp("shards_demo")
+    MoseiDataModule(demo_dir=str(root / "demo"), demo_clips=(2, 2, 3)).prepare_data()
+    return root / "demo"
+
+
+def demo_common(demo: Path, **kw) -> dict:
+    return dict(demo_dir=str(demo), demo_clips=(2, 2, 3), batch_size=3, decode_timeout=None, **kw)
+
+
+@pytest.mark.parametrize("mode", ["hf", "original"])
+def test_lossless_shards_give_the_per_file_evaluation_batches_exactly(tmp_path, demo, mode):
+    per_file = MoseiDataModule(processor_mode=mode, **demo_common(demo))
+    report = per_file.build_shards("test", str(tmp_path / "s" / "test"), frames="uint8")
+    assert report["clips"] == 3 and report["records"] == 3 and report["failed"] == []
+    sharded = MoseiDataModule(processor_mode=mode, shards=str(tmp_path / "s"), **demo_common(demo))
+    (a,), (b,) = batches(per_file), batches(sharded)
+    assert a["ids"] == b["ids"] == ["demo_test_000", "demo_test_001", "demo_test_002"]
+    assert torch.equal(a["labels"], b["labels"])
+    assert a["pixel_values"].shape == (3, 8, 3, 224, 224)
+    assert torch.equal(a["pixel_values"], b["pixel_values"]) and torch.equal(a["pixel_mask"], b["pixel_mask"])
+    assert torch.equal(a["audio_mask"], b["audio_mask"])
+    torch.testing.assert_close(a["audio_values"], b["audio_values"], atol=5e-4, rtol=0)  # float16 storage
+    assert not torch.equal(a["audio_values"], torch.zeros_like(a["audio_values"]))
+
+
+def test_jpeg_shards_are_within_the_stated_tolerance_and_smaller(tmp_path, demo):
+    per_file = MoseiDataModule(**demo_common(demo))
+    for frames in ("jpeg", "uint8"):
+        per_file.build_shards("test", str(tmp_path / frames / "test"), frames=frames, jpeg_quality=90)
+    (a,) = batches(per_file)
+    (b,) = batches(MoseiDataModule(shards=str(tmp_path / "jpeg"), **demo_common(demo)))
+    diff = (a["pixel_values"] - b["pixel_values"]).abs()
+    assert 0 < float(diff.mean()) <= JPEG_MEAN_ABS and float(diff.max()) <= JPEG_MAX_ABS
+    size = {f: sum(p.stat().st_size for p in (tmp_path / f / "test").glob("chunk-*.bin")) for f in ("jpeg", "uint8")}
+    assert size["jpeg"] < size["uint8"] / 3, size
+
+
+def test_settings_recorded_in_the_index_and_a_mismatch_names_the_setting(tmp_path, demo):
+    MoseiDataModule(**demo_common(demo)).build_shards("test", str(tmp_path / "s" / "test"))
+    settings = read_index(str(tmp_path / "s" / "test"))["tvlt"]
+    assert settings["num_frames"] == 8 and settings["candidates"] == 16 and settings["processor_mode"] == "hf"
+    assert settings["frame_size"] == [224, 224] and settings["frames"] == "jpeg" and settings["task"] == "sentiment"
+    with pytest.raises(ShardSettingsError, match=r"built with num_frames=8 \(this run: 4\), candidates=16 \(this run: 8\)"):
+        MoseiDataModule(num_frames=4, shards=str(tmp_path / "s"), **demo_common(demo)).setup("test")
+    with pytest.raises(ShardSettingsError, match=r"processor_mode='hf' \(this run: 'original'\)"):
+        MoseiDataModule(processor_mode="original", shards=str(tmp_path / "s"), **demo_common(demo)).setup("test")
+    with pytest.raises(ShardSettingsError, match=r"task='sentiment' \(this run: 'emotion'\)"):
+        MoseiDataModule(task="emotion", shards=str(tmp_path / "s"), **demo_common(demo)).setup("test")
+    with pytest.raises(FileNotFoundError, match=f"no shard index at {tmp_path / 's' / 'valid' / 'index.json'}"):
+        MoseiDataModule(shards=str(tmp_path / "s"), **demo_common(demo)).setup("validate")
+
+
+def test_build_command_lists_failed_clips_in_the_report_and_writes_no_record_for_them(tmp_path):
+    from tests.test_datamodules import mosei_layout
+
+    root = mosei_layout(tmp_path / "m", {"train": [("a", "1"), ("b", "2"), ("c", "0")], "valid": [("v", "0")],
+                                         "test": [("t", "-1")]})
+    (root / "train" / "video" / "b.mp4").write_bytes(b"")
+    out = tmp_path / "shards"
+    assert main(["--datamodule", "mosei", "--root", str(root), "--out", str(out), "--num-frames", "2"]) == 0
+    report = json.loads((out / "train" / "build_report.json").read_text())
+    assert report["clips"] == 3 and report["records"] == 2
+    assert [(f["id"], f["cause"]) for f in report["failed"]] == [("b", "empty_file")]
+    assert str(root / "train" / "video" / "b.mp4") in report["failed"][0]["message"]
+    dm = MoseiDataModule(root=str(root), num_frames=2, batch_size=4, shards=str(out))
+    (batch,) = batches(dm, "train")
+    assert sorted(batch["ids"]) == ["a", "c"] and sorted(batch["labels"].tolist()) == [0.0, 1.0]
+    assert batch["pixel_values"].shape == (2, 2, 3, 224, 224)
+
+
+def test_training_picks_one_jittered_candidate_per_segment_evaluation_the_uniform_ones():
+    # the evaluation frames of a span are among its 2T uniform candidates, for every span
+    for span in range(1, 60):
+        for t in (1, 2, 4, 8):
+            candidates = uniform_indices(span, 2 * t).indices
+            assert np.array_equal(candidates[evaluation_positions(len(candidates), t)],
+                                  uniform_indices(span, t).indices), (span, t)
+    from datamodules.shards import RecordToItem
+    from tvlt.image_processing import TvltImageProcessor
+
+    record = {"frame_bytes": np.zeros(8, np.int64)}
+    train = RecordToItem(4, True, TvltImageProcessor())
+    torch.manual_seed(0)
+    picks = {tuple(train.positions(record)) for _ in range(200)}
+    assert all(len(p) == 4 and [x // 2 for x in p] == [0, 1, 2, 3] for p in picks)  # one per segment of 2
+    assert len(picks) == 16  # every combination occurs
+    assert RecordToItem(4, False, TvltImageProcessor()).positions(record).tolist() == [0, 2, 4, 6]
+
+
+def test_pretraining_videos_are_cut_into_windows_and_batches_carry_vam_pairs(tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        os.symlink(MEDIA / "mg7Q4o9bNN0_7s-12s.mp4", folder / name)  # 5 s, 30 fps, audio in the container
+    common = dict(root=str(folder), window_seconds=2.0, num_val=0, batch_size=4, decode_timeout=None)
+    report = PretrainDataModule(**common).build_shards("train", str(tmp_path / "s" / "train"), frames="uint8")
+    assert report["records"] == 4  # two whole 2 s windows per 5 s video
+    dm = PretrainDataModule(shards=str(tmp_path / "s"), **common)
+    dm.setup("fit")
+    assert dm.val_dataloader() == []  # no valid shards: an optional split
+    (batch,) = list(dm.train_dataloader())
+    assert sorted(batch["ids"]) == ["a@0", "a@1", "b@0", "b@1"]
+    # 2 s window = 60 frames -> 88,200 samples -> 172 mel frames -> padded 176 = 11 x 8 patches
+    assert batch["audio_values"].shape == (4, 1, 176, 128) and batch["audio_mask"].sum(1).tolist() == [88] * 4
+    assert batch["pixel_values"].shape == (4, 4, 3, 224, 224) and batch["pixel_values_mixed"].shape == (4, 4, 3, 224, 224)
+    assert set(batch["labels"].tolist()) <= {0.0, 1.0}
+    # the windows' frames come from the per-file reader's spans
+    from datamodules.decoding import ClipReader
+
+    clip = ClipReader(num_frames=8, decode_timeout=None).read(folder / "a.mp4", mode="span", span=(2.0, 4.0))
+    assert clip.indices.tolist() == [60, 67, 75, 82, 90, 97, 105, 112]
+    assert 1.99 < clip.start < 2.01 and 3.99 < clip.end < 4.01
+
+
+def test_a_crafted_index_declaring_an_unpickling_format_is_refused_before_any_record_is_read(tmp_path):
+    from functools import partial
+
+    from litdata import StreamingDataset, optimize
+
+    marker = tmp_path / "pwned"
+    out = tmp_path / "crafted" / "test"
+    # a shard whose "labels" field is a pickle that creates a file when unpickled
+    previous = multiprocessing.get_start_method(allow_none=True)
+    optimize(fn=partial(_crafted_record, str(marker)), inputs=[0, 1], output_dir=str(out), num_workers=1, chunk_bytes="1MB",
+             verbose=False, start_method="spawn")
+    multiprocessing.set_start_method(previous, force=True)
+    index = json.loads((out / "index.json").read_text())
+    assert "pickle" in index["config"]["data_format"]
+    index["tvlt"] = {"version": 1}
+    (out / "index.json").write_text(json.dumps(index))
+    with pytest.raises(UnsafeShardError, match=rf"{out / 'index.json'}: field 'labels' declares data format 'pickle'"):
+        MoseiDataModule(shards=str(out.parent), batch_size=2).setup("test")
+    with pytest.raises(UnsafeShardError, match="field 'labels'"):
+        open_shards(str(out), {})
+    assert not marker.exists()
+    StreamingDataset(str(out))[0]  # what the check prevents: LitData itself unpickles the field
+    assert marker.exists()
+    index["config"]["data_format"] = ["str", "graph:pickle"]
+    (out / "index.json").write_text(json.dumps(index))
+    with pytest.raises(UnsafeShardError, match="field 'labels' declares data format 'graph:pickle'"):
+        read_index(str(out))
+
+
+class _Exploit:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def _crafted_record(marker: str, i: int) -> dict:
+    return {"id": f"c{i}", "labels": _Exploit(marker)}
+
+
+# ------------------------------------------------------------------------------------------------ object storage
+@pytest.fixture
+def s3_server(monkeypatch):
+    """A local S3-compatible server (moto) on 127.0.0.1 and an ephemeral port, started and stopped here; returns
+    its endpoint URL. Credentials are dummies, so nothing can reach a real account."""
+    from moto.server import ThreadedMotoServer
+
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_ALLOW_HTTP"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    assert host == "127.0.0.1"
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def test_shards_written_to_and_read_from_s3_with_a_custom_endpoint(tmp_path, demo, s3_server):
+    import boto3
+
+    options = {"endpoint_url": s3_server}
+    client = boto3.client("s3", **options)
+    client.create_bucket(Bucket="tvlt")
+    per_file = MoseiDataModule(**demo_common(demo))
+    report = per_file.build_shards("test", "s3://tvlt/mosei/test", frames="uint8", storage_options=options)
+    assert report["records"] == 3
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket="tvlt", Prefix="mosei/test/")["Contents"]}
+    assert {"mosei/test/index.json", "mosei/test/build_report.json"} <= keys and any("chunk-" in k for k in keys)
+    remote = MoseiDataModule(shards="s3://tvlt/mosei", shards_options=options, shards_cache_dir=str(tmp_path / "c"),
+                             **demo_common(demo))
+    (a,), (b,) = batches(per_file), batches(remote)
+    assert a["ids"] == b["ids"] and torch.equal(a["pixel_values"], b["pixel_values"])
+    assert list((tmp_path / "c").rglob("chunk-*.bin"))  # streamed through the local cache folder
+    with pytest.raises(FileNotFoundError, match="no shard index at s3://tvlt/mosei/valid/index.json"):
+        MoseiDataModule(shards="s3://tvlt/mosei", shards_options=options, **demo_common(demo)).setup("validate")
+
+
+# ------------------------------------------------------------------------------------------------ several processes
+def _ddp_rank(rank: int, world: int, init_file: str, shards: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        dm = MoseiDataModule(num_frames=2, batch_size=2, num_workers=2, shards=shards)
+        dm.setup("fit")
+        dm.setup("test")
+        seen = {split: [i for batch in loader for i in batch["ids"]]
+                for split, loader in (("train", dm.train_dataloader()), ("test", dm.test_dataloader()))}
+        Path(out, f"rank{rank}.json").write_text(json.dumps(seen))
+    finally:
+        dist.destroy_process_group()
+
+
+TRAIN_IDS = [f"tr{i}" for i in range(8)]
+TEST_IDS = [f"te{i}" for i in range(5)]
+
+
+@pytest.fixture(scope="module")
+def small_shards(tmp_path_factory) -> Path:
+    """Shards of 8 train and 5 test clips (2 frames each; valid = a copy of test), built once for this module."""
+    import shutil
+
+    from tests.test_datamodules import mosei_layout
+
+    tmp = tmp_path_factory.mktemp("small_shards")
+    root = mosei_layout(tmp / "m", {"train": [(i, "0") for i in TRAIN_IDS], "test": [(i, "1") for i in TEST_IDS]})
+    dm = MoseiDataModule(root=str(root), num_frames=2, decode_timeout=None)
+    for split in ("train", "test"):
+        assert dm.build_shards(split, str(tmp / "s" / split), frames="uint8")["failed"] == []
+    shutil.copytree(tmp / "s" / "test", tmp / "s" / "valid")  # setup("fit") opens valid too
+    return tmp / "s"
+
+
+def test_two_gloo_processes_with_two_workers_each_read_disjoint_parts_covering_the_split(tmp_path, small_shards):
+    torch.multiprocessing.spawn(_ddp_rank, args=(2, str(tmp_path / "init"), str(small_shards), str(tmp_path)),
+                                nprocs=2, join=True)
+    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for split, ids_all in (("train", TRAIN_IDS), ("test", TEST_IDS)):
+        ids = [i for rank in seen for i in rank[split]]
+        assert all(rank[split] for rank in seen), (split, seen)  # both ranks read something
+        assert len(ids) == len(set(ids)), (split, seen)  # disjoint, no repeats
+        assert sorted(ids) == sorted(ids_all), (split, seen)  # together: the whole split, once
+
+
+# ------------------------------------------------------------------------------------------------ resume
+def _resume_job(shards: str, ckpt_dir: str, log_path: str, kill_at: int, ckpt_path: str | None) -> None:
+    """One training run on the shards (batch 1, 2 workers, checkpoint every 3 steps); SIGKILLs itself after step
+    ``kill_at`` (0: never). Each training step appends its global step and ids to ``log_path``."""
+    import signal
+
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    class IdModel(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def _log(self, record: dict) -> None:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+        def on_train_start(self) -> None:
+            state = self.trainer.optimizers[0].state.get(self.w, {})
+            self._log({"start": self.global_step, "adam_step": float(state.get("step", 0))})
+
+        def training_step(self, batch, batch_idx):
+            self._log({"step": self.global_step, "ids": batch["ids"]})
+            return ((batch["pixel_values"].mean() * self.w - 1) ** 2).sum()
+
+        def on_train_batch_end(self, outputs, batch, batch_idx) -> None:  # runs after ModelCheckpoint's hook
+            if kill_at and self.global_step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        def configure_optimizers(self):
+            optimizer = torch.optim.Adam(self.parameters(), lr=0.01)
+            total = self.trainer.estimated_stepping_batches  # as the cosine schedule does (Lightning issue 20550)
+            schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / (total + 1))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    dm = MoseiDataModule(num_frames=2, batch_size=1, num_workers=2, persistent_workers=False, shards=shards)
+    trainer = pl.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_val_batches=0, num_sanity_val_steps=0,
+        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=3, save_top_k=-1, save_last=True)],
+    )  # fmt: skip
+    trainer.fit(IdModel(), datamodule=dm, ckpt_path=ckpt_path)
+
+
+def test_sigkill_mid_epoch_and_resume_from_last_ckpt_sees_each_record_once(tmp_path, small_shards):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+
+    def job(kill_at: int, ckpt_path: str | None) -> subprocess.CompletedProcess:
+        code = (f"from tests.test_shards import _resume_job; _resume_job({str(small_shards)!r}, "
+                f"{str(tmp_path / 'ckpt')!r}, {str(tmp_path / 'log.jsonl')!r}, {kill_at}, {ckpt_path!r})")
+        return subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=300)
+
+    first = job(5, None)
+    assert first.returncode == -9, first.stderr[-3000:]  # killed after step 5; last checkpoint at step 3
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["global_step"] == 3
+    before = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    (tmp_path / "log.jsonl").unlink()
+    second = job(0, str(tmp_path / "ckpt" / "last.ckpt"))
+    assert second.returncode == 0, second.stderr[-3000:]
+    after = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert before[0] == {"start": 0, "adam_step": 0.0}
+    assert [r["step"] for r in before if "step" in r] == [0, 1, 2, 3, 4]
+    assert after[0] == {"start": 3, "adam_step": 3.0}  # the optimizer's step count continues
+    steps = [r for r in after if "step" in r]
+    assert [r["step"] for r in steps] == [3, 4, 5, 6, 7]
+    trained = [i for r in before if "step" in r and r["step"] < 3 for i in r["ids"]] + [i for r in steps for i in r["ids"]]
+    assert sorted(trained) == sorted(TRAIN_IDS), (before, after)  # one epoch: no repeats, no gaps
