@@ -292,3 +292,16 @@ def test_pretraining_validation_runs_seeded_mae_and_keeps_training_randomness():
     with torch.no_grad():
         seeded = m.model(**inputs, compute_mae=True)
     assert losses[0] == pytest.approx(seeded.loss.item(), rel=1e-6)
+
+
+def test_every_task_trains_through_the_base_step_that_keeps_ddp_processes_in_step():
+    """The DDP-safe handling of batches whose every clip failed (issue 17.1) lives in TvltLitModule.training_step;
+    a task that overrode training_step would skip it alone and hang its peers. Tasks implement train_step."""
+    import tvlt.lit as lit
+    from tvlt.lit.base import TvltLitModule
+
+    tasks = [getattr(lit, name) for name in ("SentimentModule", "EmotionModule", "PretrainModule", "RetrievalModule",
+                                             "ClassificationModule")]
+    for task in tasks:
+        assert task.training_step is TvltLitModule.training_step, task.__name__
+        assert task.train_step is not TvltLitModule.train_step, task.__name__

@@ -246,6 +246,60 @@ class TvltLitModule(pl.LightningModule):
         return total
 
 
+class HeadTaskModule(TvltLitModule):
+    """The steps shared by the tasks whose head reads the pooled token (sentiment, emotion, classify): a forward to
+    logits, the loss of ``loss(logits, labels)``, and ``val|test`` metrics objects (``self.val_metrics``,
+    ``self.test_metrics``, created by the subclass) updated with ``predictions(logits)`` and computed, logged and
+    reset at the end of each evaluation epoch. Batch: the model inputs, ``labels``, ``ids``."""
+
+    flop_task = "finetune"  # tvlt.flops.batch_flops: what ThroughputMonitor logs
+    val_metrics: Any
+    test_metrics: Any
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The task's loss; override."""
+        raise NotImplementedError
+
+    def predictions(self, logits: Tensor) -> Tensor:
+        """What the metrics score (default: the logits)."""
+        return logits
+
+    def forward(self, batch: Mapping[str, Any]) -> Tensor:
+        return self.model(**self.model_inputs(batch)).logits
+
+    def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[Tensor, Tensor]:
+        logits = self(batch)
+        loss = self.loss(logits, batch["labels"])
+        self.check_finite(loss, batch, stage)
+        return loss, logits
+
+    def train_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        loss, _ = self._shared_step(batch, "train")
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
+        return loss
+
+    def _eval_step(self, batch: Mapping[str, Any] | None, stage: str, metrics: Any) -> None:
+        if batch is None:
+            return
+        loss, logits = self._shared_step(batch, stage)
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["ids"]))
+        metrics.update(self.predictions(logits).detach().float(), batch["labels"].detach(), batch["ids"])
+
+    def validation_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_metrics(self.val_metrics.compute(), "val")
+        self.val_metrics.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self.log_metrics(self.test_metrics.compute(), "test")
+        self.test_metrics.reset()
+
+
 class CheckpointError(ValueError):
     """``ckpt_path`` is missing, not a PyTorch checkpoint, or holds objects that ``weights_only=True`` refuses;
     the message names the file."""

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tvlt.lit.base import TvltLitModule
+from tvlt.lit.base import HeadTaskModule
 from tvlt.metrics import ClassificationMetrics
 from tvlt.modeling import TvltForAudioVisualClassification
 
@@ -28,7 +28,7 @@ BALANCED = "balanced"
 AUTO = "auto"
 
 
-class ClassificationModule(TvltLitModule):
+class ClassificationModule(HeadTaskModule):
     """K-class audio-visual classifier. Batch: the model inputs, ``labels`` int64 (B,) class indices (single-label)
     or float32 (B, K) 0/1 (multi-label), ``ids``.
 
@@ -109,49 +109,12 @@ class ClassificationModule(TvltLitModule):
                  ", ".join(f"{c} {w:.3g}" for c, w in zip(self.class_names, weight.tolist())))
 
     # ------------------------------------------------------------------ task definition
-    def forward(self, batch: Mapping[str, Any]) -> Tensor:
-        return self.model(**self.model_inputs(batch)).logits
-
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         weight = None if self.loss_weight is None else self.loss_weight.to(logits.device)
         if self.multilabel:
             return self.model.compute_loss(logits.float(), labels.float(), pos_weight=weight)
         return self.model.compute_loss(logits.float(), labels.long(), class_weight=weight,
                                        label_smoothing=self.label_smoothing)
-
-    def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[Tensor, Tensor]:
-        logits = self(batch)
-        loss = self.loss(logits, batch["labels"])
-        self.check_finite(loss, batch, stage)
-        return loss, logits
-
-    def training_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> Tensor | None:
-        if batch is None:  # every clip of the batch failed to decode (data.on_error=skip)
-            return None
-        loss, _ = self._shared_step(batch, "train")
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
-        return loss
-
-    def _eval_step(self, batch: Mapping[str, Any] | None, stage: str, metrics: ClassificationMetrics) -> None:
-        if batch is None:
-            return
-        loss, logits = self._shared_step(batch, stage)
-        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["ids"]))
-        metrics.update(logits.detach().float(), batch["labels"].detach(), batch["ids"])
-
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_metrics)
-
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_metrics)
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_metrics(self.val_metrics.compute(), "val")
-        self.val_metrics.reset()
-
-    def on_test_epoch_end(self) -> None:
-        self.log_metrics(self.test_metrics.compute(), "test")
-        self.test_metrics.reset()
 
     # ------------------------------------------------------------------ inference
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int = 0) -> dict[str, Any]:

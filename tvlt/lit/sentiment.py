@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tvlt.lit.base import TvltLitModule
+from tvlt.lit.base import HeadTaskModule
 from tvlt.metrics import EMOTIONS, EmotionMetrics, SentimentMetrics
 from tvlt.modeling import TvltForAudioVisualClassification
 
 
-class SentimentModule(TvltLitModule):
+class SentimentModule(HeadTaskModule):
     """MOSEI sentiment. Batch: the model inputs, ``labels`` (B,) float in [-3, 3], ``ids`` (B sample ids).
 
     Logs ``train/loss``; ``val|test/loss`` and the metrics of :func:`tvlt.metrics.sentiment_scores`
@@ -27,7 +27,6 @@ class SentimentModule(TvltLitModule):
     """
 
     model_class = TvltForAudioVisualClassification
-    flop_task = "finetune"  # tvlt.flops.batch_flops: what ThroughputMonitor logs
     task = "sentiment"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -49,42 +48,7 @@ class SentimentModule(TvltLitModule):
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         return F.mse_loss(self.predictions(logits).float(), labels.float().reshape(-1))
 
-    # ------------------------------------------------------------------ steps
-    def forward(self, batch: Mapping[str, Any]) -> Tensor:
-        return self.model(**self.model_inputs(batch)).logits
-
-    def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[Tensor, Tensor]:
-        logits = self(batch)
-        loss = self.loss(logits, batch["labels"])
-        self.check_finite(loss, batch, stage)
-        return loss, logits
-
-    def train_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        loss, _ = self._shared_step(batch, "train")
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
-        return loss
-
-    def _eval_step(self, batch: Mapping[str, Any] | None, stage: str, metrics) -> None:
-        if batch is None:
-            return
-        loss, logits = self._shared_step(batch, stage)
-        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["ids"]))
-        metrics.update(self.predictions(logits).detach(), batch["labels"].detach(), batch["ids"])
-
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_metrics)
-
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_metrics)
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_metrics(self.val_metrics.compute(), "val")
-        self.val_metrics.reset()
-
-    def on_test_epoch_end(self) -> None:
-        self.log_metrics(self.test_metrics.compute(), "test")
-        self.test_metrics.reset()
-
+    # ------------------------------------------------------------------ inference
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int = 0) -> dict[str, Any]:
         return {"ids": list(batch.get("ids", [])), "preds": self.predictions(self(batch)).float()}
 
