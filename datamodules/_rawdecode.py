@@ -437,12 +437,11 @@ def _decode_forward(container, stream, index: VideoIndex, wanted: list[int], got
     """Decode from the container's current position until the frames ``wanted`` are in ``got`` (or, unless
     ``from_start``, until ``_REORDER_SLACK`` frames past the last one show that they will not come); True when all
     came."""
-    if index.exact_pts:
-        targets = {int(index.pts[p]): p for p in wanted if p not in got}
-        last = max(targets) if targets else None
-    else:
-        targets = {p: p for p in wanted if p not in got}
-        last = max(targets) if targets else None
+    # frames are matched by presentation timestamp, or by output position where timestamps are unusable
+    targets = {(int(index.pts[p]) if index.exact_pts else p): p for p in wanted if p not in got}
+    if not targets:
+        return True
+    last = max(targets)
     past = 0
     for k, frame in enumerate(container.decode(stream)):
         key = k if not index.exact_pts else frame.pts

@@ -279,23 +279,14 @@ _CLASS_HUES = np.array([[230, 60, 40], [50, 200, 60], [40, 80, 230], [220, 200, 
 
 
 @dataclass(frozen=True)
-class ClassesDemoSpec:
+class ClassesDemoSpec(DemoSpec):
     """The classification demo: ``num_classes`` classes, ``num_train``/``num_valid``/``num_test`` clips per split
-    (spread evenly over the classes)."""
+    (spread evenly over the classes); the other fields as :class:`DemoSpec`."""
 
-    seed: int = 0
-    num_classes: int = 4
     num_train: int = 64
     num_valid: int = 16
     num_test: int = 16
-    seconds: float = 2.0
-    size: int = 64
-    fps: int = 8
-    audio_rate: int = 16000
-    version: int = 1  # bump when the generator changes
-
-    def count(self, split: str) -> int:
-        return {"train": self.num_train, "valid": self.num_valid, "test": self.num_test}[split]
+    num_classes: int = 4
 
     @property
     def classes(self) -> list[str]:

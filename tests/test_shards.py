@@ -343,7 +343,7 @@ def test_sigkill_mid_epoch_and_resume_from_last_ckpt_sees_each_record_once(tmp_p
 
     first = job(5, None)
     assert first.returncode == -9, first.stderr[-3000:]  # killed after step 5; last checkpoint at step 3
-    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["global_step"] == 3
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 3
     before = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     (tmp_path / "log.jsonl").unlink()
     second = job(0, str(tmp_path / "ckpt" / "last.ckpt"))
