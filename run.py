@@ -131,7 +131,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer's metrics. Loggers are closed even when the run fails."""
     import lightning.pytorch as pl
 
-    from tvlt.lit.callbacks import Summaries
+    from tvlt.lit.callbacks import SlurmRequeue, Summaries
     from tvlt.lit.runs import check_data, ddp_in_sweep_job
 
     mode = cfg.get("mode", "train")
@@ -144,7 +144,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # a datamodule whose data defines the head (classify: class names from the manifest) hands it to the module
     task = datamodule.model_arguments() if hasattr(datamodule, "model_arguments") else {}
     model = instantiate(cfg.model, _convert_="all", **task)
-    callbacks = _instantiate_group(cfg.get("callbacks")) + [Summaries()]
+    # SlurmRequeue replaces Lightning's requeue-signal handler whatever the callbacks group (inert off SLURM)
+    callbacks = _instantiate_group(cfg.get("callbacks")) + [Summaries(), SlurmRequeue()]
     loggers = _instantiate_group(cfg.get("logger"))
     if not loggers or cfg.trainer.get("fast_dev_run"):
         # nothing to monitor into (fast_dev_run turns loggers off); LearningRateMonitor would refuse to start

@@ -153,12 +153,15 @@ def test_preempted_job_is_requeued_and_ends_like_the_uninterrupted_one(sweep, sl
     while "JobState=COMPLETED" not in (info := job_info(job0, slurm)) and time.monotonic() < end:
         time.sleep(0.5)
     assert "Restarts=1" in info and "JobState=COMPLETED" in info, info
-    # Lightning's handler saved an HPC checkpoint, requeued the job, and the new run resumed from it
+    # tvlt's SlurmRequeue (not Lightning's handler) saved an HPC checkpoint at a step boundary of all ranks,
+    # requeued the job, and the new run resumed from it
     assert [p.name for p in preempted.glob("hpc_ckpt_*.ckpt")] == ["hpc_ckpt_1.ckpt"]
     log = (preempted / "mosei.log").read_text()  # both attempts, appended
-    assert "Handling auto-requeue signal" in log and "Restored all states from the checkpoint" in log, log[-4000:]
+    assert "and requeued the job" in log and "Restored all states from the checkpoint" in log, log[-4000:]
+    assert "Handling auto-requeue signal" not in log, log[-4000:]
     hpc = torch.load(preempted / "hpc_ckpt_1.ckpt", weights_only=True)
     assert 1 <= hpc["global_step"] <= EPOCHS
+    assert hpc["global_step"] == hpc["epoch"] + 1  # one step an epoch: saved at an epoch's end, after validation
 
     a = torch.load(preempted / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(untouched / "checkpoints" / "last.ckpt", weights_only=True)

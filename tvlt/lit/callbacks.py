@@ -287,3 +287,130 @@ class ProgressBar(RichProgressBar):
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
         return items
+
+
+class SlurmRequeue(pl.Callback):
+    """SLURM preemption and requeue at a step boundary, in place of Lightning's handler for the requeue signal.
+
+    Lightning's handler (``SLURMEnvironment(auto_requeue=True)``, ``SIGUSR1`` by default) saves the HPC checkpoint
+    inside the signal handler, wherever each rank happens to be: between an optimizer step and the progress counters
+    that count it (the resumed run then applies that step twice), or in a collective of its own while the other
+    ranks are in a gradient all-reduce. Found by the cluster test: a preempted job ended with other weights than the
+    same job left alone.
+
+    Here the signal only sets a flag. At the end of each optimizer step every rank learns whether any rank got it
+    (one all-reduce of one number, as Lightning does for SIGTERM); then all ranks save
+    ``<default_root_dir>/hpc_ckpt_<n>.ckpt`` together (the file Lightning resumes from when the job starts again),
+    global rank zero runs ``scontrol requeue <job>``, and every rank ends with Lightning's ``SIGTERMException``, as it
+    would on the SIGTERM that follows the requeue. Saving waits for the end of the epoch when the step is the epoch's
+    last or a validation follows it: Lightning skips a validation that was due after the saved step when it resumes.
+    Resuming then repeats nothing and skips nothing; a resume mid-epoch draws the epoch's remaining batches from a
+    fresh loader unless the loader keeps its position (LitData shards do), so the run is the same run only when the
+    save falls on an epoch end or the data is sharded.
+
+    Active in fit under SLURM with ``auto_requeue`` (the default); outside fit (test, predict) the signal is logged
+    and ignored: training is over and its checkpoints are on disk. When ``scontrol requeue`` fails the run goes on.
+    """
+
+    def __init__(self) -> None:
+        self._requested = False
+        self._signal: int | None = None
+        self._previous: Any = None
+        self._stage: str | None = None
+
+    # ------------------------------------------------------------------------------------------------ the signal
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        import signal
+
+        from lightning.fabric.plugins.environments import SLURMEnvironment
+
+        env = trainer._accelerator_connector.cluster_environment  # what Lightning's own signal connector reads
+        if not (isinstance(env, SLURMEnvironment) and env.auto_requeue and env.requeue_signal is not None):
+            return
+        # installed before the trainer registers its handlers (after the setup hooks): finding a handler for the
+        # requeue signal, Lightning does not install its own
+        self._signal, self._stage, self._requested = int(env.requeue_signal), stage, False
+        self._previous = signal.signal(self._signal, self._on_signal)
+        if trainer.is_global_zero:
+            log.info("SLURM requeue on %s: checkpoint and requeue at the next optimizer-step boundary",
+                     signal.Signals(self._signal).name)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._stage != "fit":
+            log.warning("Requeue signal %d during %s: ignored (training is over; its checkpoints are on disk)",
+                        signum, self._stage)
+            return
+        log.info("Requeue signal %d received (this process): checkpoint and requeue at the next optimizer-step "
+                 "boundary", signum)
+        self._requested = True
+
+    def _restore(self) -> None:
+        if self._signal is not None:
+            import signal
+
+            signal.signal(self._signal, self._previous)
+            self._signal = None
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore()
+
+    # ------------------------------------------------------------------------------------------- the safe points
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self._signal is None:
+            return
+        done = batch_idx + 1
+        if done % trainer.accumulate_grad_batches and done < trainer.num_training_batches:
+            return  # mid accumulation: the gradients so far would be lost
+        if done >= trainer.num_training_batches or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # the epoch's last step: wait for the epoch end (after its validation)
+        if trainer.enable_validation and _validates_after(trainer, batch_idx):
+            return  # the same, for a validation within the epoch: the next step's end comes after it
+        self._maybe_requeue(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._signal is not None:
+            self._maybe_requeue(trainer)
+
+    def _maybe_requeue(self, trainer: pl.Trainer) -> None:
+        # every rank reaches this point at the same step, so the all-reduce pairs up
+        if not trainer.strategy.reduce_boolean_decision(self._requested, all=False):
+            return
+        self._requested = False
+        path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
+        trainer.save_checkpoint(path)  # every rank: the strategy gathers what it shards and rank zero writes
+        ok = self._requeue() if trainer.is_global_zero else False
+        if not trainer.strategy.broadcast(ok, src=0):
+            log.warning("Saved %s, but the requeue failed: training goes on", path)
+            return
+        if trainer.is_global_zero:
+            log.info("Saved %s and requeued the job: this attempt ends here (global step %d)", path,
+                     trainer.global_step)
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        raise SIGTERMException()
+
+    @staticmethod
+    def _requeue() -> bool:
+        import os
+        import subprocess
+
+        array = os.environ.get("SLURM_ARRAY_JOB_ID")
+        job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
+        result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+        if result.returncode:
+            log.warning("scontrol requeue %s failed (exit %d): %s", job, result.returncode, result.stderr.strip())
+        return result.returncode == 0
+
+
+def _validates_after(trainer: pl.Trainer, batch_idx: int) -> bool:
+    """Whether Lightning validates after this training batch (``val_check_interval`` within an epoch)."""
+    every = trainer.val_check_batch
+    if not isinstance(every, int) or every <= 0:
+        return False
+    if trainer.check_val_every_n_epoch is None:  # val_check_interval counted over the whole run
+        return (trainer.fit_loop.epoch_loop.total_batch_idx + 1) % every == 0
+    return (batch_idx + 1) % every == 0
