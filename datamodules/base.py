@@ -308,14 +308,7 @@ class ClipDataModule(pl.LightningDataModule):
 
     # ----------------------------------------------------------------------------------------- loaders
     def collator(self) -> TvltCollator:
-        return TvltCollator(
-            patches_per_frame=self.image_processor.patches_per_frame,
-            pixel_padding_value=self.image_processor.padding_value,
-            audio_padding_value=self.feature_extractor.padding_value,
-            freq_len=self.feature_extractor.freq_len,
-            audio_patch_height=self.feature_extractor.patch_size[0],
-            vam=self.vam,
-        )
+        return TvltCollator.from_processors(self.image_processor, self.feature_extractor, vam=self.vam)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader | list:
         if split not in self.datasets:

@@ -84,6 +84,18 @@ class TvltCollator:
         self.vam = vam
         self.vam_negative_prob = vam_negative_prob
 
+    @classmethod
+    def from_processors(cls, image_processor: Any, feature_extractor: Any, vam: bool = False) -> "TvltCollator":
+        """The collator for items made with these processors (their patch geometry and padding values)."""
+        return cls(
+            patches_per_frame=image_processor.patches_per_frame,
+            pixel_padding_value=image_processor.padding_value,
+            audio_padding_value=feature_extractor.padding_value,
+            freq_len=feature_extractor.freq_len,
+            audio_patch_height=feature_extractor.patch_size[0],
+            vam=vam,
+        )
+
     def __call__(self, items: list[dict[str, Any] | Skipped]) -> dict[str, Any] | None:
         skipped = [(s.id, s.cause) for s in items if isinstance(s, Skipped)]
         items = [it for it in items if not isinstance(it, Skipped)]
