@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.collate import Skipped
 from datamodules.decoding import ClipDecodeError, ClipReader
 from datamodules.manifests import Manifest
+from datamodules.skips import Skipped
 from datamodules.transform import ClipTransform
 
 __all__ = ["ClipDataset", "ON_ERROR"]
