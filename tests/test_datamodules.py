@@ -412,3 +412,27 @@ def test_skip_counts_are_logged_each_epoch_under_a_trainer(tmp_path, caplog):
     assert model.steps == 4  # the all-failed batch (b alone) is dropped by the loader in both epochs
     assert "skipped 1 clip(s) in train epoch 0: empty_file=1" in caplog.text
     assert "skipped 1 clip(s) in train epoch 1: empty_file=1" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------------ the clip transform
+
+
+@pytest.mark.parametrize("mode", ["hf", "original"])
+def test_one_clip_through_the_transform_and_collator_is_the_processors_output(mode):
+    """What predict feeds the model for one clip equals the HF-port processors' own output, values and masks."""
+    from datamodules.decoding import ClipReader
+    from datamodules.transform import ClipTransform
+    from tvlt.feature_extraction import TvltFeatureExtractor
+    from tvlt.image_processing import TvltImageProcessor
+
+    clip = ClipReader(num_frames=8, decode_timeout=None).read(media("K0m1tO3Ybyc_2.mp4"), media("K0m1tO3Ybyc_2.wav"))
+    ip, fe = TvltImageProcessor(mode=mode, num_frames=8), TvltFeatureExtractor(mode=mode)
+    item = ClipTransform(ip, fe, torch.tensor)(clip, "K0m1tO3Ybyc_2", np.array([0.6667], np.float32))
+    assert item["pixel_values"].shape == (8, 3, 224, 224) and item["labels"].tolist() == [pytest.approx(0.6667)]
+    batch = TvltCollator.from_processors(ip, fe)([item])
+    pixels = ip(clip.frames, return_tensors="pt", num_frames=8)
+    audio = fe(clip.waveform, sampling_rate=clip.sampling_rate, return_tensors="pt")
+    assert torch.equal(batch["pixel_values"], pixels["pixel_values"])
+    assert torch.equal(batch["pixel_mask"], pixels["pixel_mask"]) and int(batch["pixel_mask"].sum()) == 8 * 196
+    assert torch.equal(batch["audio_values"], audio["audio_values"])
+    assert torch.equal(batch["audio_mask"], audio["audio_mask"].long()) and batch["ids"] == ["K0m1tO3Ybyc_2"]
