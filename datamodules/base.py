@@ -102,7 +102,7 @@ class ClipDataModule(pl.LightningDataModule):
         self.feature_extractor = TvltFeatureExtractor(mode=processor_mode)
         self.manifests: dict[str, Manifest] = {}
         self.datasets: dict[str, ClipDataset] = {}
-        self.skips = SkipLog(type(self).__name__, lambda: self.trainer)
+        self.skips = SkipLog(type(self).__name__, self._current_trainer)  # a bound method: spawned workers pickle it
 
     # ------------------------------------------------------------------------------------------- demo data
     @property
@@ -307,6 +307,9 @@ class ClipDataModule(pl.LightningDataModule):
     def skipped_clips(self) -> list[tuple[str, str, str]]:
         """``("{stage} epoch {n}", id, cause)`` of each skipped clip, from :attr:`skips`."""
         return self.skips.clips
+
+    def _current_trainer(self) -> Any:
+        return self.trainer
 
     def _keep_empty(self) -> bool:
         """A batch without clips still reaches the step in training under DDP (see :mod:`datamodules.skips`)."""
