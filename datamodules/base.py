@@ -34,8 +34,8 @@ class ClipDataModule(pl.LightningDataModule):
         decoder_threads: decord threads per DataLoader worker.
         decode_timeout: seconds before a decode counts as failed (None: no isolation, see decoding.py).
         on_error: ``"raise"`` (default; curated sets fail loudly) or ``"skip"`` (drop failed clips, count them by
-            cause and log the counts each epoch; a pass over a split in which every clip fails raises
-            :class:`NoUsableClipsError`, see :class:`SplitLoader`).
+            cause in :attr:`skips` and log the counts each pass; a pass over a split in which every clip fails
+            raises :class:`NoUsableClipsError`; see :mod:`datamodules.skips`).
         drop_invalid: drop manifest rows that fail validation (missing file, non-finite or out-of-range label)
             with a logged summary, instead of failing at set-up.
         shards: a folder or ``s3://`` URI of LitData shards built by ``python -m datamodules.shards`` (one sub-folder

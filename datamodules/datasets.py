@@ -31,8 +31,8 @@ class ClipDataset(Dataset):
         window_seconds: length of the random window (None: the whole clip).
         seeded_eval: with ``sampling="random"``, seed each index with itself, so that a validation set of random
             windows is the same every epoch (pretraining validation).
-        on_error: ``"raise"`` re-raises :class:`ClipDecodeError`; ``"skip"`` returns a :class:`Skipped` marker that
-            the collator drops and the datamodule counts.
+        on_error: ``"raise"`` re-raises :class:`ClipDecodeError`; ``"skip"`` returns a :class:`Skipped` marker (see
+            :mod:`datamodules.skips`).
         label_transform: maps the manifest's float32 label row to the item's ``labels`` tensor (None: no labels).
     """
 
