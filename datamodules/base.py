@@ -14,7 +14,7 @@ from datamodules.datasets import ON_ERROR, ClipDataset
 from datamodules.decoding import ClipReader
 from datamodules.demo import DemoSpec, demo_is_ready, ensure_demo_mosei
 from datamodules.manifests import Manifest, Row, build_manifest
-from datamodules.skips import NoUsableClipsError, SkipLog, SplitLoader
+from datamodules.skips import SkipLog, SplitLoader
 
 __all__ = ["ClipDataModule"]
 
