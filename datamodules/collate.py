@@ -19,42 +19,32 @@ Batch contract (what every datamodule's DataLoader yields and the LightningModul
         "ids":          list[str] sample ids (file stems)
     }
 
-Masks come from the true lengths reported by the dataset (frames decoded, audio patches from the feature
-extractor), never from pixel or spectrogram values: a black frame or silence is real content.
+Masks are built here, once, from the true lengths each item carries (its frame count, its audio patch count), never
+from pixel or spectrogram values: a black frame or silence is real content.
 
-In ``on_error="skip"`` mode failed samples arrive as :class:`Skipped` markers; they are dropped here and listed in
-``batch["skipped"]`` (a list of (id, cause)), which the datamodule pops and counts before the batch reaches the model
-(``on_before_batch_transfer``). A batch whose every sample failed reaches the model as ``None``: Lightning skips
-``None`` training batches, and the LightningModules' evaluation steps must return early on ``None``. In training
-with several processes it reaches the model as ``{"ids": [], "empty": True}`` instead (see
-``ClipDataModule.on_before_batch_transfer``).
+In ``on_error="skip"`` mode failed samples arrive as :class:`datamodules.skips.Skipped` markers; they are dropped
+here and listed in ``batch["skipped"]`` (a list of (id, cause)); a batch whose every sample failed is
+``{"ids": [], "skipped": [...]}``. :class:`datamodules.skips.SplitLoader` takes it from there (see
+:mod:`datamodules.skips`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["Skipped", "TvltCollator", "vam_negatives"]
+from datamodules.skips import Skipped
 
-
-@dataclass(frozen=True)
-class Skipped:
-    """A sample that failed to load in ``on_error="skip"`` mode."""
-
-    id: str
-    cause: str
-    message: str = ""
+__all__ = ["TvltCollator", "vam_negatives"]
 
 
 class TvltCollator:
     """Pads dataset items into the batch contract above.
 
     Each item is a dict with ``id`` (str), ``pixel_values`` float (T, 3, H, W), ``audio_values`` float
-    (1, Ta, 128) (Ta a multiple of the patch height), ``audio_patches`` (int: real audio patches, from the feature
-    extractor's mask) and optionally ``labels`` (float tensor) — or a :class:`Skipped` marker.
+    (1, Ta, 128) (Ta a multiple of the patch height), ``audio_patches`` (int: real audio patches, the feature
+    extractor's ``clip_features`` count; see :mod:`datamodules.transform`) and optionally ``labels`` (float tensor) — or a :class:`datamodules.skips.Skipped` marker.
 
     Args:
         patches_per_frame: pixel patches per frame (image processor's ``patches_per_frame``; 196 at 224x224).
@@ -84,11 +74,23 @@ class TvltCollator:
         self.vam = vam
         self.vam_negative_prob = vam_negative_prob
 
-    def __call__(self, items: list[dict[str, Any] | Skipped]) -> dict[str, Any] | None:
+    @classmethod
+    def from_processors(cls, image_processor: Any, feature_extractor: Any, vam: bool = False) -> "TvltCollator":
+        """The collator for items made with these processors (their patch geometry and padding values)."""
+        return cls(
+            patches_per_frame=image_processor.patches_per_frame,
+            pixel_padding_value=image_processor.padding_value,
+            audio_padding_value=feature_extractor.padding_value,
+            freq_len=feature_extractor.freq_len,
+            audio_patch_height=feature_extractor.patch_size[0],
+            vam=vam,
+        )
+
+    def __call__(self, items: list[dict[str, Any] | Skipped]) -> dict[str, Any]:
         skipped = [(s.id, s.cause) for s in items if isinstance(s, Skipped)]
         items = [it for it in items if not isinstance(it, Skipped)]
         if not items:
-            return None if not skipped else {"skipped": skipped, "empty": True}
+            return {"ids": [], "skipped": skipped}
         frames = [it["pixel_values"] for it in items]
         batch: dict[str, Any] = {}
         batch["pixel_values"], batch["pixel_mask"] = self.pad_frames(frames)

@@ -145,15 +145,16 @@ class TvltLitModule(pl.LightningModule):
             raise NonFiniteLossError(f"non-finite {stage} loss on another process at {where}")
 
     # ---------------------------------------------------------------- training step
-    def training_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> Any:
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Any:
         """The task's :meth:`train_step`, or nothing to learn from: a batch whose every clip failed to load
-        (``data.on_error=skip``) is ``None``, or ``{"ids": [], ...}`` under DDP.
+        (``data.on_error=skip``) is ``{"ids": []}``; the datamodules' loaders deliver it only under DDP (see
+        :mod:`datamodules.skips`), and a step without DDP skips it too.
 
-        Without DDP such a step is skipped. Under DDP the processes decide together (one all-reduce of a flag per
-        step): if none has data, all skip the step; otherwise a process without data takes a zero-weight step
-        (:meth:`zero_weight_step`), so that every process makes the same collective calls and optimizer steps. A
-        process that skipped alone left the others waiting in a collective forever (a hang)."""
-        empty = batch is None or not batch.get("ids")
+        Under DDP the processes decide together (one all-reduce of a flag per step): if none has data, all skip the
+        step; otherwise a process without data takes a zero-weight step (:meth:`zero_weight_step`), so that every
+        process makes the same collective calls and optimizer steps. A process that skipped alone left the others
+        waiting in a collective forever (a hang)."""
+        empty = not batch["ids"]
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1:
             if not trainer.strategy.reduce_boolean_decision(not empty, all=False):
@@ -278,17 +279,15 @@ class HeadTaskModule(TvltLitModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
         return loss
 
-    def _eval_step(self, batch: Mapping[str, Any] | None, stage: str, metrics: Any) -> None:
-        if batch is None:
-            return
+    def _eval_step(self, batch: Mapping[str, Any], stage: str, metrics: Any) -> None:
         loss, logits = self._shared_step(batch, stage)
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["ids"]))
         metrics.update(self.predictions(logits).detach().float(), batch["labels"].detach(), batch["ids"])
 
-    def validation_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> None:
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "val", self.val_metrics)
 
-    def test_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> None:
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "test", self.test_metrics)
 
     def on_validation_epoch_end(self) -> None:

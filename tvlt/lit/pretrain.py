@@ -84,10 +84,8 @@ class PretrainModule(TvltLitModule):
         # detached copies for the reconstruction callback; only the loss keeps its graph
         return {k: (v if k == "loss" or v is None else v.detach()) for k, v in out.items()}
 
-    def validation_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> None:
-        if batch is not None:
-            self._step(batch, "val", batch_idx)
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._step(batch, "val", batch_idx)
 
-    def test_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> None:
-        if batch is not None:
-            self._step(batch, "test", batch_idx)
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._step(batch, "test", batch_idx)

@@ -75,9 +75,7 @@ class RetrievalModule(TvltLitModule):
         return loss
 
     # ------------------------------------------------------------------ evaluation
-    def _collect(self, batch: Mapping[str, Any] | None) -> None:
-        if batch is None:
-            return
+    def _collect(self, batch: Mapping[str, Any]) -> None:
         ppf = self.model.config.num_patches_per_frame
         fpp = self.model.config.num_freq_patches
         pt = self.model.config.audio_patch_size[0]
