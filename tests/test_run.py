@@ -524,6 +524,44 @@ def test_failed_run_logs_its_reason_to_the_run_log_file(tmp_path):
     assert "Traceback" not in proc.stderr and "Model:" not in proc.stdout + proc.stderr
 
 
+MODE_STEPS = [  # (overrides, (fit, test)): the rule of conf/config.yaml
+    (["mode=train"], (True, True)), (["mode=train", "train=true", "test=true"], (True, True)),
+    (["mode=train", "test=false"], (True, False)), (["mode=test", "ckpt_path=x.ckpt"], (False, True)),
+    (["mode=test", "ckpt_path=x.ckpt", "train=false", "test=true"], (False, True)),
+    (["mode=predict"], (False, False)), (["mode=embed", "train=false", "test=false"], (False, False))]
+MODE_CONTRADICTIONS = [
+    (["mode=test", "ckpt_path=x.ckpt", "train=true"], "mode=test train=true: contradictory (mode=test does not "
+                                                      "train); to train: mode=train"),
+    (["mode=train", "train=false"], "mode=train train=false: contradictory (mode=train trains); to test a "
+                                    "checkpoint without training: mode=test ckpt_path=<ckpt>"),
+    (["mode=test", "ckpt_path=x.ckpt", "test=false"], "mode=test test=false: contradictory; mode=test only tests"),
+    (["mode=predict", "test=true"], "mode=predict test=true: contradictory; mode=predict only predicts"),
+    (["mode=embed", "train=true"], "mode=embed train=true: contradictory (mode=embed does not train)"),
+    (["mode=test"], "mode=test needs ckpt_path=<checkpoint .ckpt>"),
+    (["mode=fit"], "mode=fit: must be one of train, test, predict, embed"),
+    (["test=maybe"], "test=maybe: must be true, false or null")]
+
+
+@pytest.mark.parametrize(("overrides", "steps"), MODE_STEPS)
+def test_mode_decides_the_steps(overrides, steps, tmp_path):
+    assert job.run_steps(compose_cfg(tmp_path, ["experiment=mosei", "data.root=r", *overrides])) == steps
+
+
+@pytest.mark.parametrize(("overrides", "message"), MODE_CONTRADICTIONS)
+def test_contradictory_mode_train_test_is_refused_naming_the_keys(overrides, message, tmp_path):
+    with pytest.raises(runs.RunConfigError) as info:
+        job.run_steps(compose_cfg(tmp_path, ["experiment=mosei", "data.root=r", *overrides]))
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_contradictory_mode_stops_the_command_before_any_work(tmp_path):
+    proc = run_cli(["experiment=mosei", "mode=test", "ckpt_path=x.ckpt", "train=true"], cwd=tmp_path, timeout=300,
+                   check=False)
+    assert proc.returncode == 1
+    assert "Error: mode=test train=true: contradictory" in proc.stderr and "Traceback" not in proc.stderr
+    assert "CONFIG" not in proc.stdout  # stopped before the config tree, the data and the model
+
+
 def test_corrupt_ckpt_path_is_refused_up_front_naming_the_file(tmp_path):
     from tvlt.lit import CheckpointError
 

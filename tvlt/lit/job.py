@@ -44,8 +44,7 @@ def run(cfg: DictConfig) -> float | None:
 def _run(cfg: DictConfig) -> float | None:
     single_lightning_log()
     quiet_third_party_noise()
-    if cfg.get("mode") not in ("train", "test", "predict", "embed"):
-        raise ValueError(f"mode must be train, test, predict or embed, got {cfg.get('mode')!r}")
+    run_steps(cfg)  # a contradictory mode/train/test stops here, before any work
     cfg = apply_demo_preset(cfg)
     resolve_paths(cfg)
     check_ckpt_path(cfg)
@@ -80,6 +79,44 @@ def _run(cfg: DictConfig) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------------- set-up
+MODES = ("train", "test", "predict", "embed")
+
+
+def run_steps(cfg: DictConfig) -> tuple[bool, bool]:
+    """The one rule for ``mode``, ``train`` and ``test`` (``conf/config.yaml``): ``mode`` says what the run does;
+    ``train`` and ``test`` follow from it (null) and may be set only where they agree with it, except ``test=false``
+    with ``mode=train`` (fit without the final test).
+
+    Returns:
+        (fit, test): ``mode=train`` (True, ``test`` or True), ``mode=test`` (False, True), ``predict`` / ``embed``
+        (False, False).
+
+    Raises:
+        RunConfigError: an unknown ``mode``, ``mode=test`` without ``ckpt_path``, or a ``train`` / ``test`` value
+            that contradicts the mode (e.g. ``mode=test train=true``), naming the keys and the command to use.
+    """
+    mode, train, test = cfg.get("mode"), cfg.get("train"), cfg.get("test")
+    if mode not in MODES:
+        raise RunConfigError(f"mode={mode}: must be one of {', '.join(MODES)}")
+    for key, value in (("train", train), ("test", test)):
+        if value is not None and not isinstance(value, bool):
+            raise RunConfigError(f"{key}={value}: must be true, false or null (null: as mode={mode} says)")
+    fit, evaluate = {"train": (True, test is not False), "test": (False, True)}.get(mode, (False, False))
+    if train is not None and train != fit:
+        hint = ("to test a checkpoint without training: mode=test ckpt_path=<ckpt>" if mode == "train"
+                else "to train: mode=train")
+        raise RunConfigError(f"mode={mode} train={str(train).lower()}: contradictory (mode={mode} "
+                             f"{'trains' if fit else 'does not train'}); {hint}")
+    if test is not None and test != evaluate:
+        hint = {"test": "mode=test only tests; to train: mode=train",
+                "predict": "mode=predict only predicts; to test a checkpoint: mode=test ckpt_path=<ckpt>",
+                "embed": "mode=embed only embeds; to test a checkpoint: mode=test ckpt_path=<ckpt>"}[mode]
+        raise RunConfigError(f"mode={mode} test={str(test).lower()}: contradictory; {hint}")
+    if mode == "test" and not cfg.get("ckpt_path"):
+        raise RunConfigError("mode=test needs ckpt_path=<checkpoint .ckpt> (the weights to test)")
+    return fit, evaluate
+
+
 def apply_demo_preset(cfg: DictConfig) -> DictConfig:
     """With no data given (``data.root``, ``data.manifest``, ``data.shards`` null: the embedded demo dataset), an
     experiment that names a ``demo_preset`` is re-composed as that preset, keeping every command-line override. The
@@ -112,15 +149,15 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
 
 # ---------------------------------------------------------------------------------------------------- train/test
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit (unless ``train=false``), test the best checkpoint, export it with save_pretrained. Returns the
-    trainer's metrics. Loggers are closed even when the run fails."""
+    """``mode=train``: fit, test the best checkpoint (unless ``test=false``), export it with save_pretrained;
+    ``mode=test``: test ``ckpt_path`` (see :func:`run_steps`). Returns the trainer's metrics. Loggers are closed
+    even when the run fails."""
     import lightning.pytorch as pl
 
     from tvlt.lit.callbacks import SlurmRequeue, Summaries
     from tvlt.lit.runs import check_data, ddp_in_sweep_job
 
-    mode = cfg.get("mode", "train")
-    fit = mode == "train" and cfg.get("train", True)
+    fit, test = run_steps(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     # plain containers (not omegaconf objects) so the hyperparameters in checkpoints load with weights_only=True
@@ -141,7 +178,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     try:
         with ddp_in_sweep_job():  # in a -m sweep job, DDP children run this job, not the sweep
-            metrics = _fit_test_export(cfg, trainer, model, datamodule, fit, mode)
+            metrics = _fit_test_export(cfg, trainer, model, datamodule, fit, test)
         failed = False
     except Exception as err:
         if getattr(trainer, "received_sigterm", False):
@@ -157,7 +194,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def _fit_test_export(cfg: DictConfig, trainer, model, datamodule, fit: bool, mode: str) -> dict[str, float]:
+def _fit_test_export(cfg: DictConfig, trainer, model, datamodule, fit: bool, test: bool) -> dict[str, float]:
     """Log the config, fit (when ``fit``), test the best checkpoint (or ``ckpt_path``), export; the metrics."""
     metrics: dict[str, float] = {}
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -167,17 +204,15 @@ def _fit_test_export(cfg: DictConfig, trainer, model, datamodule, fit: bool, mod
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         metrics.update(_floats(trainer.callback_metrics))
     best = _best_checkpoint(trainer) if fit else cfg.get("ckpt_path")
-    if mode == "test" and not best:
-        raise ValueError("mode=test needs ckpt_path=<checkpoint>")
-    if cfg.get("test", True):
-        if mode == "train" and not best:
+    if test:
+        if fit and not best:
             log.warning("No best checkpoint (fast_dev_run, or no validation): testing the current weights")
         elif fit and not _is_best(trainer, best):
             log.warning("No best checkpoint (no validation): testing the last weights (%s)", Path(best).name)
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update(_floats(trainer.callback_metrics))
     if cfg.get("export_pretrained") and best and fit:
-        _export(model, best, cfg, trainer, tested=bool(cfg.get("test", True)))
+        _export(model, best, cfg, trainer, tested=test)
     return metrics
 
 

@@ -298,7 +298,7 @@ def check_ckpt_path(cfg: DictConfig) -> None:
         from tvlt.lit.base import read_checkpoint
 
         checkpoint = read_checkpoint(path, mmap=True)
-        if cfg.get("mode") == "train" and cfg.get("train", True):
+        if cfg.get("mode") == "train":
             check_resume(checkpoint, path, cfg.trainer)
 
 
