@@ -212,7 +212,7 @@ def _fit_test_export(cfg: DictConfig, trainer, model, datamodule, fit: bool, tes
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update(_floats(trainer.callback_metrics))
     if cfg.get("export_pretrained") and best and fit:
-        _export(model, best, cfg, trainer, tested=test)
+        _export(model, datamodule, best, cfg, trainer, tested=test)
     return metrics
 
 
@@ -233,16 +233,19 @@ def _is_best(trainer, path: str) -> bool:
     return bool(cb is not None and cb.best_model_path and path == cb.best_model_path)
 
 
-def _export(model, best: str, cfg: DictConfig, trainer, tested: bool) -> None:
-    """Best weights (or the last ones when no best checkpoint was chosen) as
-    ``<output_dir>/pretrained/{config.json, model.safetensors}`` (rank zero)."""
+def _export(model, datamodule, best: str, cfg: DictConfig, trainer, tested: bool) -> None:
+    """Best weights (or the last ones when no best checkpoint was chosen) and the datamodule's preprocessing as
+    ``<output_dir>/pretrained/{config.json, model.safetensors, preprocessor_config.json}`` (rank zero), so that
+    ``from_pretrained`` of the model and of :class:`~tvlt.processing.TvltProcessor` reproduce the run."""
     if not trainer.is_global_zero:
         return
     from tvlt.lit.base import read_checkpoint
+    from tvlt.processing import TvltProcessor
 
     if not tested:  # trainer.test has already loaded the best weights into the module otherwise
         model.load_state_dict(read_checkpoint(best)["state_dict"])
     out = model.export_pretrained(Path(cfg.paths.output_dir) / "pretrained")
+    TvltProcessor(datamodule.image_processor, datamodule.feature_extractor).save_pretrained(out)
     if _is_best(trainer, best):
         log.info("Exported the best weights (%s) with save_pretrained to %s", Path(best).name, out)
     else:
