@@ -26,6 +26,7 @@ from lightning.pytorch import Callback
 from omegaconf import open_dict
 
 from tvlt.lit import job, predict, runs
+from tvlt.processing import TvltProcessor
 
 REPO = Path(__file__).resolve().parents[1]
 MEDIA = REPO / "tests" / "data"  # real clips shipped with the tests
@@ -225,7 +226,7 @@ def test_resume_continues_at_the_saved_step_with_the_same_optimizer_state(tmp_pa
     assert resumed["lr_schedulers"][0]["last_epoch"] == 4
 
     # predict with that checkpoint on a real CMU-MOSEI segment (the mp4 has no audio stream: sidecar wav)
-    assert saved["tvlt_data"] == {"num_frames": 1, "processor_mode": "hf"}  # predict prepares clips alike
+    assert saved["tvlt_processor"] == TvltProcessor.create(mode="hf", num_frames=1).to_dict()  # predict: alike
     cfg = compose_cfg(tmp_path / "p", ["mode=predict", "experiment=mosei", f"ckpt_path={last}",
                                        f"input={MEDIA / 'K0m1tO3Ybyc_2.mp4'}",
                                        f"input_audio={MEDIA / 'K0m1tO3Ybyc_2.wav'}"])
@@ -242,6 +243,69 @@ def test_resume_continues_at_the_saved_step_with_the_same_optimizer_state(tmp_pa
                                                     *demo_overrides(demo_dir), "logger=none", f"ckpt_path={last}"]))
     assert tested["test/num_samples"] == 8.0 and not any(k.startswith("train/") for k in tested)
     assert len(lines) == 1 and re.search(r"K0m1tO3Ybyc_2\.mp4: sentiment [+-]\d+\.\d{3} \(", lines[0]), lines
+
+
+def test_export_holds_the_training_preprocessing_and_predicts_as_the_checkpoint(tmp_path, demo_dir, monkeypatch):
+    """Issue 10.5: <run>/pretrained/ has preprocessor_config.json beside the weights, equal to the datamodule's
+    processors (non-default: original mode, 2 frames), and the one-clip predict of the checkpoint gives the same
+    inputs and the same score as the export used alone (TvltProcessor + TvltForAudioVisualClassification)."""
+    from hydra.utils import instantiate
+
+    from datamodules.decoding import ClipReader
+    from tvlt.lit import SentimentModule, load_lit_checkpoint
+    from tvlt.modeling import TvltForAudioVisualClassification
+
+    fast = [o for o in FAST if not o.startswith("data.num_frames=")]
+    cfg = compose_cfg(tmp_path, ["experiment=mosei", *fast, "data.num_frames=2", "data.processor_mode=original",
+                                 *demo_overrides(demo_dir), "logger=none", "trainer.max_epochs=1",
+                                 "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "test=false"])
+    job.train(cfg)
+    export = tmp_path / "out" / "pretrained"
+    assert sorted(p.name for p in export.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
+    datamodule = instantiate(cfg.data, _convert_="all")
+    loaded = TvltProcessor.from_pretrained(export)
+    assert loaded.to_dict() == TvltProcessor(datamodule.image_processor, datamodule.feature_extractor).to_dict()
+    assert loaded.to_dict() == TvltProcessor.create(mode="original", num_frames=2).to_dict()
+
+    # the checkpoint's predict (its batch and score recorded at full precision)
+    seen = {}
+    step = SentimentModule.predict_step
+
+    def record(self, batch, batch_idx=0):
+        seen["batch"], seen["out"] = dict(batch), step(self, batch, batch_idx)
+        return seen["out"]
+
+    monkeypatch.setattr(SentimentModule, "predict_step", record)
+    clip_args = [f"input={MEDIA / 'K0m1tO3Ybyc_2.mp4'}", f"input_audio={MEDIA / 'K0m1tO3Ybyc_2.wav'}"]
+    best = next((tmp_path / "out" / "checkpoints").glob("epoch*.ckpt"))
+    lines = predict.predict(compose_cfg(tmp_path / "p", ["mode=predict", "experiment=mosei", f"ckpt_path={best}",
+                                                         *clip_args]))
+    # the export alone
+    clip = ClipReader(num_frames=2).read(MEDIA / "K0m1tO3Ybyc_2.mp4", audio=MEDIA / "K0m1tO3Ybyc_2.wav")
+    inputs = loaded(images=clip.frames, audio=clip.waveform, sampling_rate=clip.sampling_rate, return_tensors="pt")
+    for key in ("pixel_values", "pixel_mask", "audio_values", "audio_mask"):
+        assert torch.equal(seen["batch"][key], inputs[key]), key
+    hf_mode = TvltProcessor.create(mode="hf", num_frames=2)(audio=clip.waveform, sampling_rate=clip.sampling_rate,
+                                                             return_tensors="pt")
+    assert hf_mode["audio_values"].shape != inputs["audio_values"].shape or \
+        not torch.allclose(hf_mode["audio_values"], inputs["audio_values"])  # the mode matters for this clip
+    model = TvltForAudioVisualClassification.from_pretrained(export).eval()
+    with torch.no_grad():
+        score = model(**inputs).logits.reshape(-1)
+    torch.testing.assert_close(seen["out"]["preds"], score, atol=1e-6, rtol=0)
+    assert lines == [f"{MEDIA / 'K0m1tO3Ybyc_2.mp4'}: sentiment {float(score):+.3f} "
+                     f"({'positive' if score > 0 else 'negative'}; scale -3 .. +3)"]
+
+    # command-line settings win over the checkpoint's
+    module = load_lit_checkpoint(best)
+    over = compose_cfg(tmp_path / "p", ["mode=predict", "experiment=mosei", f"ckpt_path={best}", *clip_args,
+                                        "data.num_frames=3"])
+    assert predict.checkpoint_processor(module, over).to_dict() == \
+        TvltProcessor.create(mode="original", num_frames=3).to_dict()
+    over = compose_cfg(tmp_path / "p", ["mode=predict", "experiment=mosei", f"ckpt_path={best}", *clip_args,
+                                        "data.processor_mode=hf"])
+    assert predict.checkpoint_processor(module, over).to_dict() == TvltProcessor.create(mode="hf",
+                                                                                         num_frames=2).to_dict()
 
 
 class LrProbe(Callback):

@@ -10,17 +10,44 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from tvlt.processing import TvltProcessor
+
 log = logging.getLogger("run")
+
+
+def checkpoint_processor(module, cfg: DictConfig) -> TvltProcessor:
+    """The preprocessing of the run that wrote the checkpoint: the processor config it saved (``tvlt_processor``,
+    the ``preprocessor_config.json`` exported beside the weights), unless ``data.num_frames=`` /
+    ``data.processor_mode=`` are given on the command line (a mode given builds that mode's defaults). Checkpoints
+    written before the processor config was saved carry ``num_frames`` and ``processor_mode`` only; without either,
+    the composed ``data`` settings apply.
+
+    Args:
+        module: a module from :func:`tvlt.lit.base.load_lit_checkpoint`.
+        cfg: the composed config (``data.num_frames``, ``data.processor_mode``).
+    """
+    given = {o.split("=")[0] for o in HydraConfig.get().overrides.task}
+    data = cfg.get("data") or {}
+    settings = getattr(module, "processor_settings", None)
+    source = f"{getattr(module, 'loaded_checkpoint', 'checkpoint')} (tvlt_processor)"
+    saved = TvltProcessor.from_dict(settings, source=source) if settings else None
+    legacy = getattr(module, "data_settings", None) or {}
+    num_frames = int(data.num_frames if "data.num_frames" in given
+                     else saved.image_processor.num_frames if saved else legacy.get("num_frames", data.num_frames))
+    if "data.processor_mode" in given or saved is None:
+        mode = data.processor_mode if "data.processor_mode" in given else legacy.get("processor_mode",
+                                                                                      data.processor_mode)
+        return TvltProcessor.create(mode=mode, num_frames=num_frames)
+    return TvltProcessor.from_dict(settings, source=source, num_frames=num_frames)
 
 
 def predict(cfg: DictConfig) -> list[str]:
     """Print the prediction of the checkpoint ``ckpt_path`` for the clip ``input`` (video with its audio track,
-    or ``input_audio=<wav>`` for a sidecar file). Returns the printed lines."""
+    or ``input_audio=<wav>`` for a sidecar file), prepared by :func:`checkpoint_processor`. Returns the printed
+    lines."""
     import torch
 
     from datamodules.decoding import ClipDecodeError, ClipReader
-    from tvlt.feature_extraction import TvltFeatureExtractor
-    from tvlt.image_processing import TvltImageProcessor
     from tvlt.lit.base import load_lit_checkpoint
 
     if not cfg.get("ckpt_path") or not cfg.get("input"):
@@ -28,16 +55,11 @@ def predict(cfg: DictConfig) -> list[str]:
     module = load_lit_checkpoint(cfg.ckpt_path)
     if not hasattr(module, "describe"):
         raise ValueError(f"mode=predict supports the sentiment/emotion/classify modules, not {type(module).__name__}")
-    # frames and preprocessing as in training (saved in the checkpoint) unless given on the command line
-    data = cfg.get("data") or {}
-    given = {o.split("=")[0] for o in HydraConfig.get().overrides.task}
-    saved = getattr(module, "data_settings", {})
-    num_frames = int(data.get("num_frames", 8) if "data.num_frames" in given else saved.get("num_frames", 8))
-    mode = str(data.get("processor_mode", "hf") if "data.processor_mode" in given
-               else saved.get("processor_mode", "hf"))
+    processor = checkpoint_processor(module, cfg)
     audio = cfg.get("input_audio") or "container"
     try:
-        clip = ClipReader(num_frames=num_frames).read(cfg.input, audio=audio, mode="uniform")
+        clip = ClipReader(num_frames=processor.image_processor.num_frames).read(cfg.input, audio=audio,
+                                                                               mode="uniform")
     except ClipDecodeError as err:
         if audio != "container" or err.cause != "no_audio_stream":
             raise
@@ -45,11 +67,8 @@ def predict(cfg: DictConfig) -> list[str]:
         raise ClipDecodeError(err.path, err.cause, f"{err.detail}; {hint}" if err.detail else hint) from None
     if clip.waveform is None:
         raise ValueError(f"{cfg.input}: no audio; pass input_audio=<wav> for a sidecar audio file")
-    pixels = TvltImageProcessor(mode=mode, num_frames=num_frames)(clip.frames, return_tensors="pt",
-                                                                   num_frames=num_frames)
-    audio_in = TvltFeatureExtractor(mode=mode)(clip.waveform, sampling_rate=clip.sampling_rate, return_tensors="pt")
-    batch = {"pixel_values": pixels["pixel_values"], "pixel_mask": pixels["pixel_mask"],
-             "audio_values": audio_in["audio_values"], "audio_mask": audio_in["audio_mask"], "ids": [str(cfg.input)]}
+    batch = dict(processor(images=clip.frames, audio=clip.waveform, sampling_rate=clip.sampling_rate,
+                           return_tensors="pt"), ids=[str(cfg.input)])
     with torch.inference_mode():
         out = module.predict_step(batch)
     lines = [f"{cfg.input}: {text}" for text in module.describe(out["preds"])]
@@ -69,7 +88,6 @@ def predict_dataset(cfg: DictConfig) -> Path | None:
 
     from tvlt.lit import inference
     from tvlt.lit.base import load_lit_checkpoint
-    from tvlt.processing import TvltProcessor
 
     mode = cfg.mode
     if not cfg.get("ckpt_path"):
@@ -78,11 +96,9 @@ def predict_dataset(cfg: DictConfig) -> Path | None:
     if mode == "predict" and not hasattr(module, "prediction_columns"):
         raise ValueError(f"mode=predict over a dataset supports sentiment, emotion and classify checkpoints, not "
                          f"{type(module).__name__} (mode=embed works for every checkpoint)")
-    given = {o.split("=")[0] for o in HydraConfig.get().overrides.task}
+    processor = checkpoint_processor(module, cfg)
     with open_dict(cfg):  # frames and preprocessing as in training (saved in the checkpoint) unless given
-        for key, value in getattr(module, "data_settings", {}).items():
-            if f"data.{key}" not in given and key in cfg.data:
-                cfg.data[key] = value
+        cfg.data.num_frames, cfg.data.processor_mode = processor.image_processor.num_frames, processor.mode
     split = str(cfg.predict.split)
     if split not in ("train", "valid", "test", "all"):
         raise ValueError(f"predict.split must be train, valid, test or all, got {split!r}")
