@@ -16,8 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tvlt.lit.runs import (RunConfigError, check_ckpt_path, configure_wandb, is_rank_zero, log_failure,
-                           print_config, quiet_third_party_noise, resolve_paths, single_lightning_log)
+from tvlt.lit.predict import predict, predict_dataset
+from tvlt.lit.runs import (RunConfigError, check_ckpt_path, configure_wandb, discard_run_dir, is_rank_zero,
+                           log_failure, print_config, quiet_third_party_noise, resolve_paths, single_lightning_log)
 
 log = logging.getLogger("run")
 
@@ -49,14 +50,9 @@ def _run(cfg: DictConfig) -> float | None:
     resolve_paths(cfg)
     check_ckpt_path(cfg)
     if cfg.get("mode") == "embed" or (cfg.get("mode") == "predict" and not cfg.get("input")):
-        from tvlt.lit.predict import predict_dataset
-
         predict_dataset(cfg)
         return None
     if cfg.get("mode") == "predict":
-        from tvlt.lit.predict import predict
-        from tvlt.lit.runs import discard_run_dir
-
         predict(cfg)
         discard_run_dir(cfg.paths.output_dir, cfg.paths.root_dir)  # a prediction writes nothing: no run folder
         return None
