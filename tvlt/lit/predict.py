@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -12,10 +13,13 @@ from omegaconf import DictConfig, open_dict
 
 from tvlt.processing import TvltProcessor
 
+if TYPE_CHECKING:
+    from tvlt.lit.base import TvltLitModule
+
 log = logging.getLogger("run")
 
 
-def checkpoint_processor(module, cfg: DictConfig) -> TvltProcessor:
+def checkpoint_processor(module: TvltLitModule, cfg: DictConfig) -> TvltProcessor:
     """The preprocessing of the run that wrote the checkpoint: the processor config it saved (``tvlt_processor``,
     the ``preprocessor_config.json`` exported beside the weights), unless ``data.num_frames=`` /
     ``data.processor_mode=`` are given on the command line (a mode given builds that mode's defaults). Checkpoints
