@@ -8,7 +8,8 @@ import csv
 import pytest
 import torch
 
-from test_run import FAST, REPO, compose_cfg, demo_dir, demo_overrides, run, run_cli  # noqa: F401 (fixture)
+from test_run import FAST, REPO, compose_cfg, demo_dir, demo_overrides, run_cli  # noqa: F401 (fixture)
+from tvlt.lit import job
 from tvlt.lit.inference import load_embeddings
 
 
@@ -18,7 +19,7 @@ def checkpoint(tmp_path_factory, demo_dir):  # noqa: F811
     cfg = compose_cfg(tmp, ["experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=none",
                             "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
                             "test=false"])
-    run.train(cfg)
+    job.train(cfg)
     return tmp / "out" / "checkpoints" / "last.ckpt"
 
 

@@ -109,10 +109,14 @@ class TvltLitModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # which module class to rebuild in predict mode (looked up in tvlt.lit only, never imported by name)
         checkpoint["tvlt_module"] = type(self).__name__
-        # how clips were turned into tensors, so predict mode prepares a clip the same way
+        # how clips were turned into tensors (TvltProcessor.to_dict, the export's preprocessor_config.json), so
+        # predict mode prepares a clip the same way
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        checkpoint["tvlt_data"] = {k: getattr(datamodule, k) for k in ("num_frames", "processor_mode")
-                                   if isinstance(getattr(datamodule, k, None), (int, str))}
+        if hasattr(datamodule, "image_processor") and hasattr(datamodule, "feature_extractor"):
+            from tvlt.processing import TvltProcessor
+
+            processor = TvltProcessor(datamodule.image_processor, datamodule.feature_extractor)
+            checkpoint["tvlt_processor"] = processor.to_dict()
         # what the learning-rate schedule was sized with, so a resumed run can say what changed
         if self._trainer is not None:
             checkpoint["tvlt_schedule"] = {"total_steps": self._schedule_total,
@@ -357,5 +361,6 @@ def load_lit_checkpoint(path: str | Path, map_location: str = "cpu") -> TvltLitM
     module = cls(**hparams)
     module.load_state_dict(ckpt["state_dict"])
     module.loaded_checkpoint = str(path)
-    module.data_settings = dict(ckpt.get("tvlt_data") or {})
+    module.processor_settings = dict(ckpt.get("tvlt_processor") or {})
+    module.data_settings = dict(ckpt.get("tvlt_data") or {})  # checkpoints written before tvlt_processor
     return module.eval()
