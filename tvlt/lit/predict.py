@@ -51,7 +51,9 @@ def predict(cfg: DictConfig) -> list[str]:
     lines."""
     import torch
 
+    from datamodules.collate import TvltCollator
     from datamodules.decoding import ClipDecodeError, ClipReader
+    from datamodules.transform import ClipTransform
     from tvlt.lit.base import load_lit_checkpoint
 
     if not cfg.get("ckpt_path") or not cfg.get("input"):
@@ -71,8 +73,10 @@ def predict(cfg: DictConfig) -> list[str]:
         raise ClipDecodeError(err.path, err.cause, f"{err.detail}; {hint}" if err.detail else hint) from None
     if clip.waveform is None:
         raise ValueError(f"{cfg.input}: no audio; pass input_audio=<wav> for a sidecar audio file")
-    batch = dict(processor(images=clip.frames, audio=clip.waveform, sampling_rate=clip.sampling_rate,
-                           return_tensors="pt"), ids=[str(cfg.input)])
+    # the clip -> item -> batch path of training and evaluation (one transform, masks built once by the collator)
+    image_processor, feature_extractor = processor.image_processor, processor.feature_extractor
+    item = ClipTransform(image_processor, feature_extractor)(clip, str(cfg.input))
+    batch = TvltCollator.from_processors(image_processor, feature_extractor)([item])
     with torch.inference_mode():
         out = module.predict_step(batch)
     lines = [f"{cfg.input}: {text}" for text in module.describe(out["preds"])]
@@ -112,11 +116,8 @@ def predict_dataset(cfg: DictConfig) -> Path | None:
     loaders = {s: loader for s, loader in loaders.items() if len(loader)}
     if not loaders:
         raise ValueError(f"predict.split={split}: the data has no such clips")
-    step = module.predict_step
     if mode == "embed":
-        def step(batch, batch_idx=0, dataloader_idx=0):  # noqa: ANN001
-            return inference.embed_batch(module.model, batch)
-    module.predict_step = lambda batch, *args: None if not batch else step(batch, *args)
+        module.predict_step = lambda batch, *args: inference.embed_batch(module.model, batch)
     collector = inference.Collector(mode)
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[collector], enable_checkpointing=False,
                           enable_model_summary=False)
