@@ -305,3 +305,30 @@ def test_every_task_trains_through_the_base_step_that_keeps_ddp_processes_in_ste
     for task in tasks:
         assert task.training_step is TvltLitModule.training_step, task.__name__
         assert task.train_step is not TvltLitModule.train_step, task.__name__
+
+
+@pytest.mark.parametrize("task,loss_type", [("sentiment", "regression"), ("emotion", "multi_label_classification"),
+                                            ("classify", "classification"), ("classify-multi",
+                                                                             "multi_label_classification")])
+def test_task_modules_train_through_the_models_loss(task, loss_type):
+    """One owner of the fine-tuning losses: the training step's loss is the model's own (``labels`` given to the
+    forward), for the ``loss_type`` each task sets."""
+    from tvlt.lit import ClassificationModule
+
+    batch = make_batch()
+    if task == "sentiment":
+        m = SentimentModule(config=TINY)
+    elif task == "emotion":
+        m = EmotionModule(config=TINY)
+        batch["labels"] = torch.tensor([[1, 0, 0, 0, 0, 1], [0, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0]],
+                                       dtype=torch.float)
+    elif task == "classify":
+        m = ClassificationModule(classes=["a", "b", "c"], config=TINY)
+        batch["labels"] = torch.tensor([2, 0, 1])
+    else:
+        m = ClassificationModule(classes=["a", "b"], multilabel=True, config=TINY)
+        batch["labels"] = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    assert m.model.config.loss_type == loss_type
+    loss = m.training_step(batch, 0)
+    inputs = {k: batch[k] for k in ("pixel_values", "audio_values", "pixel_mask", "audio_mask")}
+    assert torch.equal(loss, m.model(**inputs, labels=batch["labels"]).loss)

@@ -480,9 +480,8 @@ class TvltForAudioVisualClassification(TvltPreTrainedModel):
     (original release): pooler dense+tanh, Linear, LayerNorm(eps 1e-5, torch default as in the release), GELU,
     Linear as ``classifier.{0.dense,1,2,4}``.
 
-    Loss: ``loss_type="regression"``: MSE (labels reshaped to the logits' shape when sizes agree);
-    ``"classification"``: cross-entropy on integer labels (B,), or BCE-with-logits when float labels have the
-    logits' shape (multi-label, e.g. the 6 MOSEI emotions).
+    Loss: :meth:`compute_loss`, the one definition of the head's loss (``forward`` with ``labels`` and the
+    fine-tuning LightningModules both use it), chosen by ``config.loss_type``.
     """
 
     def __init__(self, config: TvltConfig) -> None:
@@ -539,16 +538,33 @@ class TvltForAudioVisualClassification(TvltPreTrainedModel):
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor, class_weight: torch.Tensor | None = None,
                      pos_weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
-        """The loss of ``config.loss_type`` (see the class docstring). Optional, for classification:
-        ``class_weight`` (num_labels,) rescales each class's cross-entropy term, ``label_smoothing`` in [0, 1)
-        mixes the one-hot target with the uniform one (cross-entropy); ``pos_weight`` (num_labels,) multiplies the
-        positive term of each label's BCE (multi-label)."""
+        """The loss of ``config.loss_type`` on logits (B, num_labels); a scalar, the mean over the batch.
+
+        - ``"regression"``: MSE against float labels, reshaped to the logits' shape when the sizes agree ((B,)
+          against (B, 1): the port's ``MSELoss`` would broadcast them to (B, B)).
+        - ``"classification"``: cross-entropy, as the port: integer labels (B,) are class indices; float labels of
+          the logits' shape are class probabilities (soft targets). ``class_weight`` (num_labels,) rescales each
+          class's term, ``label_smoothing`` in [0, 1) mixes the target with the uniform one.
+        - ``"multi_label_classification"``: BCE-with-logits per label against float 0/1 labels (B, num_labels)
+          (e.g. the six MOSEI emotions); ``pos_weight`` (num_labels,) multiplies each label's positive term.
+
+        Raises:
+            ValueError: multi-label labels whose shape is not the logits'.
+        """
         labels = labels.to(logits.device)
-        if self.config.loss_type == "regression":
+        loss_type = self.config.loss_type
+        if loss_type == "regression":
             target = labels.to(logits.dtype)
             if target.shape != logits.shape and target.numel() == logits.numel():
                 target = target.reshape(logits.shape)
             return F.mse_loss(logits, target)
-        if labels.is_floating_point() and labels.shape == logits.shape:
+        if loss_type == "multi_label_classification":
+            if labels.shape != logits.shape:
+                raise ValueError(f"multi_label_classification: labels must have the logits' shape "
+                                 f"{tuple(logits.shape)} (0/1 per label), got {tuple(labels.shape)}")
             return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=pos_weight)
-        return F.cross_entropy(logits, labels.long(), weight=class_weight, label_smoothing=label_smoothing)
+        if labels.is_floating_point() and labels.shape == logits.shape:
+            target = labels.to(logits.dtype)
+        else:
+            target = labels.long()
+        return F.cross_entropy(logits, target, weight=class_weight, label_smoothing=label_smoothing)

@@ -248,7 +248,8 @@ class TvltLitModule(pl.LightningModule):
 
 class HeadTaskModule(TvltLitModule):
     """The steps shared by the tasks whose head reads the pooled token (sentiment, emotion, classify): a forward to
-    logits, the loss of ``loss(logits, labels)``, and ``val|test`` metrics objects (``self.val_metrics``,
+    logits, the model's own loss (:meth:`TvltForAudioVisualClassification.compute_loss` of the ``loss_type`` the
+    task sets in :meth:`task_config_fields`), and ``val|test`` metrics objects (``self.val_metrics``,
     ``self.test_metrics``, created by the subclass) updated with ``predictions(logits)`` and computed, logged and
     reset at the end of each evaluation epoch. Batch: the model inputs, ``labels``, ``ids``."""
 
@@ -256,9 +257,13 @@ class HeadTaskModule(TvltLitModule):
     val_metrics: Any
     test_metrics: Any
 
+    def loss_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``compute_loss`` beyond logits and labels (class weights, smoothing); override."""
+        return {}
+
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """The task's loss; override."""
-        raise NotImplementedError
+        """The model's loss of ``config.loss_type``, computed in float32 (so a bf16 model's loss is not rounded)."""
+        return self.model.compute_loss(logits.float(), labels, **self.loss_options())
 
     def predictions(self, logits: Tensor) -> Tensor:
         """What the metrics score (default: the logits)."""
