@@ -24,7 +24,7 @@ _EXPORTS: dict[str, str] = {
     "CAUSES": "datamodules.decoding",
     "TvltCollator": "datamodules.collate",
     "Skipped": "datamodules.collate",
-    "vam_negatives": "datamodules.collate",
+    "vam_negatives": "tvlt.matching",
     "Manifest": "datamodules.manifests",
     "ManifestError": "datamodules.manifests",
     "PackedStrings": "datamodules.manifests",

@@ -107,6 +107,7 @@ class ClipDataModule(pl.LightningDataModule):
 
     label_range: tuple[float, float] | None = None
     vam: bool = False
+    vam_negative_prob: float = 0.5  # with ``vam``: the collator's share of swapped videos (tvlt.matching)
     # what ``root`` is, for messages that tell the user what to pass (``data.root=<...>``)
     root_description: str = "data folder"
     # data sources, set by subclasses: neither root nor manifest means the embedded demo dataset in demo_dir
@@ -315,6 +316,7 @@ class ClipDataModule(pl.LightningDataModule):
             freq_len=self.feature_extractor.freq_len,
             audio_patch_height=self.feature_extractor.patch_size[0],
             vam=self.vam,
+            vam_negative_prob=self.vam_negative_prob,
         )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader | list:

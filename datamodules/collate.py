@@ -37,7 +37,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["Skipped", "TvltCollator", "vam_negatives"]
+from tvlt.matching import vam_negatives
+
+__all__ = ["Skipped", "TvltCollator"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ class TvltCollator:
         freq_len: audio patches per time step (feature extractor's ``freq_len``, 8).
         audio_patch_height: spectrogram frames per audio patch (feature extractor's ``patch_size[0]``, 16).
         vam: add ``pixel_values_mixed``/``pixel_mask_mixed`` and VAM ``labels`` (pretraining).
-        vam_negative_prob: probability that a sample's video is swapped for another clip's (0.5).
+        vam_negative_prob: probability that a sample's video is swapped for another clip's (0.5), see
+            :func:`tvlt.matching.vam_negatives`.
     """
 
     def __init__(
@@ -82,7 +85,9 @@ class TvltCollator:
         self.freq_len = int(freq_len)
         self.audio_patch_height = int(audio_patch_height)
         self.vam = vam
-        self.vam_negative_prob = vam_negative_prob
+        if not 0.0 <= float(vam_negative_prob) <= 1.0:
+            raise ValueError(f"vam_negative_prob must lie in [0, 1], got {vam_negative_prob}")
+        self.vam_negative_prob = float(vam_negative_prob)
 
     def __call__(self, items: list[dict[str, Any] | Skipped]) -> dict[str, Any] | None:
         skipped = [(s.id, s.cause) for s in items if isinstance(s, Skipped)]
@@ -97,7 +102,8 @@ class TvltCollator:
         )
         if self.vam:
             order, labels = vam_negatives(len(items), self.vam_negative_prob)
-            batch["pixel_values_mixed"], batch["pixel_mask_mixed"] = self.pad_frames([frames[j] for j in order])
+            mixed = [frames[j] for j in order.tolist()]
+            batch["pixel_values_mixed"], batch["pixel_mask_mixed"] = self.pad_frames(mixed)
             batch["labels"] = labels
         elif "labels" in items[0] and items[0]["labels"] is not None:
             labels = [torch.as_tensor(it["labels"]) for it in items]
@@ -136,28 +142,3 @@ class TvltCollator:
         width = t_max // self.audio_patch_height * self.freq_len
         mask = (torch.arange(width)[None, :] < torch.tensor(patches)[:, None]).long()
         return out, mask
-
-
-def vam_negatives(batch_size: int, negative_prob: float = 0.5) -> tuple[list[int], torch.Tensor]:
-    """Video-audio matching pairs within a batch: ``order[i]`` is the clip whose video sample i's audio is paired
-    with, ``labels[i]`` = 1.0 if ``order[i] == i`` else 0.0.
-
-    Each sample is chosen as a negative with probability ``negative_prob`` (torch's global RNG, which DataLoader
-    seeds per worker); the chosen ones receive the video of another clip (a cyclic shift among them, or a random
-    other clip when only one is chosen). With one sample in the batch no negative is possible and the label is 1.
-    """
-    order = list(range(batch_size))
-    if batch_size < 2:
-        return order, torch.ones(batch_size)
-    chosen = torch.nonzero(torch.rand(batch_size) < negative_prob).flatten().tolist()
-    if len(chosen) == 1:
-        i = chosen[0]
-        j = int(torch.randint(batch_size - 1, ()).item())
-        order[i] = j + (j >= i)
-    elif len(chosen) > 1:
-        perm = torch.randperm(len(chosen)).tolist()
-        shuffled = [chosen[k] for k in perm]
-        for a, b in zip(shuffled, shuffled[1:] + shuffled[:1]):
-            order[a] = b
-    labels = torch.tensor([1.0 if order[i] == i else 0.0 for i in range(batch_size)])
-    return order, labels

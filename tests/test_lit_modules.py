@@ -93,6 +93,35 @@ def test_retrieval_builds_no_decoder_and_uses_every_parameter():
     assert unused_parameters(m, m.training_step(make_batch(), 0)) == []
 
 
+def test_retrieval_trains_on_in_batch_negatives():
+    """Each pair the VAM head is trained on is the audio with the video ``vam_negatives`` names: about half are
+    another clip's (label 0), the rest the clip's own (label 1); the loss is the BCE of the head on those labels.
+    A training step that labels every pair positive fails here."""
+    m = RetrievalModule(config=TINY)
+    seen = []
+    forward = m.model.forward
+
+    def spy(**kwargs):
+        out = forward(**kwargs)
+        seen.append((kwargs, out))
+        return out
+
+    m.model.forward = spy
+    batch = make_batch(4, seed=3)
+    batch["pixel_mask"][2, 100:] = 0  # clip 2's padding travels with its video
+    torch.manual_seed(0)
+    losses = [m.training_step(batch, 0) for _ in range(10)]
+    labels = torch.cat([kwargs["labels"] for kwargs, _ in seen])
+    assert 0.3 < float((labels == 0).float().mean()) < 0.7
+    for loss, (kwargs, out) in zip(losses, seen):
+        for i in range(4):
+            j = next(j for j in range(4) if torch.equal(kwargs["pixel_values_mixed"][i], batch["pixel_values"][j]))
+            assert kwargs["labels"][i] == float(j == i)
+            assert torch.equal(kwargs["pixel_mask_mixed"][i], batch["pixel_mask"][j])
+        want = F.binary_cross_entropy_with_logits(out.matching_logits.view(-1), kwargs["labels"])
+        assert torch.equal(loss, want)
+
+
 def test_retrieval_scores_every_video_against_every_audio():
     torch.manual_seed(0)
     m = RetrievalModule(config=TINY, score_batch_size=2).eval()

@@ -376,3 +376,15 @@ def test_padding_values_do_not_reach_any_output_of_a_real_sample(tiny_config, im
     assert torch.allclose(zero.audio_logits[real_audio], huge.audio_logits[real_audio], rtol=0, atol=1e-5)
     # sample 1's padded positions are no reconstruction target; its real masked positions are
     assert zero.pixel_label_masks[1, 2 * ppf:].sum() == 0 and zero.pixel_label_masks[1, :2 * ppf].sum() > 0
+
+
+def test_pretraining_loss_is_the_weighted_sum_of_the_terms_that_ran():
+    from tvlt.modeling import pretraining_loss
+
+    terms = {"vam": torch.tensor(0.5), "mae_pixel": torch.tensor(2.0), "mae_audio": None}
+    assert float(pretraining_loss(terms)) == 2.5
+    assert float(pretraining_loss(terms, {"vam": 2.0, "mae_pixel": 0.25, "mae_audio": 9.0})) == 1.5
+    assert pretraining_loss({"vam": None}) is None
+    assert pretraining_loss({"vam": torch.tensor(1.0, dtype=torch.bfloat16)}).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"unknown term\(s\) \['mae'\]"):
+        pretraining_loss({"mae": torch.tensor(1.0)})

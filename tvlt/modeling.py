@@ -342,10 +342,32 @@ class TvltModel(TvltPreTrainedModel):
 
 
 # ---------------------------------------------------------------------------------------- TvltForPreTraining
+#: the pretraining loss terms, by the names of ``pretraining_loss``'s weights
+PRETRAINING_TERMS = ("vam", "mae_pixel", "mae_audio")
+
+
+def pretraining_loss(terms: dict[str, torch.Tensor | None],
+                     weights: dict[str, float] | None = None) -> torch.Tensor | None:
+    """The pretraining loss ``sum_k weights[k] * terms[k]`` over the terms that ran (not None), in float32; None when
+    none ran. ``terms`` and ``weights`` are keyed by :data:`PRETRAINING_TERMS`; a missing weight is 1 (paper
+    Sec. 3.3 and both references weigh VAM, pixel MAE and audio MAE equally). The model's ``loss`` and the
+    pretraining LightningModule's (with its configured weights) are both this sum.
+
+    Raises:
+        ValueError: a key that is not one of :data:`PRETRAINING_TERMS`.
+    """
+    unknown = sorted((set(terms) | set(weights or {})) - set(PRETRAINING_TERMS))
+    if unknown:
+        raise ValueError(f"pretraining loss: unknown term(s) {unknown}; known: {list(PRETRAINING_TERMS)}")
+    weights = weights or {}
+    ran = [float(weights.get(k, 1.0)) * v.float() for k, v in terms.items() if v is not None]
+    return torch.stack(ran).sum() if ran else None
+
+
 class TvltForPreTraining(TvltPreTrainedModel):
     """TVLT with the pretraining heads: video-audio matching (VAM) and the MAE decoder for both modalities.
 
-    ``loss = BCE(matching) + MSE(pixel MAE) + MSE(audio MAE)`` with weights 1 (paper Sec. 3.3; both references).
+    ``loss = BCE(matching) + MSE(pixel MAE) + MSE(audio MAE)`` (:func:`pretraining_loss` with weights 1).
     The decoder (shared weights) runs separately on the pixel and audio streams, as in both references.
     """
 
@@ -401,7 +423,6 @@ class TvltForPreTraining(TvltPreTrainedModel):
         output_attentions, output_hidden_states, return_dict = self._flags(
             output_attentions, output_hidden_states, return_dict)
         c = self.config
-        losses: list[torch.Tensor] = []
         matching_logits = matching_loss = pixel_logits = audio_logits = pixel_loss = audio_loss = None
         pixel_label_masks = audio_label_masks = None
         encoder_out: TvltModelOutput | None = None
@@ -417,7 +438,6 @@ class TvltForPreTraining(TvltPreTrainedModel):
             if labels is not None:
                 matching_loss = F.binary_cross_entropy_with_logits(
                     matching_logits.view(-1), labels.reshape(-1).to(matching_logits.dtype))
-                losses.append(matching_loss)
 
         if c.task_mae and (self.training if compute_mae is None else compute_mae):
             encoder_out = self.tvlt(pixel_values, audio_values, pixel_mask, audio_mask, mask_pixel=True,
@@ -431,10 +451,9 @@ class TvltForPreTraining(TvltPreTrainedModel):
                                     pixel_label_masks)
             audio_loss = masked_mse(audio_logits, patchify_audio(audio_values, c.audio_patch_size),
                                     audio_label_masks)
-            losses += [pixel_loss, audio_loss]
 
         out = TvltForPreTrainingOutput(
-            loss=torch.stack(losses).sum() if losses else None,
+            loss=pretraining_loss({"vam": matching_loss, "mae_pixel": pixel_loss, "mae_audio": audio_loss}),
             matching_logits=matching_logits,
             pixel_logits=pixel_logits,
             audio_logits=audio_logits,
