@@ -30,7 +30,7 @@ _EXPORTS: dict[str, str] = {
     "PackedStrings": "datamodules.manifests",
     "DemoSpec": "datamodules.demo",
     "ensure_demo_mosei": "datamodules.demo",
-    "EMOTIONS": "datamodules.demo",
+    "EMOTIONS": "tvlt.labels",
     "build_shards": "datamodules.shards",
     "open_shards": "datamodules.shards",
     "ShardSettingsError": "datamodules.shards",

@@ -17,11 +17,12 @@ import torch
 from datamodules.base import NoUsableClipsError
 from datamodules.collate import Skipped, TvltCollator
 from datamodules.decoding import ClipDecodeError
-from datamodules.demo import EMOTIONS, write_mp4
+from datamodules.demo import write_mp4
 from datamodules.manifests import ManifestError, PackedStrings, Row, build_manifest, csv_manifest, mosei_original
 from datamodules.mosei import MoseiDataModule
 from datamodules.pretrain import PretrainDataModule
 from datamodules.retrieval import RetrievalDataModule
+from tvlt.labels import EMOTIONS
 from tvlt.matching import vam_negatives
 
 MEDIA = Path(__file__).resolve().parent / "data"  # real clips shipped with the tests (tests/data/README.md)

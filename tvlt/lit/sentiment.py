@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from tvlt.lit.base import HeadTaskModule
-from tvlt.metrics import EMOTIONS, EmotionMetrics, SentimentMetrics
+from tvlt.labels import EMOTIONS
+from tvlt.metrics import EmotionMetrics, SentimentMetrics
 from tvlt.modeling import TvltForAudioVisualClassification
 
 
