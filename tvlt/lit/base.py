@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from tvlt.checkpoints import CheckpointError, load_checkpoint, read_checkpoint
 from tvlt.configuration import TvltConfig
 from tvlt.lit.optim import param_groups, warmup_cosine
 
@@ -81,8 +82,6 @@ class TvltLitModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- model
     def load_pretrained(self, path: str) -> None:
-        from tvlt.checkpoints import load_checkpoint
-
         report = load_checkpoint(self.model, path)
         self.loaded_checkpoint = str(path)
         log.info("Loaded pretrained weights from %s: %s", path, report)
@@ -303,42 +302,6 @@ class HeadTaskModule(TvltLitModule):
     def on_test_epoch_end(self) -> None:
         self.log_metrics(self.test_metrics.compute(), "test")
         self.test_metrics.reset()
-
-
-class CheckpointError(ValueError):
-    """``ckpt_path`` is missing, not a PyTorch checkpoint, or holds objects that ``weights_only=True`` refuses;
-    the message names the file."""
-
-
-def read_checkpoint(path: str | Path, map_location: str = "cpu", mmap: bool = False) -> Any:
-    """``torch.load(path, weights_only=True)`` with errors that name the file. Checks first that the file exists
-    and is a PyTorch zip checkpoint (what ``torch.save`` and Lightning write). Checkpoints are treated as untrusted:
-    a file that ``weights_only`` refuses is reported, never loaded another way.
-
-    Raises:
-        CheckpointError: missing file, not a checkpoint, or unreadable with ``weights_only=True``.
-    """
-    import pickle
-    import zipfile
-
-    p = Path(path)
-    if not p.exists():
-        raise CheckpointError(f"checkpoint not found: {p}")
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint is not a file: {p}")
-    if not zipfile.is_zipfile(p):
-        raise CheckpointError(f"{p}: not a PyTorch checkpoint (a .ckpt/.pt file written by torch.save or Lightning "
-                              "is a zip archive; this one is not: corrupt, truncated or another format)")
-    try:
-        return torch.load(p, map_location=map_location, weights_only=True, mmap=mmap)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, AttributeError, ValueError) as err:
-        # torch's weights_only message suggests weights_only=False: not for files of unknown origin
-        reason = (str(err).split("WeightsUnpickler error:")[-1].strip().splitlines() or [""])[0].split(". ")[0]
-        if "weights_only" in reason or "trust" in reason:
-            reason = ""
-        raise CheckpointError(f"{p}: cannot be read as a checkpoint with weights_only=True ({type(err).__name__}"
-                              f"{': ' + reason if reason else ''}). It is corrupt or holds objects other than "
-                              "tensors and plain containers; it was not loaded.") from None
 
 
 def load_lit_checkpoint(path: str | Path, map_location: str = "cpu") -> TvltLitModule:
