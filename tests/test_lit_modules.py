@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from tvlt.lit import EmotionModule, NonFiniteLossError, PretrainModule, RetrievalModule, SentimentModule
 from tvlt.lit.callbacks import reconstruction_panels
-from tvlt.lit.optim import no_decay, param_groups, warmup_cosine_lambda
+from tvlt.lit.optim import warmup_cosine_lambda
 from tvlt.metrics import retrieval_scores
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
@@ -175,23 +175,29 @@ def test_warmup_cosine_values():
     assert g(100) == pytest.approx(0.1) and g(0) == pytest.approx(1.0)
 
 
-def test_weight_decay_exclusion_and_optimizer_defaults():
+def test_weight_decay_groups_are_the_models_no_weight_decay_rule():
+    """With exclude_no_decay the optimizer's groups are exactly: decayed = the layers' matrices (listed by hand
+    for the 2-layer sentiment model), not decayed = what ``model.no_weight_decay()`` names (every other
+    parameter: biases, norms, tables)."""
     m = SentimentModule(config=TINY, exclude_no_decay=True)
     named = dict(m.model.named_parameters())
-    assert no_decay("tvlt.cls_embedding", named["tvlt.cls_embedding"])
-    assert no_decay("tvlt.layernorm.weight", named["tvlt.layernorm.weight"])
-    assert not no_decay("tvlt.encoder.layer.0.attention.attention.query.weight",
-                        named["tvlt.encoder.layer.0.attention.attention.query.weight"])
-    assert not no_decay("tvlt.pixel_embeddings.patch_embeddings.projection.weight",
-                        named["tvlt.pixel_embeddings.patch_embeddings.projection.weight"])
-    groups = param_groups(m.model.named_parameters(), exclude_no_decay=True)
-    assert sum(len(g["params"]) for g in groups) == len(named)
-    assert groups[1]["weight_decay"] == 0.0
-    opt = m.optimizer_factory(groups)
+    layer = [f"tvlt.encoder.layer.{i}.{p}.weight" for i in range(2) for p in (
+        "attention.attention.query", "attention.attention.key", "attention.attention.value",
+        "attention.output.dense", "intermediate.dense", "output.dense")]
+    decayed = {*layer, "tvlt.pixel_embeddings.patch_embeddings.projection.weight",
+               "tvlt.audio_embeddings.patch_embeddings.projection.weight", "classifier.0.weight", "classifier.3.weight"}
+    assert m.model.no_weight_decay() == set(named) - decayed
+    assert {"tvlt.cls_embedding", "tvlt.pixel_embeddings.pos_embed_v", "tvlt.layernorm.weight", "classifier.1.weight",
+            "classifier.3.bias"} <= m.model.no_weight_decay()
+    opt = m.configure_optimizers()["optimizer"]
     assert isinstance(opt, torch.optim.AdamW)
     d = opt.defaults
     assert (d["lr"], tuple(d["betas"]), d["eps"], d["weight_decay"]) == (1e-4, (0.9, 0.98), 1e-8, 0.001)
-    assert opt.param_groups[0]["weight_decay"] == 0.001 and opt.param_groups[1]["weight_decay"] == 0.0
+    ids = {id(p): n for n, p in named.items()}
+    assert [({ids[id(p)] for p in g["params"]}, g["weight_decay"]) for g in opt.param_groups] == [
+        (decayed, 0.001), (set(named) - decayed, 0.0)]
+    plain = SentimentModule(config=TINY).configure_optimizers()["optimizer"]
+    assert len(plain.param_groups) == 1 and len(plain.param_groups[0]["params"]) == len(named)
 
 
 def test_reconstruction_panels_paste_visible_patches():

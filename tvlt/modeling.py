@@ -197,13 +197,11 @@ class TvltPreTrainedModel(HFModelMixin, nn.Module):
             nn.init.zeros_(module.bias)
 
     def no_weight_decay(self) -> set[str]:
-        """Names of parameters that conventionally skip weight decay: tables, tokens, biases and norms."""
-        names = set()
-        for name, param in self.named_parameters():
-            if param.ndim <= 1 or name.split(".")[-1].endswith(("embed", "embed_v", "embed_a", "token",
-                                                                  "embedding")):
-                names.add(name)
-        return names
+        """Names of the parameters that skip weight decay when decay is restricted (``exclude_no_decay`` of the
+        LightningModules, whose optimizer groups come from here): biases and norm weights (every 0-/1-D tensor) and
+        free tables and tokens (a parameter that is not the ``.weight`` of a layer: ``cls_embedding``,
+        ``pixel_embeddings.pos_embed_v``, ``pixel_mask_token``, ...). Linear and patch-projection weights decay."""
+        return {name for name, param in self.named_parameters() if param.ndim <= 1 or not name.endswith(".weight")}
 
     def _flags(self, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
         c = self.config

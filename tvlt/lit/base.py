@@ -42,7 +42,8 @@ class TvltLitModule(pl.LightningModule):
         scheduler: ``{warmup_steps, total_steps, min_lr_ratio}`` of :func:`tvlt.lit.optim.warmup_cosine`, stepped
             per optimizer step; ``total_steps: null`` = the trainer's estimated optimizer steps; ``None`` = constant.
         pretrained: a checkpoint to start from, any format :func:`tvlt.checkpoints.load_checkpoint` reads.
-        exclude_no_decay: no weight decay for biases, norms and embedding tables.
+        exclude_no_decay: no weight decay for what the model's ``no_weight_decay()`` names (biases, norms,
+            embedding tables and tokens).
         compile: compile the TVLT model with ``torch.compile`` (``nn.Module.compile``: in place, so state-dict keys,
             checkpoints and ``save_pretrained`` exports are unchanged). The first steps pay the compilation time.
     """
@@ -181,7 +182,7 @@ class TvltLitModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- optimization
     def configure_optimizers(self) -> dict[str, Any]:
-        groups = param_groups(self.model.named_parameters(), bool(self.hparams.get("exclude_no_decay")))
+        groups = param_groups(self.model, bool(self.hparams.get("exclude_no_decay")))
         optimizer = self.optimizer_factory(groups)
         sched = self.hparams.get("scheduler")
         if not sched:
