@@ -14,9 +14,7 @@ from tvlt.lit.callbacks import reconstruction_panels
 from tvlt.lit.optim import warmup_cosine_lambda
 from tvlt.metrics import retrieval_scores
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-            decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=4,
-            decoder_intermediate_size=64)
+from conftest import TINY_CONFIG, TINY_WIDTHS as TINY  # full-size inputs below: only the widths are tiny
 
 
 def make_batch(b: int = 3, frames: int = 1, audio_frames: int = 32, seed: int = 0) -> dict:
@@ -278,11 +276,8 @@ def test_compile_option_compiles_in_place_and_keeps_state_dict_keys():
     checkpoints and save_pretrained exports stay loadable by uncompiled models (no `_orig_mod.` prefix)."""
     from tvlt.lit import SentimentModule
 
-    tiny = dict(image_size=32, spectrogram_length=32, frequency_length=16, image_patch_size=[16, 16],
-                audio_patch_size=[16, 16], num_frames=2, hidden_size=32, num_hidden_layers=2,
-                num_attention_heads=4, intermediate_size=64)
-    plain = SentimentModule(config=tiny)
-    compiled = SentimentModule(config=tiny, compile=True)
+    plain = SentimentModule(config=TINY_CONFIG)
+    compiled = SentimentModule(config=TINY_CONFIG, compile=True)
     assert plain.model._compiled_call_impl is None
     assert compiled.model._compiled_call_impl is not None
     assert list(compiled.state_dict()) == list(plain.state_dict())
