@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from tvlt.checkpoints import CheckpointError, load_checkpoint, read_checkpoint
+from tvlt.checkpoints import load_checkpoint, read_checkpoint
 from tvlt.configuration import TvltConfig
 from tvlt.lit.optim import param_groups, warmup_cosine
 

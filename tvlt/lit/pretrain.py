@@ -22,7 +22,6 @@ from tvlt.matching import vam_accuracy
 from tvlt.modeling import PRETRAINING_TERMS, TvltForPreTraining, pretraining_loss
 
 
-
 class PretrainModule(TvltLitModule):
     """Batch: model inputs, ``pixel_values_mixed``/``pixel_mask_mixed`` and ``labels`` (B,) 0/1 for VAM, ``ids``.
 
