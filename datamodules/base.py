@@ -47,6 +47,7 @@ class ClipDataModule(pl.LightningDataModule):
 
     label_range: tuple[float, float] | None = None
     vam: bool = False
+    vam_negative_prob: float = 0.5  # with ``vam``: the collator's share of swapped videos (tvlt.matching)
     # what ``root`` is, for messages that tell the user what to pass (``data.root=<...>``)
     root_description: str = "data folder"
     # data sources, set by subclasses: neither root nor manifest means the embedded demo dataset in demo_dir
@@ -246,7 +247,8 @@ class ClipDataModule(pl.LightningDataModule):
 
     # ----------------------------------------------------------------------------------------- loaders
     def collator(self) -> TvltCollator:
-        return TvltCollator.from_processors(self.image_processor, self.feature_extractor, vam=self.vam)
+        return TvltCollator.from_processors(self.image_processor, self.feature_extractor, vam=self.vam,
+                                            vam_negative_prob=self.vam_negative_prob)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader | list:
         if split not in self.datasets:

@@ -35,8 +35,9 @@ from typing import Any
 import torch
 
 from datamodules.skips import Skipped
+from tvlt.matching import vam_negatives
 
-__all__ = ["TvltCollator", "vam_negatives"]
+__all__ = ["TvltCollator"]
 
 
 class TvltCollator:
@@ -53,7 +54,8 @@ class TvltCollator:
         freq_len: audio patches per time step (feature extractor's ``freq_len``, 8).
         audio_patch_height: spectrogram frames per audio patch (feature extractor's ``patch_size[0]``, 16).
         vam: add ``pixel_values_mixed``/``pixel_mask_mixed`` and VAM ``labels`` (pretraining).
-        vam_negative_prob: probability that a sample's video is swapped for another clip's (0.5).
+        vam_negative_prob: probability that a sample's video is swapped for another clip's (0.5), see
+            :func:`tvlt.matching.vam_negatives`.
     """
 
     def __init__(
@@ -72,10 +74,13 @@ class TvltCollator:
         self.freq_len = int(freq_len)
         self.audio_patch_height = int(audio_patch_height)
         self.vam = vam
-        self.vam_negative_prob = vam_negative_prob
+        if not 0.0 <= float(vam_negative_prob) <= 1.0:
+            raise ValueError(f"vam_negative_prob must lie in [0, 1], got {vam_negative_prob}")
+        self.vam_negative_prob = float(vam_negative_prob)
 
     @classmethod
-    def from_processors(cls, image_processor: Any, feature_extractor: Any, vam: bool = False) -> "TvltCollator":
+    def from_processors(cls, image_processor: Any, feature_extractor: Any, vam: bool = False,
+                        vam_negative_prob: float = 0.5) -> "TvltCollator":
         """The collator for items made with these processors (their patch geometry and padding values)."""
         return cls(
             patches_per_frame=image_processor.patches_per_frame,
@@ -84,6 +89,7 @@ class TvltCollator:
             freq_len=feature_extractor.freq_len,
             audio_patch_height=feature_extractor.patch_size[0],
             vam=vam,
+            vam_negative_prob=vam_negative_prob,
         )
 
     def __call__(self, items: list[dict[str, Any] | Skipped]) -> dict[str, Any]:
@@ -99,7 +105,8 @@ class TvltCollator:
         )
         if self.vam:
             order, labels = vam_negatives(len(items), self.vam_negative_prob)
-            batch["pixel_values_mixed"], batch["pixel_mask_mixed"] = self.pad_frames([frames[j] for j in order])
+            mixed = [frames[j] for j in order.tolist()]
+            batch["pixel_values_mixed"], batch["pixel_mask_mixed"] = self.pad_frames(mixed)
             batch["labels"] = labels
         elif "labels" in items[0] and items[0]["labels"] is not None:
             labels = [torch.as_tensor(it["labels"]) for it in items]
@@ -138,28 +145,3 @@ class TvltCollator:
         width = t_max // self.audio_patch_height * self.freq_len
         mask = (torch.arange(width)[None, :] < torch.tensor(patches)[:, None]).long()
         return out, mask
-
-
-def vam_negatives(batch_size: int, negative_prob: float = 0.5) -> tuple[list[int], torch.Tensor]:
-    """Video-audio matching pairs within a batch: ``order[i]`` is the clip whose video sample i's audio is paired
-    with, ``labels[i]`` = 1.0 if ``order[i] == i`` else 0.0.
-
-    Each sample is chosen as a negative with probability ``negative_prob`` (torch's global RNG, which DataLoader
-    seeds per worker); the chosen ones receive the video of another clip (a cyclic shift among them, or a random
-    other clip when only one is chosen). With one sample in the batch no negative is possible and the label is 1.
-    """
-    order = list(range(batch_size))
-    if batch_size < 2:
-        return order, torch.ones(batch_size)
-    chosen = torch.nonzero(torch.rand(batch_size) < negative_prob).flatten().tolist()
-    if len(chosen) == 1:
-        i = chosen[0]
-        j = int(torch.randint(batch_size - 1, ()).item())
-        order[i] = j + (j >= i)
-    elif len(chosen) > 1:
-        perm = torch.randperm(len(chosen)).tolist()
-        shuffled = [chosen[k] for k in perm]
-        for a, b in zip(shuffled, shuffled[1:] + shuffled[:1]):
-            order[a] = b
-    labels = torch.tensor([1.0 if order[i] == i else 0.0 for i in range(batch_size)])
-    return order, labels

@@ -34,13 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ClassesDemoSpec", "DEMO_CLASSES", "DemoSpec", "EMOTIONS", "ensure_demo_classes", "ensure_demo_mosei",
+from tvlt.labels import EMOTIONS
+
+__all__ = ["ClassesDemoSpec", "DEMO_CLASSES", "DemoSpec", "ensure_demo_classes", "ensure_demo_mosei",
            "ensure_generated", "make_demo_classes", "make_demo_mosei", "Mp4Writer", "write_mp4"]
 
 log = logging.getLogger(__name__)
 
-#: Emotion order of the original release's MOSEI-emotion loader and metrics.
-EMOTIONS = ("happy", "sad", "angry", "fear", "disgust", "surprise")
 SPLITS = ("train", "valid", "test")
 _MARKER = "DEMO_DONE.json"
 

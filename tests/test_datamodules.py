@@ -14,14 +14,16 @@ import pytest
 import soundfile as sf
 import torch
 
-from datamodules.collate import TvltCollator, vam_negatives
+from datamodules.collate import TvltCollator
 from datamodules.decoding import ClipDecodeError
-from datamodules.demo import EMOTIONS, write_mp4
+from datamodules.demo import write_mp4
 from datamodules.manifests import ManifestError, PackedStrings, Row, build_manifest, csv_manifest, mosei_original
 from datamodules.mosei import MoseiDataModule
 from datamodules.skips import NoUsableClipsError, Skipped
 from datamodules.pretrain import PretrainDataModule
 from datamodules.retrieval import RetrievalDataModule
+from tvlt.labels import EMOTIONS
+from tvlt.matching import vam_negatives
 
 MEDIA = Path(__file__).resolve().parent / "data"  # real clips shipped with the tests (tests/data/README.md)
 
@@ -205,11 +207,60 @@ def test_vam_negatives_swap_about_half_for_another_clip():
     total, negatives = 0, 0
     for _ in range(200):
         order, labels = vam_negatives(6)
-        for i, j in enumerate(order):
-            assert (labels[i] == 0) == (j != i)
+        assert labels.tolist() == [float(j == i) for i, j in enumerate(order.tolist())]
         total, negatives = total + 6, negatives + int((labels == 0).sum())
     assert 0.4 < negatives / total < 0.6
-    assert vam_negatives(1) == ([0], torch.ones(1)) or vam_negatives(1)[1].tolist() == [1.0]
+    order, labels = vam_negatives(1, negative_prob=1.0)
+    assert order.tolist() == [0] and labels.tolist() == [1.0]  # no other clip to pair with
+    with pytest.raises(ValueError, match=r"vam_negative_prob must lie in \[0, 1\], got 1.5"):
+        vam_negatives(4, 1.5)
+
+
+def _vam_items() -> list[dict]:
+    """Four clips whose frames hold their index (clip i: i + 1 frames of value i), 16 audio frames each."""
+    return [{**_item(f"c{i}", i + 1, 16, 8), "pixel_values": torch.full((i + 1, 3, 4, 4), float(i))}
+            for i in range(4)]
+
+
+def test_vam_collation_pairs_each_audio_with_the_video_the_order_names():
+    items = _vam_items()
+    collate = TvltCollator(patches_per_frame=2, pixel_padding_value=-1.0, audio_padding_value=-1.0, vam=True,
+                           vam_negative_prob=1.0)
+    # every sample a negative: two clips can only swap
+    torch.manual_seed(0)
+    pair = collate(items[:2])
+    assert pair["labels"].tolist() == [0.0, 0.0]
+    assert pair["pixel_values_mixed"][:, 0, 0, 0, 0].tolist() == [1.0, 0.0]
+    assert pair["pixel_mask_mixed"].sum(1).tolist() == [4, 2] and pair["pixel_mask"].sum(1).tolist() == [2, 4]
+    # four clips: one cycle through all of them, so no audio keeps its own video and each video is used once
+    for seed in range(5):
+        torch.manual_seed(seed)
+        batch = collate(items)
+        order = batch["pixel_values_mixed"][:, 0, 0, 0, 0].long().tolist()
+        assert batch["labels"].tolist() == [0.0] * 4 and sorted(order) == [0, 1, 2, 3]
+        assert all(j != i for i, j in enumerate(order))
+        i = 0
+        for _ in range(3):
+            i = order[i]
+            assert i != 0  # back at clip 0 only after four steps: a single cycle
+        assert batch["pixel_mask_mixed"].sum(1).tolist() == [2 * (j + 1) for j in order]
+        assert torch.equal(batch["pixel_values"], collate.pad_frames([it["pixel_values"] for it in items])[0])
+    # no negatives: the mixed video is the clip's own
+    same = TvltCollator(patches_per_frame=2, pixel_padding_value=-1.0, audio_padding_value=-1.0, vam=True,
+                        vam_negative_prob=0.0)(items)
+    assert same["labels"].tolist() == [1.0] * 4 and torch.equal(same["pixel_values_mixed"], same["pixel_values"])
+    with pytest.raises(ValueError, match="vam_negative_prob must lie in"):
+        TvltCollator(patches_per_frame=2, pixel_padding_value=-1.0, audio_padding_value=-1.0, vam_negative_prob=-0.1)
+
+
+def test_pretraining_batches_carry_negatives():
+    """The pretraining datamodule's collator swaps about half of the videos (a collator with negative
+    probability 0 trains VAM on positives only and fails here)."""
+    collate = PretrainDataModule(root="videos", num_frames=1).collator()
+    assert collate.vam and collate.vam_negative_prob == 0.5
+    torch.manual_seed(0)
+    labels = torch.cat([collate(_vam_items())["labels"] for _ in range(50)])
+    assert 0.35 < float((labels == 0).float().mean()) < 0.65
 
 
 # ------------------------------------------------------------------------------------------------ skip counting

@@ -25,6 +25,8 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch import Callback
 from omegaconf import open_dict
 
+from tvlt.configuration import TvltConfig
+from tvlt.labels import EMOTIONS
 from tvlt.lit import job, predict, runs
 from tvlt.processing import TvltProcessor
 
@@ -126,7 +128,11 @@ def test_experiment_composes_with_the_original_hyperparameters(experiment, tmp_p
         assert cfg.model.scheduler.warmup_steps == warmup
         assert cfg.trainer.max_epochs == epochs
         assert cfg.model._target_ == f"tvlt.lit.{module}"
-        assert cfg.model.config == {} or "hidden_size" not in cfg.model.config  # TVLT-base
+        built = TvltConfig(**cfg.model.config)
+        assert (built.hidden_size, built.num_hidden_layers, built.num_attention_heads) == (768, 12, 12)  # TVLT-base
+    if experiment == "pretrain":  # REFERENCE.md B.6: 75 % of frame patches, 15 % of audio frames, VAM on half
+        assert (cfg.model.config.pixel_mask_ratio, cfg.model.config.audio_mask_ratio) == (0.75, 0.15)
+        assert cfg.data.vam_negative_prob == 0.5
 
 
 def test_no_data_root_switches_to_the_demo_preset(tmp_path):
@@ -155,17 +161,54 @@ def test_demo_notice_names_the_data_each_experiment_needs(tmp_path, caplog):
 # ------------------------------------------------------------------------------------------- one step each
 @pytest.mark.parametrize("experiment", ["mosei", "mosei_emotion", "pretrain", "retrieval"])
 def test_fast_dev_run(experiment, tmp_path, demo_dir):
+    """One step of each split with data.batch_size=2: every split's metrics are logged over the two clips of its one
+    batch, with the values a fresh tiny model must give."""
     extra = ["callbacks.reconstructions.every_n_steps=1"] if experiment == "pretrain" else []
     cfg = compose_cfg(tmp_path, [f"experiment={experiment}", *FAST, *demo_overrides(demo_dir),
                                  "trainer.fast_dev_run=true", "logger=none", *extra])
     metrics = job.train(cfg)
-    if experiment == "pretrain":  # frames and spectrogram next to their reconstructions
+    task = experiment.removesuffix("_demo")
+    per_emotion = [f"{m}_{e}" for e in EMOTIONS for m in ("wacc", "f1", "acc")]
+    evaluated = {
+        "mosei": ["loss", "acc2_nonneg", "f1_nonneg", "acc2_pos", "f1_pos", "acc7", "acc5", "mae", "pearson"],
+        "mosei_emotion": ["loss", "wacc", "f1", "acc", *per_emotion],
+        "pretrain": ["loss", "vam_loss", "mae_pixel_loss", "mae_audio_loss", "vam_acc"],
+        "retrieval": [f"{d}_{m}" for d in ("v2a", "a2v") for m in ("r1", "r5", "r10", "medr")] + ["rsum"],
+    }[task]
+    stages = ["val"] if task == "pretrain" else ["val", "test"]  # the pretraining data has no test split
+    want = {f"{s}/{k}" for s in stages for k in evaluated}
+    if task == "pretrain":  # logged per step and per epoch
+        want |= {f"train/{k}{suffix}" for k in evaluated for suffix in ("", "_step", "_epoch") if k != "loss"}
+        want |= {"train/loss", "train/loss_step", "train/loss_epoch"}
+    else:
+        want |= {"train/loss"} | {f"{s}/num_samples" for s in stages}
+    if task == "retrieval":
+        want.add("train/vam_acc")
+    assert set(metrics) == want
+    for stage in stages:
+        if task != "pretrain":
+            assert metrics[f"{stage}/num_samples"] == 2.0
+    if task == "mosei":
+        # MSE >= (mean absolute error)^2 over the same two predictions; accuracies of two clips are 0, 1/2 or 1
+        assert metrics["test/loss"] >= metrics["test/mae"] ** 2 * (1 - 1e-5) > 0
+        assert {metrics[f"test/{k}"] for k in ("acc2_nonneg", "acc2_pos", "acc7", "acc5")} <= {0.0, 0.5, 1.0}
+    if task == "mosei_emotion":  # a fresh head's logits are close to 0: BCE close to ln 2
+        assert metrics["train/loss"] == pytest.approx(math.log(2), abs=0.03)
+    if task == "pretrain":  # frames and spectrogram next to their reconstructions
         pngs = sorted(p.name for p in (tmp_path / "out" / "reconstructions").glob("*.png"))
         assert pngs == ["step0000001_frames.png", "step0000001_spectrogram.png"]
-    assert torch.isfinite(torch.tensor(metrics["train/loss" if "train/loss" in metrics else "train/loss_step"]))
-    stage_metric = {"mosei": "test/acc2_nonneg", "mosei_emotion": "test/wacc", "pretrain": "val/loss",  # no test split
-                    "retrieval": "test/v2a_r1"}[experiment]
-    assert stage_metric in metrics
+        for stage in ("train", "val"):  # the loss is the sum of its logged parts (weights 1)
+            parts = sum(metrics[f"{stage}/{k}"] for k in ("vam_loss", "mae_pixel_loss", "mae_audio_loss"))
+            assert metrics[f"{stage}/loss"] == pytest.approx(parts, rel=1e-5)
+        assert metrics["train/vam_loss"] == pytest.approx(math.log(2), abs=0.03)
+        assert metrics["train/vam_acc"] in (0.0, 0.5, 1.0)
+    if task == "retrieval":
+        assert metrics["train/loss"] == pytest.approx(math.log(2), abs=0.03)
+        for stage in stages:  # two candidates: every true pair is within the top 5
+            r1 = metrics[f"{stage}/v2a_r1"], metrics[f"{stage}/a2v_r1"]
+            assert set(r1) <= {0.0, 0.5, 1.0}
+            assert [metrics[f"{stage}/{d}_{k}"] for d in ("v2a", "a2v") for k in ("r5", "r10")] == [1.0] * 4
+            assert metrics[f"{stage}/rsum"] == pytest.approx(4.0 + sum(r1))
 
 
 def test_real_mosei_layout_from_test_media(tmp_path):
@@ -412,7 +455,7 @@ def test_nonfinite_loss_stops_the_run_and_closes_the_loggers(tmp_path, demo_dir,
         job.train(cfg)
     import wandb
 
-    assert wandb.run is None  # finished by run.train's finally
+    assert wandb.run is None  # finished by job.train's finally
     assert list((tmp_path / "out" / "wandb").glob("offline-run-*/*.wandb"))
     csv = list((tmp_path / "out").rglob("metrics.csv"))
     # CSVLogger writes its buffer only every 100 steps or when finalized: the file proves it was closed

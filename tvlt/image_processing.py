@@ -41,6 +41,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
+from tvlt.frames import uniform_frame_indices
 from tvlt.processing_utils import BatchFeature, ProcessorConfigMixin, ReturnTensors, note_no_effect
 
 Mode = Literal["hf", "original"]
@@ -332,7 +333,7 @@ class TvltImageProcessor(ProcessorConfigMixin):
                 f"{what} has {count} frames, more than num_frames={num_frames} "
                 "(pass frames_over_limit='subsample' to pick them uniformly)"
             )
-        index = np.linspace(0, count, num_frames, endpoint=False).astype(np.int64)
+        index = uniform_frame_indices(count, num_frames)
         if isinstance(video, list):
             return [video[i] for i in index]
         return video[torch.from_numpy(index).to(video.device)]

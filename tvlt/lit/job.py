@@ -235,7 +235,7 @@ def _export(model, datamodule, best: str, cfg: DictConfig, trainer, tested: bool
     ``from_pretrained`` of the model and of :class:`~tvlt.processing.TvltProcessor` reproduce the run."""
     if not trainer.is_global_zero:
         return
-    from tvlt.lit.base import read_checkpoint
+    from tvlt.checkpoints import read_checkpoint
     from tvlt.processing import TvltProcessor
 
     if not tested:  # trainer.test has already loaded the best weights into the module otherwise

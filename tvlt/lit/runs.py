@@ -295,7 +295,7 @@ def check_ckpt_path(cfg: DictConfig) -> None:
     are read with ``weights_only=True`` (they may come from anywhere)."""
     path = cfg.get("ckpt_path")
     if path:
-        from tvlt.lit.base import read_checkpoint
+        from tvlt.checkpoints import read_checkpoint
 
         checkpoint = read_checkpoint(path, mmap=True)
         if cfg.get("mode") == "train":
