@@ -314,9 +314,10 @@ class ClipDataModule(pl.LightningDataModule):
         return self.trainer
 
     def _keep_empty(self) -> bool:
-        """A batch without clips still reaches the step in training under DDP (see :mod:`datamodules.skips`)."""
+        """A batch without clips still reaches the step under DDP in training, validation and test (see
+        :mod:`datamodules.skips`): each of those steps makes a collective call. Prediction makes none."""
         trainer = self.trainer
-        return trainer is not None and trainer.training and trainer.world_size > 1
+        return trainer is not None and trainer.world_size > 1 and not trainer.predicting
 
     def _split_loader(self, dataset: Any, split: str, **kwargs: Any) -> SplitLoader:
         return SplitLoader(dataset, split_name=f"{type(self).__name__}[{split}]", skips=self.skips,

@@ -7,8 +7,9 @@
 3. :class:`SplitLoader`, in the process that iterates (any ``num_workers``), pops ``skipped`` into the
    datamodule's :class:`SkipLog` (the one count: stage and epoch, id, cause of each clip), logs the counts by cause
    at the end of each pass, fails a pass in which every clip was skipped (:class:`NoUsableClipsError`), and drops
-   batches without clips, except in training with several processes (DDP): there the empty batch ``{"ids": []}``
-   reaches ``TvltLitModule.training_step``, which takes a zero-weight step or skips with every process, so the
+   batches without clips, except with several processes (DDP) in training, validation and test: there the empty
+   batch ``{"ids": []}`` reaches the step (``TvltLitModule.training_step`` takes a zero-weight step or skips with
+   every process; an evaluation step joins the finite-loss check, ``TvltLitModule.empty_eval_batch``), so the
    processes' collectives stay paired. Nothing after the loader ever sees a marker or ``None``.
 """
 
@@ -125,8 +126,8 @@ class SplitLoader(DataLoader):
     Args:
         split_name: named in the error, e.g. ``"MoseiDataModule[train]"``.
         skips: the datamodule's record (None: a private one).
-        keep_empty: returns True where a batch without clips must still be delivered (training under DDP, where
-            every process must take each step); otherwise such batches are dropped.
+        keep_empty: returns True where a batch without clips must still be delivered (DDP, where every process
+            must take each step); otherwise such batches are dropped.
         other arguments: as ``DataLoader``.
     """
 

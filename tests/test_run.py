@@ -493,28 +493,32 @@ def test_ddp_two_cpu_processes_with_wandb_offline_and_no_network(tmp_path, demo_
 
 def test_ddp_goes_on_when_every_clip_of_one_process_batch_fails(tmp_path, demo_dir):
     """Issue 17.1: with data.on_error=skip under 2-process DDP, the process whose batch failed entirely skipped its
-    step while the other waited in a collective: a hang for good. One clip of 8 has no audio (a demo mp4 read with
-    its container audio; the demo keeps audio in sidecar wavs), batch 1 per process: at one step one process has
-    nothing. It takes a zero-weight step, both take all 4 steps, and the skip is logged. Bounded: a hang fails."""
+    step while the other waited in a collective: a hang for good. In each split one clip has no audio (a demo mp4
+    read with its container audio; the demo keeps audio in sidecar wavs), batch 1 per process: at one step of each
+    split one process has nothing. In training it takes a zero-weight step; in validation and test its step joins
+    the finite-loss check (one collective a step) with nothing to score. Every step is taken, the metrics count the
+    clips that loaded, and each skip is logged. Bounded: a hang fails."""
     rows = ["video,audio,split,sentiment_score"]
-    for i in range(8):
-        audio = "container" if i == 5 else f"{demo_dir}/train/audio_wav/demo_train_{i:03d}.wav"
-        rows.append(f"{demo_dir}/train/video/demo_train_{i:03d}.mp4,{audio},train,0.5")
-    for split in ("valid", "test"):
-        rows += [f"{demo_dir}/{split}/video/demo_{split}_{i:03d}.mp4,{demo_dir}/{split}/audio_wav/demo_{split}_"
-                 f"{i:03d}.wav,{split},0.5" for i in range(2)]
+    for split, n, bad in (("train", 8, 5), ("valid", 4, 0), ("test", 4, 0)):
+        for i in range(n):
+            clip = f"{demo_dir}/{split}/video/demo_{split}_{i:03d}.mp4"
+            audio = "container" if i == bad else f"{demo_dir}/{split}/audio_wav/demo_{split}_{i:03d}.wav"
+            rows.append(f"{clip},{audio},{split},0.5")
     manifest = tmp_path / "half_audio.csv"
     manifest.write_text("\n".join(rows) + "\n")
     fast = [o for o in FAST if not o.startswith("data.batch_size")]
     proc = run_cli(["experiment=mosei_demo", *fast, "data.batch_size=1", f"data.manifest={manifest}",
-                    "data.on_error=skip", "trainer=ddp_cpu", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
-                    "logger=none", "test=false", "export_pretrained=false", f"hydra.run.dir={tmp_path}/run"],
+                    "data.on_error=skip", "trainer=ddp_cpu", "trainer.max_epochs=1", "+trainer.num_sanity_val_steps=0",
+                    "logger=none", "export_pretrained=false", f"hydra.run.dir={tmp_path}/run"],
                    cwd=tmp_path, timeout=300)
     out = proc.stdout + proc.stderr
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out
-    assert "MoseiDataModule: skipped 1 clip(s) in train epoch 0: no_audio_stream=1" in out
+    for when in ("train epoch 0", "validate epoch 0", "test epoch 1"):  # the trainer's epoch count after the fit
+        assert f"MoseiDataModule: skipped 1 clip(s) in {when}: no_audio_stream=1" in out, out[-3000:]
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == 4  # 8 clips / 2 processes / batch 1: no step lost on either process
+    m = re.search(r"test/num_samples\s*│\s*([\d.]+)", out)
+    assert m and float(m.group(1)) == 3.0, out[-3000:]  # 4 test clips, one skipped, none counted twice
 
 
 def test_ddp_retrieval_scores_the_full_gathered_matrix(tmp_path, demo_dir):

@@ -148,6 +148,15 @@ class TvltLitModule(pl.LightningModule):
                     f"samples: {list(batch.get('ids', []))}")
             raise NonFiniteLossError(f"non-finite {stage} loss on another process at {where}")
 
+    def empty_eval_batch(self, batch: Mapping[str, Any], stage: str) -> bool:
+        """True for an evaluation batch without clips (every clip failed to load, ``data.on_error=skip``), which the
+        loaders deliver only under DDP: the process still joins the step's one collective (the finite-loss check,
+        with a zero loss), so that the processes' collectives stay paired, and the step ends there."""
+        if batch["ids"]:
+            return False
+        self.check_finite(torch.zeros((), device=self.device), batch, stage)
+        return True
+
     # ---------------------------------------------------------------- training step
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Any:
         """The task's :meth:`train_step`, or nothing to learn from: a batch whose every clip failed to load
@@ -289,6 +298,8 @@ class HeadTaskModule(TvltLitModule):
         return loss
 
     def _eval_step(self, batch: Mapping[str, Any], stage: str, metrics: Any) -> None:
+        if self.empty_eval_batch(batch, stage):
+            return
         loss, logits = self._shared_step(batch, stage)
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["ids"]))
         metrics.update(self.predictions(logits).detach().float(), batch["labels"].detach(), batch["ids"])

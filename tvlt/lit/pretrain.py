@@ -84,7 +84,9 @@ class PretrainModule(TvltLitModule):
         return {k: (v if k == "loss" or v is None else v.detach()) for k, v in out.items()}
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._step(batch, "val", batch_idx)
+        if not self.empty_eval_batch(batch, "val"):
+            self._step(batch, "val", batch_idx)
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        self._step(batch, "test", batch_idx)
+        if not self.empty_eval_batch(batch, "test"):
+            self._step(batch, "test", batch_idx)
