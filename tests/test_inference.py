@@ -90,3 +90,34 @@ def test_bf16_mixed_fine_tuning_and_evaluation_on_cpu(tmp_path, demo_dir):  # no
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2
     assert {t.dtype for t in ckpt["state_dict"].values() if t.is_floating_point()} == {torch.float32}
+
+
+def test_predict_with_a_retrieval_checkpoint_lists_the_top_k_audios_of_each_video(tmp_path, demo_dir):  # noqa: F811
+    """Retrieval over a split: one row per video in manifest order, its top-k audios of the split (distinct ids,
+    VAM logits best first) and the rank of its own audio, which agrees with the matches (rank 1 <=> match_1 is the
+    video's own clip, when no score ties it)."""
+    rows = ["video,audio,split"]
+    for split, n in (("train", 4), ("valid", 2), ("test", 5)):
+        for i in range(n):
+            clip = f"demo_{split}_{i:03d}"
+            rows.append(f"{demo_dir}/{split}/video/{clip}.mp4,{demo_dir}/{split}/audio_wav/{clip}.wav,{split}")
+    manifest = tmp_path / "pairs.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    data = [*FAST, f"data.manifest={manifest}"]
+    run_cli(["experiment=retrieval", *data, "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+             "test=false", f"hydra.run.dir={tmp_path}/train"], cwd=tmp_path)
+    run_cli(["mode=predict", "experiment=retrieval", *data, f"ckpt_path={tmp_path}/train/checkpoints/last.ckpt",
+             "predict.top_k=3", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
+    out = list(csv.DictReader(open(tmp_path / "run" / "predictions.csv")))
+    test_ids = [f"demo_test_{i:03d}" for i in range(5)]  # a manifest without an id column: the file stems
+    assert [r["id"] for r in out] == test_ids
+    assert list(out[0]) == ["id", "split", "match_1", "match_2", "match_3", "score_1", "score_2", "score_3",
+                            "true_rank"]
+    for r in out:
+        matches = [r[f"match_{k}"] for k in (1, 2, 3)]
+        scores = [float(r[f"score_{k}"]) for k in (1, 2, 3)]
+        assert len(set(matches)) == 3 and set(matches) <= set(test_ids) and r["split"] == "test"
+        assert scores == sorted(scores, reverse=True)
+        assert 1 <= int(r["true_rank"]) <= 5
+        if scores[0] > scores[1]:
+            assert (int(r["true_rank"]) == 1) == (matches[0] == r["id"])

@@ -6,7 +6,8 @@ writes, on rank zero:
 
 - ``predictions.csv``: ``id``, ``split``, the task's prediction columns (sentiment: ``sentiment``; emotion:
   ``p_happy`` ... ``p_surprise``; classify: ``prediction`` and ``p_<class>``) and the labels when known
-  (``label`` or ``label_<name>``);
+  (``label`` or ``label_<name>``); retrieval: ``match_1`` ... ``match_k`` and ``score_1`` ... (the ``predict.top_k``
+  best audios of each video among the split's clips, VAM logits) and ``true_rank`` (the rank of its own audio);
 - ``embeddings.safetensors``: ``embedding`` (N, hidden) float32, the pooled encoder output the head reads (CLS, or
   the mean over real tokens with ``use_mean_pooling``), ``video`` and ``audio`` (N, hidden), the mean of each
   modality's real tokens; the ids in the file's metadata; read back with :func:`load_embeddings`;
@@ -77,7 +78,7 @@ class Collector(pl.Callback):
 
     def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                              batch_idx: int, dataloader_idx: int = 0) -> None:
-        if outputs is None or not batch:  # every clip of the batch failed to decode (data.on_error=skip)
+        if outputs is None:  # retrieval collects its clips and ranks them at the split's end (retrieval_rows)
             return
         if self.mode == "predict":
             rows = prediction_rows(pl_module, outputs, batch.get("labels"))

@@ -101,9 +101,10 @@ def predict_dataset(cfg: DictConfig) -> Path | None:
     if not cfg.get("ckpt_path"):
         raise ValueError(f"mode={mode} needs ckpt_path=<checkpoint .ckpt>")
     module = load_lit_checkpoint(cfg.ckpt_path)
-    if mode == "predict" and not hasattr(module, "prediction_columns"):
-        raise ValueError(f"mode=predict over a dataset supports sentiment, emotion and classify checkpoints, not "
-                         f"{type(module).__name__} (mode=embed works for every checkpoint)")
+    ranking = mode == "predict" and hasattr(module, "retrieval_rows")  # retrieval: top-k matches per video
+    if mode == "predict" and not (ranking or hasattr(module, "prediction_columns")):
+        raise ValueError(f"mode=predict over a dataset supports sentiment, emotion, classify and retrieval "
+                         f"checkpoints, not {type(module).__name__} (mode=embed works for every checkpoint)")
     processor = checkpoint_processor(module, cfg)
     with open_dict(cfg):  # frames and preprocessing as in training (saved in the checkpoint) unless given
         cfg.data.num_frames, cfg.data.processor_mode = processor.image_processor.num_frames, processor.mode
@@ -124,6 +125,8 @@ def predict_dataset(cfg: DictConfig) -> Path | None:
     for name, loader in loaders.items():
         collector.split = name
         trainer.predict(module, dataloaders=loader, return_predictions=False)
+        if ranking:  # the split's videos ranked against its audios, the same on every process
+            collector.rows += [{"id": r["id"], "split": name, **r} for r in module.retrieval_rows(cfg.predict.top_k)]
     order = [clip_id for name in loaders for clip_id in datamodule.manifest(name).ids]
     rows = inference.gather_rows(collector.rows, order)
     skipped = inference.gather_rows(

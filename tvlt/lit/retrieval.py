@@ -100,14 +100,20 @@ class RetrievalModule(TvltLitModule):
         self._evaluate("test")
 
     def _evaluate(self, stage: str) -> None:
+        scores, ids = self._similarity(stage, self.max_eval_clips)
+        self.log_metrics({**retrieval_scores(scores), "num_samples": float(len(ids))}, stage)
+
+    def _similarity(self, stage: str, cap: int | None) -> tuple[Tensor, list[str]]:
+        """The (N videos, N audios) VAM logits of the clips collected since the last call, over every process, and
+        their ids (the same order on both axes; kept in ``last_similarity`` for tvlt.lit.dashboards)."""
         clips, self._clips = self._clips, []
         # local de-duplication, then optional cap (same ids kept on every process: sorted by key)
         uniq = {c["id"]: c for c in clips}
         audios = _all_gather_objects([(k, c["audio"]) for k, c in uniq.items()])
         audio_by_id = dict(audios)
         audio_ids = sorted(audio_by_id, key=lambda s: int(sample_keys([s])[0]))
-        if self.max_eval_clips:
-            audio_ids = audio_ids[: self.max_eval_clips]
+        if cap:
+            audio_ids = audio_ids[:cap]
         wanted = set(audio_ids)
         rows = []
         for vid, clip in uniq.items():
@@ -117,8 +123,34 @@ class RetrievalModule(TvltLitModule):
         if len(audio_ids) < 2:
             raise ValueError(f"retrieval {stage}: {len(audio_ids)} clip(s); at least 2 are needed to rank")
         scores = torch.stack([all_rows[v] for v in audio_ids])  # (N videos, N audios), same order
-        self.last_similarity = {"stage": stage, "scores": scores, "ids": audio_ids}  # for tvlt.lit.dashboards
-        self.log_metrics({**retrieval_scores(scores), "num_samples": float(len(audio_ids))}, stage)
+        self.last_similarity = {"stage": stage, "scores": scores, "ids": audio_ids}
+        return scores, audio_ids
+
+    # ------------------------------------------------------------------ prediction (mode=predict over a split)
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int = 0, dataloader_idx: int = 0) -> None:
+        self._collect(batch)
+
+    def on_predict_epoch_end(self) -> None:
+        self._similarity("predict", None)  # every clip of the split: each video ranked against all its audios
+
+    def retrieval_rows(self, top_k: int) -> list[dict[str, Any]]:
+        """Rows of ``predictions.csv`` for the last predicted split, one per video: its ``top_k`` best audios
+        (``match_1`` ... ids, ``score_1`` ... VAM logits, best first) and ``true_rank``, the rank of its own audio
+        (1 = best; ties count against it, as in :func:`tvlt.metrics.retrieval_scores`)."""
+        if top_k < 1:
+            raise ValueError(f"predict.top_k must be at least 1, got {top_k}")
+        sim = self.last_similarity
+        scores, ids = sim["scores"], sim["ids"]
+        values, index = scores.topk(min(top_k, len(ids)), dim=1)
+        true_rank = (scores >= scores.diagonal()[:, None]).sum(dim=1)
+        rows = []
+        for i, vid in enumerate(ids):
+            row: dict[str, Any] = {"id": vid}
+            row.update({f"match_{k + 1}": ids[j] for k, j in enumerate(index[i].tolist())})
+            row.update({f"score_{k + 1}": v for k, v in enumerate(values[i].tolist())})
+            row["true_rank"] = int(true_rank[i])
+            rows.append(row)
+        return rows
 
     @torch.no_grad()
     def _score_row(self, video: Tensor, audios: list[Tensor]) -> Tensor:
