@@ -18,9 +18,11 @@ dummy tensor is never returned; a ``span`` outside the video is cause ``outside_
 
 Timeouts: decord can spin forever in native code while holding the GIL (dmlc/decord#269, #373, #375), which neither
 a thread nor a signal can interrupt. With ``decode_timeout`` set (the default, 30 s) each decode therefore runs in a
-long-lived helper process (one per DataLoader worker, started on first use, ~0.3 s); a decode that does not answer
-in time kills that process, raises ``ClipDecodeError(cause="timeout")``, and the next decode starts a fresh one.
-``decode_timeout=None`` decodes in the calling process (slightly faster, no hang protection).
+long-lived helper process (one per DataLoader worker, started on first use: an interpreter start and imports); a
+decode that does not answer in time kills that process, raises ``ClipDecodeError(cause="timeout")``, and the next
+decode starts a fresh one.
+``decode_timeout=None`` decodes in the calling process (no copy of the frames between processes, no hang protection;
+the BENCHMARKS.md data rows "isolated" and "in-process decode" compare the two).
 
 The helper process is also restarted every :data:`RECYCLE_AFTER` decodes: decord leaks native memory per opened
 file (dmlc/decord#1, #208, #218), which a fresh process returns to the system.
@@ -47,7 +49,8 @@ __all__ = ["Clip", "ClipReader", "ClipDecodeError", "CAUSES", "TARGET_SAMPLING_R
 
 #: TVLT's audio rate (both references: 44.1 kHz, hop 512, 128 mel bins).
 TARGET_SAMPLING_RATE = 44100
-#: Decodes after which the isolated decode process is replaced (bounds decord's native leaks; ~0.3 s per restart).
+#: Decodes after which the isolated decode process is replaced (bounds decord's native leaks; each restart costs an
+#: interpreter start and imports, so it is not done after every decode).
 RECYCLE_AFTER = 1000
 
 

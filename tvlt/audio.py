@@ -26,7 +26,7 @@ MAX_PEAK = 32768.0
 
 #: Largest term of the reduced rate ratio resampled exactly. torchaudio's kernel holds about ``new * (orig + 12)``
 #: weights for the reduced ratio ``orig : new``; 16 kHz -> 44.1 kHz is 160 : 441, 192 kHz -> 44.1 kHz is 640 : 147,
-#: while a co-prime rate such as 16001 Hz would need 44100 x 16013 weights (2.8 GB, tens of seconds).
+#: while a co-prime rate such as 16001 Hz would need 44100 x 16013 weights (2.8 GB of float32).
 MAX_RATE_TERM = 1000
 
 _warned: set[str] = set()
@@ -38,7 +38,8 @@ def check_waveform(x: torch.Tensor, what: str) -> None:
     exceeds [-1, 1] but is usable (the log-mel is then louder than the references were trained on)."""
     if x.numel() == 0:
         raise ValueError(f"{what}: empty waveform")
-    low, high = torch.aminmax(x)  # one pass; NaN and inf propagate into it (torch.isfinite is ~500x slower on CPU)
+    # one reduction and no bool copy of x (as torch.isfinite makes); NaN and inf propagate into it
+    low, high = torch.aminmax(x)
     peak = max(-float(low), float(high))
     if not math.isfinite(peak):
         bad = int((~torch.isfinite(x)).sum())

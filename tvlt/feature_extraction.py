@@ -120,7 +120,7 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
         mode: ``"hf"`` (Hugging Face port) or ``"original"`` (original TVLT release); see the module docstring.
         stft_dtype: ``"float32"`` (default) or ``"float64"`` (as the HF port, which promotes the signal to float64).
             Measured against transformers 4.40.2: max |diff| of audio_values 1.0e-5 with either (random and real
-            audio), well inside the 1e-4 parity tolerance; float32 is faster.
+            audio), well inside the 1e-4 parity tolerance; float32 moves half the bytes through the STFT and mel matmul.
         mask_from_values: also mask every 16 x 16 patch whose values are all -1 (silence below -60 dB, band-limited
             high bins, -1 padding), as the original release's ``get_patch_mask`` does. Default False (length-based
             mask only, as the HF port).
@@ -297,8 +297,9 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
 
     def log_mel(self, clips: list[torch.Tensor]) -> list[torch.Tensor]:
         """Mono clips at ``sampling_rate`` -> normalised log-mel spectrograms, each (T_i, feature_size) float32 in
-        [-1, 1], before any truncation or padding. On GPU one batched STFT for all clips; on CPU clip by clip, which
-        measured 2x faster for 8 x 10 s clips (the batched intermediates fall out of cache)."""
+        [-1, 1], before any truncation or padding. On GPU one batched STFT for all clips; on CPU clip by clip, so
+        that one clip's STFT intermediates stay in cache (the BENCHMARKS.md preprocess row "batch of 8 x 10 s clips"
+        measures it)."""
         if len(clips) > 1 and clips[0].device.type == "cpu":
             return [spec for clip in clips for spec in self._log_mel_batch([clip])]
         return self._log_mel_batch(clips)
@@ -325,7 +326,8 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
             center=False,
             return_complex=True,
         )  # (B, n_fft // 2 + 1, frames)
-        re_im = torch.view_as_real(spec)  # |X|^2 as re*re + im*im: bit-identical to a sum over the last dim, 5x faster
+        # |X|^2 as re*re + im*im: bit-identical to a sum over the size-2 last dim, without a strided reduction kernel
+        re_im = torch.view_as_real(spec)
         power = re_im[..., 0] * re_im[..., 0] + re_im[..., 1] * re_im[..., 1]
         mel = torch.matmul(self.mel_filters(device, dtype).T, power)  # (B, n_mels, frames)
         db = 10.0 * torch.log10(mel.clamp_min(AMIN))
