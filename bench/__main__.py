@@ -125,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="module names (e.g. model preprocess)")
     parser.add_argument("--no-write", action="store_true", help="print only; do not write results files")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT)) if str(ROOT) not in sys.path else None
     available = discover()
     modules = args.only or available
     unknown = sorted(set(modules) - set(available))

@@ -12,15 +12,12 @@ Cases:
   and normalized per clip) from local disk with one and two workers, and from a local S3-compatible server (moto on
   127.0.0.1) with one worker; the build rate (2 build workers) and the bytes per clip on disk.
 
-There is no reference figure: neither reference implementation ships a comparable loader for this input. The
-pre-extraction cache that shards replaced (uint8 frames, memory-mapped) ran at 148-163 clips/s with one worker in
-earlier runs of this benchmark (BENCHMARKS.md history).
+There is no reference figure: neither reference implementation ships a comparable loader for this input.
 """
 
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from bench import median_seconds, moving_pattern
 from datamodules.collate import TvltCollator
 from datamodules.datasets import ClipDataset
 from datamodules.decoding import ClipReader
@@ -41,19 +39,11 @@ CLIPS = 32  # per epoch: enough that epoch start-up latency does not dominate th
 
 
 def _make_clip(path: Path) -> None:
-    t, h, w, fps = 300, 480, 640, 30
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = ((xx + yy) % 256).astype(np.uint8)
-    frames = np.empty((t, h, w, 3), np.uint8)
-    for i in range(t):
-        shifted = np.roll(base, 4 * i, axis=1)
-        frames[i] = np.stack([shifted, np.roll(shifted, 50, axis=0), 255 - shifted], axis=-1)
-        frames[i, 100:140, 100:140] = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
     n = 10 * 44100
     time_axis = np.arange(n) / 44100
-    audio = np.stack([0.3 * np.sin(2 * np.pi * 440 * time_axis), 0.1 * rng.standard_normal(n)]).astype(np.float32)
-    write_mp4(path, frames, fps, audio=audio, audio_rate=44100, crf=23)
+    noise = np.random.default_rng(0).standard_normal(n)
+    audio = np.stack([0.3 * np.sin(2 * np.pi * 440 * time_axis), 0.1 * noise]).astype(np.float32)
+    write_mp4(path, moving_pattern(), 30, audio=audio, audio_rate=44100, crf=23)
 
 
 def _clips_per_second(dataset: ClipDataset, collate: TvltCollator, repeats: int, workers: int = 1) -> float:
@@ -125,15 +115,11 @@ def _s3_rate(folder: Path, rate) -> float | None:
 
 
 def _loader_rate(loader, repeats: int) -> float:
-    for _ in loader:  # warm-up epoch: worker start, decode helper start, caches
-        pass
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        count = sum(len(batch["ids"]) for batch in loader)
-        rates.append(count / (time.perf_counter() - start))
-    del loader
-    return statistics.median(rates)
+    """Clips per second of one epoch, median over ``repeats`` epochs after a warm-up epoch (worker start, decode
+    helper start, caches)."""
+    clips: list[int] = []
+    seconds = median_seconds(lambda: clips.append(sum(len(batch["ids"]) for batch in loader)), repeats)
+    return clips[-1] / seconds
 
 
 def run(repeats: int = 5) -> list[dict]:
@@ -166,6 +152,7 @@ def run(repeats: int = 5) -> list[dict]:
     ]  # fmt: skip
 
 
-if __name__ == "__main__":
-    for row in run():
-        print(f"{row['case']:55s} {row['ours'] or float('nan'):8.2f} {row['unit']}")
+if __name__ == "__main__":  # documented in docs/data.md: the harness's table for this module, nothing written
+    from bench.__main__ import main
+
+    raise SystemExit(main(["--only", "data", "--no-write"]))

@@ -13,7 +13,6 @@ There is no reference figure: neither reference implementation has an exact path
 
 from __future__ import annotations
 
-import statistics
 import sys
 import tempfile
 import time
@@ -21,38 +20,22 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import median_seconds, moving_pattern
 from datamodules.decoding import ClipReader
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _content(seconds: int = 10, h: int = 480, w: int = 640, fps: int = 30) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = ((xx + yy) % 256).astype(np.uint8)
-    frames = np.empty((seconds * fps, h, w, 3), np.uint8)
-    for i in range(len(frames)):
-        shifted = np.roll(base, 4 * i, axis=1)
-        frames[i] = np.stack([shifted, np.roll(shifted, 50, axis=0), 255 - shifted], axis=-1)
-        frames[i, 100:140, 100:140] = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
-    return frames
-
-
 def _clips_per_cpu_second(reader: ClipReader, path: str, repeats: int) -> float:
-    reader.read(path, "container")  # warm-up: the per-file index is built once
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        reader.read(path, "container")
-        times.append(time.process_time() - start)
-    return 1.0 / statistics.median(times)
+    # the untimed first read also builds the per-file index, which later reads reuse
+    return 1.0 / median_seconds(lambda: reader.read(path, "container"), repeats, clock=time.process_time)
 
 
 def run(repeats: int = 8) -> list[dict]:
     sys.path.insert(0, str(ROOT / "tests"))
     from clipmaker import write_video  # the tests' PyAV writer (B-frames, GOP structure, containers)
 
-    frames = _content()
+    frames = moving_pattern()
     audio = (0.3 * np.sin(2 * np.pi * 440 * np.arange(10 * 44100) / 44100)).astype(np.float32)[None].repeat(2, 0)
     reader = ClipReader(num_frames=8, decode_timeout=None)
     rows = []
@@ -72,7 +55,3 @@ def run(repeats: int = 8) -> list[dict]:
     return [{"case": f"decode: {case}", "ours": rate, "reference": None, "unit": "clips/CPU-s",
              "notes": f"{notes}; 8 frames + whole-clip audio, in-process"} for case, rate, notes in rows]
 
-
-if __name__ == "__main__":
-    for row in run():
-        print(f"{row['case']:45s} {row['ours']:8.2f} {row['unit']}")

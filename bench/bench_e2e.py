@@ -81,14 +81,14 @@ class StepTimer(Callback):
         Path(self.out).write_text(json.dumps(summary))
 
 
-def measure(max_steps: int = MAX_STEPS, extra: list[str] | None = None) -> dict:
+def measure(max_steps: int = MAX_STEPS) -> dict:
     """Run the demo experiment in a subprocess; return the StepTimer summary plus the command."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "timer.json"
         overrides = ["experiment=mosei_demo", "logger=none", "callbacks=none", f"trainer.max_steps={max_steps}",
                      "trainer.limit_val_batches=0", "test=false", "export_pretrained=false",
                      f"paths.log_dir={tmp}/logs", "+callbacks.e2e_timer._target_=bench.bench_e2e.StepTimer",
-                     f"+callbacks.e2e_timer.out={out}", *(extra or [])]
+                     f"+callbacks.e2e_timer.out={out}"]
         cmd = [sys.executable, "run.py", *overrides]
         env = {**os.environ, "PYTHONWARNINGS": "ignore", "WANDB_MODE": "disabled"}
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
@@ -160,9 +160,7 @@ def run(repeats: int = 5) -> list[dict]:
     ]
 
 
-if __name__ == "__main__":
-    if "--loader" in sys.argv[1:]:
-        print(json.dumps(measure_loader()))
-    else:
-        for row in run():
-            print(row)
+if __name__ == "__main__":  # the loader worker that run() starts; the benchmark itself: python -m bench --only e2e
+    if sys.argv[1:] != ["--loader"]:
+        raise SystemExit("usage: python -m bench.bench_e2e --loader (the benchmark: python -m bench --only e2e)")
+    print(json.dumps(measure_loader()))

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from bench import median_seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo" / "mosei"
 OVERRIDES = ["experiment=mosei_demo", f"data.demo_dir={DEMO}", "data.num_frames=4", "data.batch_size=8"]
@@ -95,13 +97,7 @@ def _step_times(module, bf16: bool, train: bool, repeats: int) -> float:
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(step, repeats)
 
 
 def run(repeats: int = 5) -> list[dict]:

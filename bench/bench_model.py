@@ -41,7 +41,7 @@ import subprocess
 import sys
 import time
 
-from bench import proc_kb
+from bench import proc_kb, random_inputs, reference_available
 
 INPUT = "8x224^2 + 512 audio frames"
 CASES = {
@@ -55,15 +55,6 @@ MEMORY_LIMIT_FRACTION = 0.85
 # glibc malloc told to keep freed memory (no mmap'd blocks, no trimming): large tensors are then reused instead of
 # being faulted in afresh for every allocation. Read by glibc at process start, so set in the subprocess's env.
 TUNED_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)}
-
-
-def _inputs(batch: int = 1):
-    import torch
-
-    gen = torch.Generator().manual_seed(0)
-    pixel = torch.rand(batch, 8, 3, 224, 224, generator=gen) * 2 - 1
-    audio = torch.rand(batch, 1, 512, 128, generator=gen) * 2 - 1
-    return pixel, audio
 
 
 def _build(case: str, impl: str):
@@ -156,7 +147,7 @@ def measure_interleaved(case: str, batch: int, repeats: int, with_reference: boo
     impls = [alone] if alone else (["reference", "ours"] if with_reference else ["ours"])
     cap = _limit_address_space("reference" in impls)
     touch_before = first_touch_rate()
-    pixel, audio = _inputs(batch)
+    pixel, audio = random_inputs(batch, 8, 512)
     steps = {}
     for impl in impls:
         model = _build(case, impl)
@@ -208,7 +199,7 @@ def measure_peak_rss(case: str, impl: str, batch: int) -> dict:
     """Two training steps of one implementation in a fresh process: peak resident memory (ru_maxrss) in MiB, or
     the allocation error when a step does not fit under the address-space cap."""
     cap = _limit_address_space(impl == "reference")
-    pixel, audio = _inputs(batch)
+    pixel, audio = random_inputs(batch, 8, 512)
     step = _step_fn(case, _build(case, impl), pixel, audio)
     for _ in range(2):  # the second step runs with the AdamW state that the first one created
         error = _run_or_allocation_error(step)
@@ -224,15 +215,6 @@ def _subprocess(args: list[str], tuned_malloc: bool = False) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _reference_available() -> bool:
-    """The reference is transformers with its TVLT port (removed after 4.40.2)."""
-    try:
-        import transformers
-    except ImportError:
-        return False
-    return hasattr(transformers, "TvltForPreTraining")
 
 
 def _reference_name() -> str:
@@ -298,7 +280,7 @@ def _memory_row(batch: int, impls: list[str]) -> dict:
 def run(repeats: int = 5) -> list[dict]:
     import torch
 
-    with_reference = _reference_available()
+    with_reference = reference_available()
     threads = torch.get_num_threads()
     impls = ["ours", "reference"] if with_reference else ["ours"]
     rows = []

@@ -9,25 +9,13 @@ Cases (seconds per call, median after one warm-up call):
 
 from __future__ import annotations
 
-import statistics
-import time
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from bench import median_seconds
 from tvlt import TvltFeatureExtractor, TvltImageProcessor
-
-
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: caches (mel bank, window), allocator
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _reference():
@@ -87,17 +75,11 @@ def _run_cases(audio, clips, video, video_pt, ours_fe, ours_ip, ref_fe, ref_ip, 
             results.append(
                 {
                     "case": case,
-                    "ours": _median_seconds(ours, repeats),
-                    "reference": _median_seconds(reference, repeats) if reference else None,
+                    "ours": median_seconds(ours, repeats),  # the untimed call builds the mel bank and window
+                    "reference": median_seconds(reference, repeats) if reference else None,
                     "unit": "s",
                     "notes": f"{notes}; CPU, 1 torch thread; reference = transformers 4.40.2",
                 }
             )
     return results
 
-
-if __name__ == "__main__":
-    for row in run():
-        ratio = f"{row['reference'] / row['ours']:.1f}x" if row["reference"] else "n/a"
-        print(f"{row['case']:40s} ours {row['ours'] * 1e3:8.1f} ms  reference "
-              f"{(row['reference'] or float('nan')) * 1e3:8.1f} ms  speed-up {ratio}")  # fmt: skip

@@ -19,7 +19,7 @@ Cases per point: ``forward`` (``model.tvlt`` under ``torch.inference_mode``) and
 at the smallest point (which also creates the AdamW state, so it is not in the measured memory). The step is
 called with ``output_hidden_states=True`` for both implementations, which turns off this project's CLS-only last
 layer: in a 2-layer cut it would skip about half the work instead of the full model's ~1/12, and the sweep is
-about how one layer scales with L (the full-size steps, CLS-only included: ``--full-steps``).
+about how one layer scales with L (the full-size steps, CLS-only included, are ``bench_model``'s).
 
 Time: the measuring process runs torch with ``TVLT_BENCH_SCALING_THREADS`` threads (default 1) and the figure
 is its CPU time per call (``time.process_time``), the median of up to 3 calls (1 call where a call is estimated
@@ -51,7 +51,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench import proc_kb
+from bench import proc_kb, random_inputs, reference_available
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PLOT_PATH = RESULTS_DIR / "scaling.png"
@@ -123,7 +123,7 @@ def _available_mb() -> float:
 # ------------------------------------------------------------------------------------------------- worker
 def _models(layers: int):
     """Reference and ours, same config and weights (ours loads the reference's state dict strictly). Without
-    transformers installed (it comes with the ``test`` extra) only ours is measured."""
+    the reference (transformers 4.40.2 comes with the ``test`` extra) only ours is measured."""
     import torch
 
     from tvlt import TvltConfig, TvltForAudioVisualClassification
@@ -131,23 +131,18 @@ def _models(layers: int):
     kwargs = bench_config_kwargs(layers)
     torch.manual_seed(0)
     ours = TvltForAudioVisualClassification(TvltConfig(**kwargs))
-    try:
-        import transformers
-    except ImportError:
-        print("  transformers not installed: measuring this project only", file=sys.stderr)
+    if not reference_available():
+        print("  no transformers with TVLT installed: measuring this project only", file=sys.stderr)
         return {"ours": ours}
+    import transformers
+
     ref = transformers.TvltForAudioVisualClassification(transformers.TvltConfig(**kwargs))
     ours.load_state_dict(ref.state_dict(), strict=True)
     return {"ours": ours, "reference": ref}
 
 
 def _inputs(point: Point):
-    import torch
-
-    gen = torch.Generator().manual_seed(0)
-    pixel = torch.rand(1, point.frames, 3, 224, 224, generator=gen) * 2 - 1
-    audio = torch.rand(1, 1, point.audio_frames, 128, generator=gen) * 2 - 1
-    return pixel, audio
+    return random_inputs(1, point.frames, point.audio_frames)
 
 
 def _reference_train_mb(tokens: int, layers: int) -> float:
@@ -391,62 +386,6 @@ def markdown(path: Path = RESULTS_DIR / "scaling.json") -> str:
     ])
 
 
-# ------------------------------------------------------------------------------- full-size steps (by hand)
-def full_step_cpu_time(case: str, impl: str, repeats: int = 2) -> list[float]:
-    """CPU times (1 thread) of full TVLT-base ``case`` steps ("fine-tuning" or "pretraining"), 8 frames + 512
-    audio frames, batch 1, after one warm-up step; the reference is transformers 4.40.2. Not part of ``run()``
-    (about a minute per implementation); ``python -m bench.bench_scaling --full-steps``."""
-    import torch
-
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    kwargs = {"num_labels": 1, "loss_type": "regression"} if case == "fine-tuning" else {}
-    if impl == "reference":
-        import transformers as lib
-    else:
-        import tvlt as lib
-    cls = lib.TvltForAudioVisualClassification if case == "fine-tuning" else lib.TvltForPreTraining
-    model = cls(lib.TvltConfig(**kwargs)).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    pixel, audio = _inputs(Point("frames", FIXED_FRAMES, FIXED_AUDIO_FRAMES, ""))
-    extra = {"labels": torch.tensor([[0.5]])} if case == "fine-tuning" else {
-        "labels": torch.tensor([[1.0]]), "pixel_values_mixed": pixel.flip(1)}
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        model(pixel, audio, **extra).loss.backward()
-        optimizer.step()
-
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        step()
-        times.append(time.process_time() - start)
-    return times
-
-
-def _full_steps() -> None:
-    from tvlt.flops import finetune_step_flops, pretrain_step_flops
-    from tvlt import TvltConfig
-
-    # this project's work (CLS-only last layer in the fine-tuning and VAM passes)
-    flops = {"fine-tuning": finetune_step_flops(TvltConfig(num_labels=1), FIXED_FRAMES, FIXED_AUDIO_FRAMES).total,
-             "pretraining": pretrain_step_flops(TvltConfig(), FIXED_FRAMES, FIXED_AUDIO_FRAMES).total}
-    for case in ("fine-tuning", "pretraining"):
-        times = {}
-        for impl in ("ours", "reference"):  # one process each: fresh allocator, no shared caches
-            code = (f"import json; from bench.bench_scaling import full_step_cpu_time; "
-                    f"print(json.dumps(full_step_cpu_time({case!r}, {impl!r})))")
-            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                  cwd=Path(__file__).resolve().parents[1])
-            times[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
-        ours, ref = statistics.median(times["ours"]), statistics.median(times["reference"])
-        print(f"{case} step, TVLT-base, 8 frames + 512 audio frames, B=1, 1 thread CPU time: ours {times['ours']}, "
-              f"reference {times['reference']} -> {ref / ours:.2f}x; {flops[case] / 1e9:.0f} GFLOP, "
-              f"ours {flops[case] / ours / 1e9:.0f} GFLOP/s", flush=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_scaling", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -454,13 +393,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=MAX_REPEATS)
     parser.add_argument("--json", type=Path, default=None, help="write the raw measurements here")
     parser.add_argument("--no-plot", action="store_true")
-    parser.add_argument("--full-steps", action="store_true",
-                        help="instead: full-size fine-tuning and pretraining steps, 1-thread CPU time, both "
-                             "implementations (4-6 min on the shared 2-core machine)")
     args = parser.parse_args()
-    if args.full_steps:
-        _full_steps()
-        return
     layers = args.layers or _layers(args.repeats)
     data = measure(layers, args.repeats)
     if args.json:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench import random_inputs
 from tvlt import flops as flop_model
 from tvlt import TvltConfig, TvltForAudioVisualClassification, TvltForPreTraining
 
@@ -54,14 +55,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _inputs(config: TvltConfig, batch: int, frames: int, audio_frames: int, device: torch.device):
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    size = config.image_size
-    pixel = torch.rand(batch, frames, config.num_image_channels, size, size, generator=gen) * 2 - 1
-    audio = torch.rand(batch, 1, audio_frames, config.frequency_length, generator=gen) * 2 - 1
-    return pixel.to(device), audio.to(device)
-
-
 def run_case(case: str, config: TvltConfig, batch: int, frames: int, audio_frames: int, device: torch.device,
              steps: int, warmup: int, peak_flops: float, compile_model: bool) -> Result:
     """Time ``steps`` bf16-mixed training steps of ``case`` ("fine-tuning" or "pretraining")."""
@@ -70,7 +63,8 @@ def run_case(case: str, config: TvltConfig, batch: int, frames: int, audio_frame
     model = model_cls(config).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device.type == "cuda")
     forward = torch.compile(model) if compile_model else model
-    pixel, audio = _inputs(config, batch, frames, audio_frames, device)
+    pixel, audio = (x.to(device) for x in random_inputs(batch, frames, audio_frames, config.image_size,
+                                                          config.frequency_length))
     if case == "fine-tuning":
         kwargs = {"labels": torch.rand(batch, 1, device=device) * 6 - 3}
         step_flops = flop_model.finetune_step_flops(config, frames, audio_frames, batch).total
