@@ -2,8 +2,7 @@
 
 - :func:`check_waveform`: a float waveform must be finite and at most :data:`MAX_PEAK` in magnitude; values beyond
   [-1, 1] but within that bound are accepted with one warning per source.
-- :func:`resample`: torchaudio's windowed-sinc resampling (the original release's choice), with time and memory
-  bounded for any pair of rates.
+- :func:`resample`: torchaudio's windowed-sinc resampling, with time and memory bounded for any pair of rates.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ _warned: set[str] = set()
 def check_waveform(x: torch.Tensor, what: str) -> None:
     """Raise ``ValueError`` naming ``what`` (a file, or an array position such as ``audio[3]``) when the float
     waveform ``x`` (any shape) is empty, holds NaN/inf, or exceeds :data:`MAX_PEAK`; warn once per ``what`` when it
-    exceeds [-1, 1] but is usable (the log-mel is then louder than the references were trained on)."""
+    exceeds [-1, 1] but is usable (the log-mel is then louder than the checkpoints' training audio)."""
     if x.numel() == 0:
         raise ValueError(f"{what}: empty waveform")
     # one reduction and no bool copy of x (as torch.isfinite makes); NaN and inf propagate into it

@@ -381,7 +381,8 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, safe_seriali
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.config.torch_dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())  # as the port
+    # the weights' dtype is recorded in config.json, as the port records it
+    model.config.torch_dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
     model.config.save_pretrained(directory)
     source = model.state_dict() if state_dict is None else state_dict
     state = {k: v.detach().contiguous().cpu() for k, v in source.items()}

@@ -78,8 +78,8 @@ class TvltConfig:
     (``image_size``, ``image_patch_size``) or spectrogram bins (``spectrogram_length`` time frames at
     ~86.13 frames/s, ``frequency_length`` mel bins).
 
-    Any other keyword is stored as an attribute (generic ``PretrainedConfig`` fields with the port's defaults;
-    keys the model does not know are logged once by name), as the port does.
+    Any other keyword is stored as an attribute, by the keyword policy of the module docstring (keys the model
+    does not know are logged once by name).
 
     Raises:
         ValueError: a field has a bad value (the message names it), ``model_type`` is not "tvlt", or ``num_labels``

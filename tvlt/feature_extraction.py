@@ -115,7 +115,7 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
         sampling_rate: rate the spectrogram is computed at, in Hz; inputs at other rates are resampled to it.
         hop_length_to_sampling_rate: hop length is ``sampling_rate // hop_length_to_sampling_rate`` (512 at 44.1 kHz).
         n_fft: FFT size and Hann window length in samples, default 2048.
-        padding_value: value written in padded time frames; default 0.0 (hf, as the HF port) / -1.0 (original).
+        padding_value: value written in padded time frames; default 0.0 (hf) / -1.0 (original).
         return_attention_mask: whether ``audio_mask`` is returned by default.
         mode: ``"hf"`` (Hugging Face port) or ``"original"`` (original TVLT release); see the module docstring.
         stft_dtype: ``"float32"`` (default) or ``"float64"`` (as the HF port, which promotes the signal to float64).
@@ -123,11 +123,11 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
             audio), well inside the 1e-4 parity tolerance; float32 moves half the bytes through the STFT and mel matmul.
         mask_from_values: also mask every 16 x 16 patch whose values are all -1 (silence below -60 dB, band-limited
             high bins, -1 padding), as the original release's ``get_patch_mask`` does. Default False (length-based
-            mask only, as the HF port).
-        **kwargs: other keys are kept as attributes (and written by ``save_pretrained``), as the port keeps them:
-            ``num_audio_channels`` and ``chunk_length`` are accepted with a note that they have no effect (none in the
-            port either); anything else is logged once by name. ``hop_length`` and ``padding_side`` must equal the
-            derived hop and "right" (the port would silently use those).
+            mask only).
+        **kwargs: other keys are kept as attributes and written by ``save_pretrained`` (the keyword policy of
+            :mod:`tvlt.processing_utils`): ``num_audio_channels`` and ``chunk_length`` are accepted with a note that
+            they have no effect; anything else is logged once by name. ``hop_length`` and ``padding_side`` must
+            equal the derived hop and "right" (the port would silently use those).
 
     Attributes used by collate functions: ``padding_value``, ``patch_size``, ``freq_len`` (= 128 / 16 = 8 frequency
     patches per time patch), ``hop_length``.
@@ -456,7 +456,7 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
             values[i, 0, :n] = spec[:n]
         patches = torch.tensor([self.patches(n) for n in lengths], device=device)
         mask = (torch.arange(total // ph * self.freq_len, device=device)[None, :] < patches[:, None]).to(torch.float32)
-        if self.mask_from_values:  # original release: a patch whose values are all -1 is masked too
+        if self.mask_from_values:  # a patch whose values are all -1 is masked too
             pw = self.patch_size[1]
             grid = values.reshape(len(specs), total // ph, ph, self.freq_len, pw)
             silent = (grid == -1.0).all(dim=4).all(dim=2).reshape(len(specs), -1)

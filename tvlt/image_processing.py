@@ -110,8 +110,8 @@ class TvltImageProcessor(ProcessorConfigMixin):
         padding_value: value of padded frames in a batch; default 0.0 (hf) / -1.0 (original).
         mask_from_values: also mask every patch whose values are all -1 (pure black, -1 padding), as the original
             release's ``get_patch_mask`` does. Default False (mask from frame counts only, as the HF port).
-        **kwargs: other keys are kept as attributes, as the port keeps them (``init_mask_generator``, which the
-            port ignores too, with a note; anything else logged once by name).
+        **kwargs: other keys are kept as attributes (the keyword policy of :mod:`tvlt.processing_utils`):
+            ``init_mask_generator`` with a note that it has no effect, anything else logged once by name.
 
     Attributes used by collate functions: ``num_frames``, ``patches_per_frame`` (196 at 224 / 16), ``padding_value``.
 
@@ -444,7 +444,7 @@ class TvltImageProcessor(ProcessorConfigMixin):
         frames_over_limit: Literal["subsample", "error"] | None = None,
         mask_pixel: bool = False,
     ) -> BatchFeature:
-        """Images/videos -> ``pixel_values`` / ``pixel_mask``, with per-call overrides of the settings, as the port.
+        """Images/videos -> ``pixel_values`` / ``pixel_mask``, with per-call overrides of the settings.
 
         ``do_resize`` ... ``image_std`` override the processor's settings for this call (a scalar mean / std
         applies to every channel); ``num_frames`` and ``frames_over_limit`` too. ``data_format`` must be
@@ -527,7 +527,7 @@ class TvltImageProcessor(ProcessorConfigMixin):
         for i, video in enumerate(processed):
             values[i, : video.shape[0]] = video
             mask[i, : video.shape[0] * per_frame] = 1
-        if self.mask_from_values:  # original release: a patch whose values are all -1 (pure black) is masked too
+        if self.mask_from_values:  # a patch whose values are all -1 (pure black) is masked too
             ph, pw = self.patch_size
             grid = values[..., : height // ph * ph, : width // pw * pw].reshape(
                 len(processed), max_frames, 3, height // ph, ph, width // pw, pw

@@ -559,7 +559,7 @@ class TvltForAudioVisualClassification(TvltPreTrainedModel):
 
         - ``"regression"``: MSE against float labels, reshaped to the logits' shape when the sizes agree ((B,)
           against (B, 1): the port's ``MSELoss`` would broadcast them to (B, B)).
-        - ``"classification"``: cross-entropy, as the port: integer labels (B,) are class indices; float labels of
+        - ``"classification"``: cross-entropy: integer labels (B,) are class indices; float labels of
           the logits' shape are class probabilities (soft targets). ``class_weight`` (num_labels,) rescales each
           class's term, ``label_smoothing`` in [0, 1) mixes the target with the uniform one.
         - ``"multi_label_classification"``: BCE-with-logits per label against float 0/1 labels (B, num_labels)

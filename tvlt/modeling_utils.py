@@ -2,7 +2,7 @@
 
 :class:`HFModelMixin` gives the TVLT models the attributes and methods a user's script, ``transformers.Trainer``
 and ``peft`` read from the port's classes (transformers 4.40): ``device``, ``dtype``, ``main_input_name``,
-``base_model``, ``get_input_embeddings`` (the two patch projections, as the port), ``can_generate``,
+``base_model``, ``get_input_embeddings`` (the two patch projections), ``can_generate``,
 ``num_parameters``, gradient checkpointing with ``gradient_checkpointing_kwargs``, ``enable_input_require_grads``,
 the ``_keys_to_ignore_on_*`` / ``_tied_weights_keys`` / ``_keep_in_fp32_modules`` class attributes, and
 ``save_pretrained`` / ``from_pretrained`` (the file formats and loading rules live in :mod:`tvlt.checkpoints`).
@@ -100,7 +100,7 @@ class HFModelMixin:
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
         """Recompute encoder and decoder layers in backward. ``gradient_checkpointing_kwargs`` go to
         ``torch.utils.checkpoint.checkpoint`` (default ``{"use_reentrant": False}``; with ``use_reentrant=True`` and
-        a frozen base, call :meth:`enable_input_require_grads` as with the port)."""
+        a frozen base, call :meth:`enable_input_require_grads`)."""
         kwargs = {"use_reentrant": False, **(gradient_checkpointing_kwargs or {})}
         for module in self.modules():
             if isinstance(module, (TvltEncoder, TvltDecoder)):

@@ -98,8 +98,7 @@ class TvltProcessor:
             audio: waveform(s) for ``audio_values`` / ``audio_mask``.
             images_mixed: images/videos for ``pixel_values_mixed`` / ``pixel_mask_mixed`` (VAM negatives).
             sampling_rate: rate of ``audio`` in Hz (resampled to the feature extractor's rate when different).
-            mask_audio, mask_pixel: the port's arguments, accepted with no effect (none in the port either); noted
-                once.
+            mask_audio, mask_pixel: accepted with no effect (see the module docstring); noted once.
             return_tensors: ``"pt"``, ``"np"`` or ``None`` (numpy), for every output.
             **kwargs: the image processor's per-call settings (``do_normalize``, ``image_mean``, ``num_frames``,
                 ``input_data_format``, ...: see :meth:`TvltImageProcessor.preprocess`); ``return_attention_mask``,

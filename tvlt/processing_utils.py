@@ -8,8 +8,8 @@ the file name the Hugging Face port uses, and reads that port's files too (its b
 Like the port, a processor keeps constructor keys it does not use as attributes (logged once by name);
 :func:`note_no_effect` says once that an argument the port accepts has no effect (in the port either).
 
-:func:`pad_sequences` is ``SequenceFeatureExtractor.pad`` of the port: padding / truncating a batch of feature
-sequences along their first axis, with an ``attention_mask``.
+:func:`pad_sequences`: padding / truncating a batch of feature sequences along their first axis, with an
+``attention_mask``.
 """
 
 from __future__ import annotations
@@ -175,8 +175,8 @@ class ProcessorConfigMixin:
     no_effect_keys: ClassVar[dict[str, str]] = {}
 
     def _store_extra_settings(self, kwargs: dict[str, Any]) -> None:
-        """Keep keys the constructor does not use as attributes, as the port does: those the port also ignores are
-        noted once with the reason, others logged once by name."""
+        """Keep keys the constructor does not use as attributes (the keyword policy, module docstring): those in
+        ``no_effect_keys`` are noted once with the reason, others logged once by name."""
         self._extra_settings = sorted(kwargs)
         for key, value in kwargs.items():
             setattr(self, key, value)
@@ -232,7 +232,7 @@ class ProcessorConfigMixin:
                 continue
             if key == f"{cls.section}_type" or key in ("feature_extractor", "image_processor"):
                 continue
-            kwargs[key] = value  # settings, and unknown keys (stored as attributes, as the port)
+            kwargs[key] = value  # settings, and unknown keys (stored as attributes)
         return kwargs
 
     @classmethod
@@ -264,7 +264,7 @@ class ProcessorConfigMixin:
 
         Reads files written by this project and by the Hugging Face port.
 
-        Keys this processor does not know are kept as attributes and logged once, as the port does.
+        Keys this processor does not know are kept as attributes and logged once.
 
         Raises:
             FileNotFoundError: no config file at the path.
