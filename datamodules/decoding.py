@@ -171,8 +171,7 @@ class ClipReader:
 
 
 def to_mono(audio: np.ndarray, rate: int, source: str, target: int = TARGET_SAMPLING_RATE) -> np.ndarray:
-    """float32 (C, N) at ``rate`` -> float32 (N',) mono at ``target`` (channel mean, then :func:`tvlt.audio.resample`,
-    torchaudio's windowed sinc as the original release uses for wav files).
+    """float32 (C, N) at ``rate`` -> float32 (N',) mono at ``target`` (channel mean, then :func:`tvlt.audio.resample`).
 
     Raises:
         ClipDecodeError: cause ``invalid_audio`` naming ``source`` when the samples are not a waveform

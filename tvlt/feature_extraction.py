@@ -26,10 +26,9 @@ In both modes the mask is length-based by default. The original release derives 
 masking every 16x16 patch that is entirely -1, which also masks silent or band-limited patches of real audio;
 ``mask_from_values=True`` adds that rule.
 
-Beyond both references: other sampling rates are resampled (``torchaudio.functional.resample``, the sinc/Hann
-default that the original release also uses) instead of rejected; one multi-channel clip, declared with
-``channels="first"`` (C, N) or ``channels="last"`` (N, C), is averaged to mono; integer PCM is scaled to [-1, 1];
-NaN/inf samples and unusable shapes raise ``ValueError``.
+Beyond both references: other sampling rates are resampled (:func:`tvlt.audio.resample`) instead of rejected;
+one multi-channel clip, declared with ``channels="first"`` (C, N) or ``channels="last"`` (N, C), is averaged to
+mono; integer PCM is scaled to [-1, 1]; NaN/inf samples and unusable shapes raise ``ValueError``.
 """
 
 from __future__ import annotations

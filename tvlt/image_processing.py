@@ -109,7 +109,7 @@ class TvltImageProcessor(ProcessorConfigMixin):
         dark_border_threshold: original mode only: crop borders not brighter than this (default 30; None = off).
         padding_value: value of padded frames in a batch; default 0.0 (hf) / -1.0 (original).
         mask_from_values: also mask every patch whose values are all -1 (pure black, -1 padding), as the original
-            release's ``get_patch_mask`` does. Default False (mask from frame counts only, as the HF port).
+            release's ``get_patch_mask`` does. Default False (mask from frame counts only).
         **kwargs: other keys are kept as attributes (the keyword policy of :mod:`tvlt.processing_utils`):
             ``init_mask_generator`` with a note that it has no effect, anything else logged once by name.
 
