@@ -64,6 +64,19 @@ def moving_pattern(seconds: int = 10, height: int = 480, width: int = 640, fps: 
     return frames
 
 
+def compose(overrides: list[str]):
+    """The project's Hydra config (``conf/config.yaml``) with ``overrides``, as ``run.py`` would compose it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=overrides)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
 def reference_available() -> bool:
     """The reference is transformers with its TVLT port (removed from transformers after 4.40.2)."""
     try:

@@ -102,16 +102,12 @@ def measure(max_steps: int = MAX_STEPS) -> dict:
 
 def measure_loader(num_workers: int = 1) -> dict:
     """Clips/s of the demo experiment's training DataLoader alone (composed from the real config)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
-    GlobalHydra.instance().clear()
-    overrides = ["experiment=mosei_demo", f"data.num_workers={num_workers}",
-                 f"data.demo_dir={ROOT / 'data' / 'demo' / 'mosei'}"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    GlobalHydra.instance().clear()
+    from bench import compose
+
+    cfg = compose(["experiment=mosei_demo", f"data.num_workers={num_workers}",
+                   f"data.demo_dir={ROOT / 'data' / 'demo' / 'mosei'}"])
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
     datamodule.setup("fit")

@@ -25,22 +25,11 @@ from pathlib import Path
 
 import torch
 
-from bench import median_seconds
+from bench import compose, median_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo" / "mosei"
 OVERRIDES = ["experiment=mosei_demo", f"data.demo_dir={DEMO}", "data.num_frames=4", "data.batch_size=8"]
-
-
-def _cfg(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    GlobalHydra.instance().clear()
-    return cfg
 
 
 def _bf16_instructions() -> str:
@@ -57,7 +46,7 @@ def predict_pass(module, num_workers: int, precision: str) -> tuple[float, list[
     import lightning.pytorch as pl
     from hydra.utils import instantiate
 
-    cfg = _cfg([*OVERRIDES, f"data.num_workers={num_workers}"])
+    cfg = compose([*OVERRIDES, f"data.num_workers={num_workers}"])
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
     trainer = pl.Trainer(accelerator="cpu", devices=1, precision=precision, logger=False,
@@ -74,7 +63,7 @@ def _module():
     from hydra.utils import instantiate
 
     torch.manual_seed(0)
-    return instantiate(_cfg(OVERRIDES).model, _convert_="all")
+    return instantiate(compose(OVERRIDES).model, _convert_="all")
 
 
 def _step_times(module, bf16: bool, train: bool, repeats: int) -> float:
