@@ -50,7 +50,7 @@ CASES = {
     "pretrain": "pretraining step MAE+VAM (fwd+bwd+AdamW)",
 }
 BATCHES = (1, 4)
-MAX_REPEATS = {1: 3, 4: 2}  # a reference fine-tuning step takes ~10 s at batch 1 and ~55 s at batch 4
+MAX_REPEATS = {1: 3, 4: 2}  # a batch-4 step costs about 4x a batch-1 step (4x the FLOPs), so fewer repeats
 MEMORY_LIMIT_FRACTION = 0.85
 # glibc malloc told to keep freed memory (no mmap'd blocks, no trimming): large tensors are then reused instead of
 # being faulted in afresh for every allocation. Read by glibc at process start, so set in the subprocess's env.

@@ -23,8 +23,8 @@ about how one layer scales with L (the full-size steps, CLS-only included, are `
 
 Time: the measuring process runs torch with ``TVLT_BENCH_SCALING_THREADS`` threads (default 1) and the figure
 is its CPU time per call (``time.process_time``), the median of up to 3 calls (1 call where a call is estimated
-above ~2 s). On a shared, oversubscribed CPU, wall time mostly measures the other tenants (two-thread runs here
-varied 2-3x between identical calls); the CPU time of a single-threaded process is what the call costs on one
+above ~2 s). On a shared, oversubscribed CPU, wall time mostly measures the other tenants (docs/benchmarks.md
+shows identical two-thread calls varying severalfold); the CPU time of a single-threaded process is what the call costs on one
 idle core, and the same holds for both implementations. Wall times are kept in ``scaling.json``.
 
 Peak memory: the Linux peak-RSS counter of the measuring process is reset right before each measured call
@@ -62,7 +62,7 @@ FIXED_FRAMES = 8
 DEFAULT_LAYERS = 2
 MAX_REPEATS = 3
 SLOW_STEP_S = 2.0  # calls estimated above this (s) are measured once
-ASSUMED_FLOPS = 80e9  # FLOP/s of one core, fp32 (~95e9 measured here), used only to decide repeats
+ASSUMED_FLOPS = 80e9  # FLOP/s of one core, fp32, on the low side (rows report ours'); only decides repeats
 DEFAULT_THREADS = 1
 CASES = ("forward", "fine-tuning step")
 
