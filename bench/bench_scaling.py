@@ -24,8 +24,8 @@ about how one layer scales with L (the full-size steps, CLS-only included, are `
 Time: the measuring process runs torch with ``TVLT_BENCH_SCALING_THREADS`` threads (default 1) and the figure
 is its CPU time per call (``time.process_time``), the median of up to 3 calls (1 call where a call is estimated
 above ~2 s). On a shared, oversubscribed CPU, wall time mostly measures the other tenants (docs/benchmarks.md
-shows identical two-thread calls varying severalfold); the CPU time of a single-threaded process is what the call costs on one
-idle core, and the same holds for both implementations. Wall times are kept in ``scaling.json``.
+shows identical two-thread calls varying severalfold); the CPU time of a single-threaded process is what the call
+costs on one idle core, and the same holds for both implementations. Wall times are kept in ``scaling.json``.
 
 Peak memory: the Linux peak-RSS counter of the measuring process is reset right before each measured call
 (``gc.collect()``, glibc ``malloc_trim(0)`` to hand freed memory back, then ``echo 5 > /proc/self/clear_refs``),
