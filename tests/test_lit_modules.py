@@ -4,6 +4,7 @@ retrieval's full score matrix, reconstruction panels. Tiny model (hidden 32), 1-
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -146,8 +147,18 @@ def test_warmup_cosine_values():
     assert g(100) == pytest.approx(0.1) and g(0) == pytest.approx(1.0)
 
 
-def test_weight_decay_exclusion_and_optimizer_defaults():
-    m = SentimentModule(config=TINY, exclude_no_decay=True)
+def test_weight_decay_exclusion_and_the_configured_optimizer():
+    """The optimizer has one source, conf/model/tvlt_base.yaml: composed and instantiated as run.py does, it is the
+    original release's AdamW (REFERENCE.md B.6); a module built without one refuses to train, naming the key."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model=tvlt_tiny", "model.exclude_no_decay=true",
+                                                       "model.scheduler=null"])
+    m = instantiate(cfg.model, _convert_="all")
     named = dict(m.model.named_parameters())
     assert no_decay("tvlt.cls_embedding", named["tvlt.cls_embedding"])
     assert no_decay("tvlt.layernorm.weight", named["tvlt.layernorm.weight"])
@@ -158,11 +169,14 @@ def test_weight_decay_exclusion_and_optimizer_defaults():
     groups = param_groups(m.model.named_parameters(), exclude_no_decay=True)
     assert sum(len(g["params"]) for g in groups) == len(named)
     assert groups[1]["weight_decay"] == 0.0
-    opt = m.optimizer_factory(groups)
+    opt = m.configure_optimizers()["optimizer"]
     assert isinstance(opt, torch.optim.AdamW)
     d = opt.defaults
     assert (d["lr"], tuple(d["betas"]), d["eps"], d["weight_decay"]) == (1e-4, (0.9, 0.98), 1e-8, 0.001)
     assert opt.param_groups[0]["weight_decay"] == 0.001 and opt.param_groups[1]["weight_decay"] == 0.0
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(named)
+    with pytest.raises(ValueError, match="SentimentModule has no optimizer.*model.optimizer"):
+        SentimentModule(config=TINY).configure_optimizers()
 
 
 def test_reconstruction_panels_paste_visible_patches():
