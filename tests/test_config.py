@@ -74,13 +74,44 @@ def test_each_demo_preset_is_its_experiment_with_the_demo_settings(experiment):
     assert demo.task_name == f"{experiment}_demo" and "demo" in demo.tags
     assert demo.model._target_ == full.model._target_ and demo.data._target_ == full.data._target_
     assert (full.model.config.get("hidden_size"), demo.model.config.hidden_size) == (None, 128)  # tvlt_demo
+    # retrieval's VAM head needs a lower lr and more steps at fewer frames (conf/experiment/retrieval_demo.yaml)
+    lr, frames = (3e-4, 1) if experiment == "retrieval" else (1e-3, 4)
     assert (demo.model.optimizer.lr, demo.model.scheduler.warmup_steps, demo.model.scheduler.total_steps) == \
-        (1e-3, 10, None)
-    assert (demo.data.batch_size, demo.trainer.accumulate_grad_batches) == (8, 1)
-    assert demo.data.num_frames == (2 if experiment == "retrieval" else 4)
+        (lr, 10, None)
+    assert (demo.data.batch_size, demo.trainer.accumulate_grad_batches, demo.data.num_frames) == (8, 1, frames)
+    assert {k: v for k, v in demo.model.optimizer.items() if k != "lr"} == \
+        {k: v for k, v in full.model.optimizer.items() if k != "lr"}  # the same AdamW
     # retrieval ranks checkpoints by what it is about; the others' task metrics saturate on the demo's few clips
     assert (demo.monitor, demo.monitor_mode) == (("val/rsum", "max") if experiment == "retrieval"
                                                  else ("val/loss", "min"))
     # the demo sets: the MOSEI-layout one for sentiment, emotion, pretraining; a class set for classify, retrieval
     assert Path(demo.data.demo_dir).name == {"mosei_emotion": "mosei", "pretrain": "mosei"}.get(experiment,
                                                                                                    experiment)
+
+
+def switched(overrides: list[str]):
+    """``datamodules.demo.apply_demo_preset`` on the composed config, inside Hydra as run.py calls it."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from datamodules.demo import apply_demo_preset
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.job.config_name = "config"
+        HydraConfig.instance().set_config(cfg)
+        return apply_demo_preset(cfg)
+
+
+def test_the_demo_preset_replaces_the_experiment_only_when_no_data_is_given(caplog):
+    with caplog.at_level("WARNING"):
+        cfg = switched(["experiment=retrieval", "trainer.max_epochs=3"])
+    assert (cfg.task_name, cfg.demo_from, cfg.trainer.max_epochs) == ("retrieval_demo", "retrieval", 3)
+    assert Path(cfg.data.demo_dir).name == "retrieval" and cfg.model.optimizer.lr == 3e-4
+    assert "demo preset experiment=retrieval_demo" in caplog.text and "data.root=<MSR-VTT folder>" in caplog.text
+    for given in (["data.root=/data/msrvtt"], ["data.manifest=pairs.csv"], ["data.shards=s3://b/msrvtt"],
+                  ["mode=embed"], ["demo_preset=null"]):
+        cfg = switched(["experiment=retrieval", *given])
+        assert cfg.task_name == "retrieval" and "demo_from" not in cfg, given
