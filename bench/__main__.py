@@ -74,7 +74,7 @@ def _fmt(value: float | None, unit: str) -> str:
         return "-"
     if unit == "s":
         return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
-    return f"{value:.1f} {unit}"
+    return f"{value:.1f} {unit}" if abs(value) >= 10 else f"{value:.3g} {unit}"
 
 
 def table(rows_by_module: dict[str, list[dict]]) -> list[str]:

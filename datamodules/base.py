@@ -14,71 +14,11 @@ from datamodules.datasets import ON_ERROR, ClipDataset
 from datamodules.decoding import ClipReader
 from datamodules.demo import DemoSpec, demo_is_ready, ensure_demo, no_data_given
 from datamodules.manifests import Manifest, Row, build_manifest
+from datamodules.skips import SkipLog, SplitLoader
 
-__all__ = ["ClipDataModule", "NoUsableClipsError", "SplitLoader"]
+__all__ = ["ClipDataModule"]
 
 log = logging.getLogger(__name__)
-
-
-class NoUsableClipsError(RuntimeError):
-    """A complete pass over a split (an epoch of it) in ``on_error="skip"`` mode in which every clip failed.
-
-    Attributes: ``split`` (e.g. ``"PretrainDataModule[train]"``) and ``counts`` (cause -> clips skipped).
-    """
-
-    def __init__(self, split: str, counts: Counter, first: tuple[str, str] | None = None) -> None:
-        self.split = split
-        self.counts = Counter(counts)
-        total = sum(self.counts.values())
-        causes = ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
-        example = f"; first: {first[0]} ({first[1]})" if first else ""
-        super().__init__(
-            f"{split}: all {total} clip(s) of this pass over the split failed to load and were skipped "
-            f"(on_error=skip): {causes}{example}. Nothing was trained or evaluated on this split; fix or remove the "
-            f"files (on_error=raise reports the first failure with its full message)"
-        )
-
-
-class SplitLoader(DataLoader):
-    """A DataLoader that fails a complete pass in which every clip was skipped.
-
-    In ``on_error="skip"`` mode an all-failed batch reaches the model as ``None``, which Lightning skips: without this
-    check a split whose every clip fails would "train" for all its epochs on nothing and exit successfully. Counting
-    happens here, in the process that iterates (so it works with any ``num_workers``), from the collator's ``ids``
-    and ``skipped`` entries; when the iterator is exhausted with skipped clips and no delivered clip,
-    :class:`NoUsableClipsError` is raised naming the split and the skip counts by cause. A pass that is stopped
-    early (``limit_*_batches``, the sanity check, ``max_steps``) is not judged. With several processes (DDP) each
-    judges its own shard.
-
-    Args:
-        split_name: named in the error, e.g. ``"MoseiDataModule[train]"``; other arguments as ``DataLoader``.
-    """
-
-    def __init__(self, *args: Any, split_name: str = "", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.split_name = split_name
-
-    def __iter__(self) -> Any:
-        # Lightning stops after len(loader) batches without exhausting the iterator, so the last batch is judged
-        # when it arrives (before it is yielded), not at StopIteration.
-        try:
-            expected = len(self)
-        except TypeError:  # an iterable-style dataset without a length: judged at exhaustion only
-            expected = -1
-        delivered = 0
-        skipped: Counter = Counter()
-        first: tuple[str, str] | None = None
-        for n, batch in enumerate(super().__iter__(), start=1):
-            if isinstance(batch, dict):
-                for clip_id, cause in batch.get("skipped", ()):
-                    skipped[cause] += 1
-                    first = first or (clip_id, cause)
-                delivered += len(batch.get("ids", ()))
-            if n == expected and skipped and not delivered:
-                raise NoUsableClipsError(self.split_name, skipped, first)
-            yield batch
-        if skipped and not delivered:
-            raise NoUsableClipsError(self.split_name, skipped, first)
 
 
 class ClipDataModule(pl.LightningDataModule):
@@ -94,8 +34,8 @@ class ClipDataModule(pl.LightningDataModule):
         decoder_threads: decord threads per DataLoader worker.
         decode_timeout: seconds before a decode counts as failed (None: no isolation, see decoding.py).
         on_error: ``"raise"`` (default; curated sets fail loudly) or ``"skip"`` (drop failed clips, count them by
-            cause and log the counts each epoch; a pass over a split in which every clip fails raises
-            :class:`NoUsableClipsError`, see :class:`SplitLoader`).
+            cause in :attr:`skips` and log the counts each pass; a pass over a split in which every clip fails
+            raises :class:`NoUsableClipsError`; see :mod:`datamodules.skips`).
         drop_invalid: drop manifest rows that fail validation (missing file, non-finite or out-of-range label)
             with a logged summary, instead of failing at set-up.
         shards: a folder or ``s3://`` URI of LitData shards built by ``python -m datamodules.shards`` (one sub-folder
@@ -107,6 +47,7 @@ class ClipDataModule(pl.LightningDataModule):
 
     label_range: tuple[float, float] | None = None
     vam: bool = False
+    vam_negative_prob: float = 0.5  # with ``vam``: the collator's share of swapped videos (tvlt.matching)
     # what ``root`` is, for messages that tell the user what to pass (``data.root=<...>``)
     root_description: str = "data folder"
     # data sources, set by subclasses: neither root nor manifest means the embedded demo dataset in demo_dir
@@ -162,9 +103,7 @@ class ClipDataModule(pl.LightningDataModule):
         self.feature_extractor = TvltFeatureExtractor(mode=processor_mode)
         self.manifests: dict[str, Manifest] = {}
         self.datasets: dict[str, ClipDataset] = {}
-        self.skipped: dict[str, Counter] = {}  # "{stage} epoch {n}" -> cause -> count
-        self.skipped_clips: list[tuple[str, str, str]] = []  # ("{stage} epoch {n}", id, cause) of each skipped clip
-        self._skip_key: str | None = None
+        self.skips = SkipLog(type(self).__name__, self._current_trainer)  # a bound method: spawned workers pickle it
 
     # ------------------------------------------------------------------------------------------- demo data
     @property
@@ -308,14 +247,8 @@ class ClipDataModule(pl.LightningDataModule):
 
     # ----------------------------------------------------------------------------------------- loaders
     def collator(self) -> TvltCollator:
-        return TvltCollator(
-            patches_per_frame=self.image_processor.patches_per_frame,
-            pixel_padding_value=self.image_processor.padding_value,
-            audio_padding_value=self.feature_extractor.padding_value,
-            freq_len=self.feature_extractor.freq_len,
-            audio_patch_height=self.feature_extractor.patch_size[0],
-            vam=self.vam,
-        )
+        return TvltCollator.from_processors(self.image_processor, self.feature_extractor, vam=self.vam,
+                                            vam_negative_prob=self.vam_negative_prob)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader | list:
         if split not in self.datasets:
@@ -326,7 +259,7 @@ class ClipDataModule(pl.LightningDataModule):
             from datamodules.shards import ShardLoader
 
             # shuffling and the split across ranks and workers are the StreamingDataset's; no failed clip is ever
-            # a record, so there is nothing for SplitLoader to count
+            # a record, so there is nothing for SplitLoader to record
             loader = ShardLoader(
                 self.datasets[split],
                 batch_size=self.batch_size,
@@ -339,17 +272,8 @@ class ClipDataModule(pl.LightningDataModule):
                 self._shard_train_loader = loader
                 loader.pending_state, self._shard_resume = self._shard_resume, None
             return loader
-        return SplitLoader(
-            self.datasets[split],
-            split_name=f"{type(self).__name__}[{split}]",
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
-            pin_memory=self.pin_memory,
-            collate_fn=self.collator(),
-            drop_last=False,
-        )
+        return self._split_loader(self.datasets[split], split, shuffle=shuffle,
+                                  persistent_workers=self.persistent_workers and self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -373,68 +297,45 @@ class ClipDataModule(pl.LightningDataModule):
         options = {**self._dataset_options(split), "sampling": "uniform"}
         dataset = ClipDataset(self.manifest(split), self.reader, self.image_processor, self.feature_extractor,
                               on_error=self.on_error, **options)
-        return SplitLoader(dataset, split_name=f"{type(self).__name__}[{split}]", batch_size=self.batch_size,
-                           shuffle=False, num_workers=self.num_workers, pin_memory=self.pin_memory,
-                           collate_fn=self.collator(), drop_last=False)
+        return self._split_loader(dataset, split, shuffle=False)
 
     # ----------------------------------------------------------------------------------------- skip counting
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Pop the collator's ``skipped`` list (on_error=skip), count it per stage and epoch, and log the counts of
-        a finished epoch when the next one starts (and at teardown).
+    @property
+    def skipped(self) -> dict[str, Counter]:
+        """``"{stage} epoch {n}"`` -> cause -> clips skipped (on_error=skip), from :attr:`skips`."""
+        return self.skips.counts()
 
-        An all-failed batch becomes ``None``, which Lightning skips in training, except in training with several
-        processes (DDP): there it becomes the empty batch ``{"ids": [], "empty": True}``, so the process still takes
-        part in the step and its collectives (``TvltLitModule.training_step`` makes it a zero-weight step, or every
-        process skips together). Skipping alone would leave the other processes waiting in a collective forever."""
-        if not isinstance(batch, dict):
-            return batch
-        skipped = batch.pop("skipped", None)
-        trainer = self.trainer
-        key = None
-        if trainer is not None:
-            key = f"{trainer.state.stage.value if trainer.state.stage else 'run'} epoch {trainer.current_epoch}"
-        if key != self._skip_key:
-            self.log_skipped()
-            self._skip_key = key
-        if skipped:
-            self.skipped.setdefault(str(key), Counter()).update(cause for _, cause in skipped)
-            self.skipped_clips.extend((str(key), clip_id, cause) for clip_id, cause in skipped)
-        if not batch.pop("empty", False):
-            return batch
-        if trainer is not None and trainer.training and trainer.world_size > 1:
-            return {"ids": [], "empty": True}
-        return None
+    @property
+    def skipped_clips(self) -> list[tuple[str, str, str]]:
+        """``("{stage} epoch {n}", id, cause)`` of each skipped clip, from :attr:`skips`."""
+        return self.skips.clips
 
-    def log_skipped(self) -> None:
-        """Log the skip counts of the current stage/epoch, if any (python logging and the trainer's loggers)."""
-        counts = self.skipped.get(str(self._skip_key))
-        if not counts:
-            return
-        total = sum(counts.values())
-        log.warning(
-            "%s: skipped %d clip(s) in %s: %s",
-            type(self).__name__, total, self._skip_key, ", ".join(f"{k}={v}" for k, v in sorted(counts.items())),
-        )
+    def _current_trainer(self) -> Any:
+        return self.trainer
+
+    def _keep_empty(self) -> bool:
+        """A batch without clips still reaches the step in training under DDP (see :mod:`datamodules.skips`)."""
         trainer = self.trainer
-        if trainer is not None:
-            stage = str(self._skip_key).split(" ")[0]
-            for logger in trainer.loggers:
-                logger.log_metrics({f"data/skipped_{stage}": float(total)}, step=trainer.global_step)
+        return trainer is not None and trainer.training and trainer.world_size > 1
+
+    def _split_loader(self, dataset: Any, split: str, **kwargs: Any) -> SplitLoader:
+        return SplitLoader(dataset, split_name=f"{type(self).__name__}[{split}]", skips=self.skips,
+                           keep_empty=self._keep_empty, batch_size=self.batch_size, num_workers=self.num_workers,
+                           pin_memory=self.pin_memory, collate_fn=self.collator(), drop_last=False, **kwargs)
 
     def teardown(self, stage: str) -> None:
-        self.log_skipped()
-        self._skip_key = None
+        self.skips.flush()
 
     def state_dict(self) -> dict[str, Any]:
         """Skip counts, and with shards the train loader's position (see :class:`datamodules.shards.ShardLoader`)."""
-        state: dict[str, Any] = {"skipped": {k: dict(v) for k, v in self.skipped.items()}}
+        state: dict[str, Any] = self.skips.state_dict()
         loader, trainer = self._shard_train_loader, self.trainer
         if loader is not None and trainer is not None and trainer.training:
             state["shard_loader"] = loader.state_dict()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.skipped = {k: Counter(v) for k, v in state_dict.get("skipped", {}).items()}
+        self.skips.load_state_dict(state_dict)
         position = state_dict.get("shard_loader")
         if position is not None:
             if self._shard_train_loader is not None:  # built already (estimated_stepping_batches)

@@ -19,42 +19,33 @@ Batch contract (what every datamodule's DataLoader yields and the LightningModul
         "ids":          list[str] sample ids (file stems)
     }
 
-Masks come from the true lengths reported by the dataset (frames decoded, audio patches from the feature
-extractor), never from pixel or spectrogram values: a black frame or silence is real content.
+Masks are built here, once, from the true lengths each item carries (its frame count, its audio patch count), never
+from pixel or spectrogram values: a black frame or silence is real content.
 
-In ``on_error="skip"`` mode failed samples arrive as :class:`Skipped` markers; they are dropped here and listed in
-``batch["skipped"]`` (a list of (id, cause)), which the datamodule pops and counts before the batch reaches the model
-(``on_before_batch_transfer``). A batch whose every sample failed reaches the model as ``None``: Lightning skips
-``None`` training batches, and the LightningModules' evaluation steps must return early on ``None``. In training
-with several processes it reaches the model as ``{"ids": [], "empty": True}`` instead (see
-``ClipDataModule.on_before_batch_transfer``).
+In ``on_error="skip"`` mode failed samples arrive as :class:`datamodules.skips.Skipped` markers; they are dropped
+here and listed in ``batch["skipped"]`` (a list of (id, cause)); a batch whose every sample failed is
+``{"ids": [], "skipped": [...]}``. :class:`datamodules.skips.SplitLoader` takes it from there (see
+:mod:`datamodules.skips`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["Skipped", "TvltCollator", "vam_negatives"]
+from datamodules.skips import Skipped
+from tvlt.matching import vam_negatives
 
-
-@dataclass(frozen=True)
-class Skipped:
-    """A sample that failed to load in ``on_error="skip"`` mode."""
-
-    id: str
-    cause: str
-    message: str = ""
+__all__ = ["TvltCollator"]
 
 
 class TvltCollator:
     """Pads dataset items into the batch contract above.
 
     Each item is a dict with ``id`` (str), ``pixel_values`` float (T, 3, H, W), ``audio_values`` float
-    (1, Ta, 128) (Ta a multiple of the patch height), ``audio_patches`` (int: real audio patches, from the feature
-    extractor's mask) and optionally ``labels`` (float tensor) — or a :class:`Skipped` marker.
+    (1, Ta, 128) (Ta a multiple of the patch height), ``audio_patches`` (int: real audio patches, the feature
+    extractor's ``clip_features`` count; see :mod:`datamodules.transform`) and optionally ``labels`` (float tensor) — or a :class:`datamodules.skips.Skipped` marker.
 
     Args:
         patches_per_frame: pixel patches per frame (image processor's ``patches_per_frame``; 196 at 224x224).
@@ -63,7 +54,8 @@ class TvltCollator:
         freq_len: audio patches per time step (feature extractor's ``freq_len``, 8).
         audio_patch_height: spectrogram frames per audio patch (feature extractor's ``patch_size[0]``, 16).
         vam: add ``pixel_values_mixed``/``pixel_mask_mixed`` and VAM ``labels`` (pretraining).
-        vam_negative_prob: probability that a sample's video is swapped for another clip's (0.5).
+        vam_negative_prob: probability that a sample's video is swapped for another clip's (0.5), see
+            :func:`tvlt.matching.vam_negatives`.
     """
 
     def __init__(
@@ -82,13 +74,29 @@ class TvltCollator:
         self.freq_len = int(freq_len)
         self.audio_patch_height = int(audio_patch_height)
         self.vam = vam
-        self.vam_negative_prob = vam_negative_prob
+        if not 0.0 <= float(vam_negative_prob) <= 1.0:
+            raise ValueError(f"vam_negative_prob must lie in [0, 1], got {vam_negative_prob}")
+        self.vam_negative_prob = float(vam_negative_prob)
 
-    def __call__(self, items: list[dict[str, Any] | Skipped]) -> dict[str, Any] | None:
+    @classmethod
+    def from_processors(cls, image_processor: Any, feature_extractor: Any, vam: bool = False,
+                        vam_negative_prob: float = 0.5) -> "TvltCollator":
+        """The collator for items made with these processors (their patch geometry and padding values)."""
+        return cls(
+            patches_per_frame=image_processor.patches_per_frame,
+            pixel_padding_value=image_processor.padding_value,
+            audio_padding_value=feature_extractor.padding_value,
+            freq_len=feature_extractor.freq_len,
+            audio_patch_height=feature_extractor.patch_size[0],
+            vam=vam,
+            vam_negative_prob=vam_negative_prob,
+        )
+
+    def __call__(self, items: list[dict[str, Any] | Skipped]) -> dict[str, Any]:
         skipped = [(s.id, s.cause) for s in items if isinstance(s, Skipped)]
         items = [it for it in items if not isinstance(it, Skipped)]
         if not items:
-            return None if not skipped else {"skipped": skipped, "empty": True}
+            return {"ids": [], "skipped": skipped}
         frames = [it["pixel_values"] for it in items]
         batch: dict[str, Any] = {}
         batch["pixel_values"], batch["pixel_mask"] = self.pad_frames(frames)
@@ -97,7 +105,8 @@ class TvltCollator:
         )
         if self.vam:
             order, labels = vam_negatives(len(items), self.vam_negative_prob)
-            batch["pixel_values_mixed"], batch["pixel_mask_mixed"] = self.pad_frames([frames[j] for j in order])
+            mixed = [frames[j] for j in order.tolist()]
+            batch["pixel_values_mixed"], batch["pixel_mask_mixed"] = self.pad_frames(mixed)
             batch["labels"] = labels
         elif "labels" in items[0] and items[0]["labels"] is not None:
             labels = [torch.as_tensor(it["labels"]) for it in items]
@@ -136,28 +145,3 @@ class TvltCollator:
         width = t_max // self.audio_patch_height * self.freq_len
         mask = (torch.arange(width)[None, :] < torch.tensor(patches)[:, None]).long()
         return out, mask
-
-
-def vam_negatives(batch_size: int, negative_prob: float = 0.5) -> tuple[list[int], torch.Tensor]:
-    """Video-audio matching pairs within a batch: ``order[i]`` is the clip whose video sample i's audio is paired
-    with, ``labels[i]`` = 1.0 if ``order[i] == i`` else 0.0.
-
-    Each sample is chosen as a negative with probability ``negative_prob`` (torch's global RNG, which DataLoader
-    seeds per worker); the chosen ones receive the video of another clip (a cyclic shift among them, or a random
-    other clip when only one is chosen). With one sample in the batch no negative is possible and the label is 1.
-    """
-    order = list(range(batch_size))
-    if batch_size < 2:
-        return order, torch.ones(batch_size)
-    chosen = torch.nonzero(torch.rand(batch_size) < negative_prob).flatten().tolist()
-    if len(chosen) == 1:
-        i = chosen[0]
-        j = int(torch.randint(batch_size - 1, ()).item())
-        order[i] = j + (j >= i)
-    elif len(chosen) > 1:
-        perm = torch.randperm(len(chosen)).tolist()
-        shuffled = [chosen[k] for k in perm]
-        for a, b in zip(shuffled, shuffled[1:] + shuffled[:1]):
-            order[a] = b
-    labels = torch.tensor([1.0 if order[i] == i else 0.0 for i in range(batch_size)])
-    return order, labels

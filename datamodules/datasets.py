@@ -1,4 +1,5 @@
-"""ClipDataset: manifest row -> decoded clip -> processors -> one item for :class:`datamodules.collate.TvltCollator`."""
+"""ClipDataset: manifest row -> decoded clip -> :class:`datamodules.transform.ClipTransform` -> one item for
+:class:`datamodules.collate.TvltCollator`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datamodules.collate import Skipped
 from datamodules.decoding import ClipDecodeError, ClipReader
 from datamodules.manifests import Manifest
+from datamodules.skips import Skipped
+from datamodules.transform import ClipTransform
 
 __all__ = ["ClipDataset", "ON_ERROR"]
 
@@ -18,18 +20,19 @@ ON_ERROR = ("raise", "skip")
 
 
 class ClipDataset(Dataset):
-    """Items ``{"id", "pixel_values" (T, 3, H, W), "audio_values" (1, Ta, 128), "audio_patches", "labels"?}``.
+    """Items ``{"id", "pixel_values" (T, 3, H, W), "audio_values" (1, Ta, 128), "audio_patches", "labels"?}``, made by
+    :class:`datamodules.transform.ClipTransform`.
 
     Args:
         manifest: the split's clips (worker-safe storage, see :mod:`datamodules.manifests`).
         reader: decodes frames and audio (:class:`datamodules.decoding.ClipReader`).
-        image_processor, feature_extractor: the ``tvlt`` processors; their output is used as is.
+        image_processor, feature_extractor: the ``tvlt`` processors (see :class:`ClipTransform`).
         sampling: ``"uniform"`` (evaluation; deterministic) or ``"random"`` (training: random window + jitter).
         window_seconds: length of the random window (None: the whole clip).
         seeded_eval: with ``sampling="random"``, seed each index with itself, so that a validation set of random
             windows is the same every epoch (pretraining validation).
-        on_error: ``"raise"`` re-raises :class:`ClipDecodeError`; ``"skip"`` returns a :class:`Skipped` marker that
-            the collator drops and the datamodule counts.
+        on_error: ``"raise"`` re-raises :class:`ClipDecodeError`; ``"skip"`` returns a :class:`Skipped` marker (see
+            :mod:`datamodules.skips`).
         label_transform: maps the manifest's float32 label row to the item's ``labels`` tensor (None: no labels).
     """
 
@@ -51,13 +54,11 @@ class ClipDataset(Dataset):
             raise ValueError(f"sampling must be 'uniform' or 'random', got {sampling!r}")
         self.manifest = manifest
         self.reader = reader
-        self.image_processor = image_processor
-        self.feature_extractor = feature_extractor
+        self.transform = ClipTransform(image_processor, feature_extractor, label_transform)
         self.sampling = sampling
         self.window_seconds = window_seconds
         self.seeded_eval = seeded_eval
         self.on_error = on_error
-        self.label_transform = label_transform
 
     def __len__(self) -> int:
         return len(self.manifest)
@@ -65,15 +66,14 @@ class ClipDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any] | Skipped:
         clip_id = self.manifest.ids[index]
         try:
-            item = self._decode(index)
+            clip = self.reader.read(self.manifest.videos[index], self.manifest.audio(index), mode=self.sampling,
+                                    window_seconds=self.window_seconds, seed=self._seed(index))
         except ClipDecodeError as e:
             if self.on_error == "raise":
                 raise
             return Skipped(clip_id, e.cause, str(e))
-        item["id"] = clip_id
-        if self.label_transform is not None and self.manifest.labels is not None:
-            item["labels"] = self.label_transform(self.manifest.labels[index])
-        return item
+        labels = self.manifest.labels[index] if self.manifest.labels is not None else None
+        return self.transform(clip, clip_id, labels)
 
     def _seed(self, index: int) -> int | None:
         if self.sampling != "random":
@@ -83,23 +83,3 @@ class ClipDataset(Dataset):
         # torch's global RNG is seeded per DataLoader worker and per epoch (seed_everything(workers=True) makes it
         # reproducible), unlike numpy's, which forked workers would share.
         return int(torch.randint(0, 2**62, ()).item())
-
-    def _decode(self, index: int) -> dict[str, Any]:
-        clip = self.reader.read(
-            self.manifest.videos[index],
-            self.manifest.audio(index),
-            mode=self.sampling,
-            window_seconds=self.window_seconds,
-            seed=self._seed(index),
-        )
-        item = self.process_frames(clip.frames, self.image_processor)
-        item.update(self.process_audio(clip.waveform, clip.sampling_rate))
-        return item
-
-    def process_frames(self, frames: np.ndarray, processor: Any) -> dict[str, Any]:
-        out = processor(frames, return_tensors="pt", num_frames=self.reader.num_frames)
-        return {"pixel_values": out["pixel_values"][0]}
-
-    def process_audio(self, waveform: np.ndarray, sampling_rate: int) -> dict[str, Any]:
-        out = self.feature_extractor(waveform, sampling_rate=sampling_rate, return_tensors="pt")
-        return {"audio_values": out["audio_values"][0], "audio_patches": int(out["audio_mask"][0].sum().item())}

@@ -43,14 +43,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ClassesDemoSpec", "DATA_SOURCES", "DEMO_CLASSES", "DemoSpec", "EMOTIONS", "apply_demo_preset",
-           "ensure_demo", "ensure_demo_classes", "ensure_demo_mosei", "ensure_generated", "make_demo_classes",
-           "make_demo_mosei", "Mp4Writer", "no_data_given", "write_mp4"]
+from tvlt.labels import EMOTIONS
+
+__all__ = ["ClassesDemoSpec", "DATA_SOURCES", "DEMO_CLASSES", "DemoSpec", "apply_demo_preset", "ensure_demo",
+           "ensure_demo_classes", "ensure_demo_mosei", "ensure_generated", "make_demo_classes", "make_demo_mosei",
+           "Mp4Writer", "no_data_given", "write_mp4"]
 
 log = logging.getLogger(__name__)
 
-#: Emotion order of the original release's MOSEI-emotion loader and metrics.
-EMOTIONS = ("happy", "sad", "angry", "fear", "disgust", "surprise")
 SPLITS = ("train", "valid", "test")
 _MARKER = "DEMO_DONE.json"
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from datamodules.demo import EMOTIONS
+from tvlt.labels import EMOTIONS
 
 __all__ = [
     "ManifestError",

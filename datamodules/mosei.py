@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from datamodules.base import ClipDataModule
-from datamodules.demo import EMOTIONS, DemoSpec
+from datamodules.demo import DemoSpec
 from datamodules.manifests import (
     EMOTION_RANGE,
     SENTIMENT_RANGE,
@@ -27,6 +27,7 @@ from datamodules.manifests import (
     csv_manifest,
     mosei_original,
 )
+from tvlt.labels import EMOTIONS
 
 __all__ = ["MoseiDataModule"]
 

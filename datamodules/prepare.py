@@ -32,8 +32,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from datamodules.demo import EMOTIONS
 from datamodules.manifests import SPLIT_NAMES, VIDEO_EXTENSIONS, holdout_splits
+from tvlt.labels import EMOTIONS
 
 __all__ = ["main", "prepare_mosei", "prepare_folder", "read_csd_labels", "read_folds", "Segment",
            "SDK_EMOTIONS"]

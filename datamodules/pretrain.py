@@ -118,8 +118,3 @@ class PretrainDataModule(ClipDataModule):
 
     def _shard_extra_settings(self) -> dict[str, Any]:
         return {"window_seconds": self.window_seconds}
-
-    def collator(self):
-        collator = super().collator()
-        collator.vam_negative_prob = self.vam_negative_prob
-        return collator

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tvlt.frames import uniform_frame_indices
+
 __all__ = ["FrameSample", "uniform_indices", "random_window", "random_window_indices", "span_indices",
            "sample_frames"]
 
@@ -31,16 +33,12 @@ class FrameSample:
 def uniform_indices(num_decodable: int, num_frames: int) -> FrameSample:
     """``num_frames`` indices spread uniformly over the whole clip, starting at frame 0.
 
-    Same rule as the original TVLT release (``linspace(0, len, n, endpoint=False)`` floored). A clip with fewer
-    decodable frames than ``num_frames`` gives each of its frames once (T = ``num_decodable``), never repeated or
+    The rule is :func:`tvlt.frames.uniform_frame_indices` (the original release's). A clip with fewer decodable
+    frames than ``num_frames`` gives each of its frames once (T = ``num_decodable``), never repeated or
     out-of-range indices; the pixel mask then marks only those frames.
     """
     _check(num_decodable, num_frames)
-    if num_decodable <= num_frames:
-        idx = np.arange(num_decodable, dtype=np.int64)
-    else:
-        idx = np.floor(np.linspace(0, num_decodable, num_frames, endpoint=False)).astype(np.int64)
-    return FrameSample(idx, 0, num_decodable)
+    return FrameSample(uniform_frame_indices(num_decodable, num_frames), 0, num_decodable)
 
 
 def random_window_indices(

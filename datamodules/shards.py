@@ -37,7 +37,6 @@ record is read.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import multiprocessing
@@ -54,6 +53,7 @@ from litdata import StreamingDataLoader
 from datamodules.decoding import ClipDecodeError, ClipReader
 from datamodules.manifests import Manifest
 from datamodules.sampling import random_window_indices, uniform_indices
+from datamodules.transform import ClipTransform
 
 __all__ = ["SAFE_FORMATS", "ShardSettingsError", "UnsafeShardError", "build_shards", "open_shards", "main"]
 
@@ -205,23 +205,6 @@ def check_settings(recorded: dict[str, Any] | None, wanted: dict[str, Any], wher
 
 
 # ------------------------------------------------------------------------------------------------ reading
-def geometry_only(image_processor: Any) -> Any:
-    """A copy of the image processor that only resizes and crops (uint8 in, uint8 out at the model resolution)."""
-    geometry = copy.copy(image_processor)
-    geometry.do_rescale = False
-    geometry.do_normalize = False
-    return geometry
-
-
-def values_only(image_processor: Any) -> Any:
-    """A copy of the image processor that only rescales and normalizes frames already at the model resolution."""
-    values = copy.copy(image_processor)
-    values.do_resize = False
-    values.do_center_crop = False
-    values.dark_border_threshold = None
-    return values
-
-
 def decode_frames(frames: np.ndarray, frame_bytes: np.ndarray, positions: np.ndarray) -> torch.Tensor:
     """The record's frames at ``positions`` as uint8 (T, 3, H, W).
 
@@ -231,7 +214,7 @@ def decode_frames(frames: np.ndarray, frame_bytes: np.ndarray, positions: np.nda
     """
     frames = np.asarray(frames)
     if frames.ndim == 4:
-        return torch.from_numpy(frames[positions]).permute(0, 3, 1, 2).contiguous()
+        return torch.from_numpy(frames[positions]).permute(0, 3, 1, 2)  # a view: the value step copies
     from torchvision.io import decode_jpeg
 
     offsets = np.concatenate([[0], np.cumsum(frame_bytes)])
@@ -253,7 +236,8 @@ def evaluation_positions(candidates: int, num_frames: int) -> np.ndarray:
 
 class RecordToItem:
     """LitData transform: one shard record -> the item :class:`datamodules.collate.TvltCollator` takes (``id``,
-    ``pixel_values`` float32 (T, 3, H, W), ``audio_values`` float32 (1, Ta, 128), ``audio_patches``, ``labels``).
+    ``pixel_values`` float32 (T, 3, H, W), ``audio_values`` float32 (1, Ta, 128), ``audio_patches``, ``labels``):
+    the read half of :class:`datamodules.transform.ClipTransform` (frame choice, then its value step).
 
     Args:
         num_frames: frames per clip (T). training: pick one candidate per segment at random; else the uniform ones.
@@ -265,8 +249,8 @@ class RecordToItem:
                  label_transform: Callable[[np.ndarray], torch.Tensor] | None = None) -> None:
         self.num_frames = num_frames
         self.training = training
-        self.processor = values_only(image_processor)
-        self.label_transform = label_transform
+        # the audio was extracted when the shards were built: no feature extractor is needed here
+        self.transform = ClipTransform(image_processor, None, label_transform)
 
     def positions(self, record: dict[str, Any]) -> np.ndarray:
         """Positions among the record's candidates of the frames to use (int64 (T,))."""
@@ -279,17 +263,10 @@ class RecordToItem:
 
     def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
         frames = decode_frames(record["frames"], record["frame_bytes"], self.positions(record))
-        pixels = self.processor.process_video(frames, num_frames=self.num_frames)  # (T, 3, H, W) float32
-        item = {
-            "id": record["id"],
-            "pixel_values": pixels,
-            "audio_values": torch.from_numpy(np.asarray(record["audio"], dtype=np.float32))[None],
-            "audio_patches": int(record["audio_patches"]),
-        }
-        labels = np.asarray(record["labels"])
-        if self.label_transform is not None and labels.size:
-            item["labels"] = self.label_transform(labels)
-        return item
+        # float16 on disk (within 5e-4 of the extractor's values); the channel axis was dropped to store (Ta, 128)
+        audio = torch.from_numpy(np.asarray(record["audio"])).to(torch.float32)[None]
+        return self.transform.item(record["id"], self.transform.pixels(frames), audio, record["audio_patches"],
+                                   np.asarray(record["labels"]))
 
 
 def open_shards(uri: str, wanted: dict[str, Any], transform: RecordToItem | Callable | None = None,
@@ -359,9 +336,8 @@ class ClipToRecords:
                  window_seconds: float | None = None) -> None:
         self.manifest = manifest
         self.reader = reader
-        self.geometry = geometry_only(image_processor)
+        self.transform = ClipTransform(image_processor, feature_extractor)
         self.num_frames = reader.num_frames // 2
-        self.feature_extractor = feature_extractor
         self.report_dir = report_dir
         self.frames = frames
         self.jpeg_quality = jpeg_quality
@@ -398,13 +374,12 @@ class ClipToRecords:
         for group in (eval_pos, np.setdiff1d(np.arange(count), eval_pos)):
             if len(group) == 0:
                 continue
-            done = self.geometry(clip.frames[group], return_tensors="pt", num_frames=len(group))["pixel_values"][0]
-            done = done.round().clamp(0, 255).to(torch.uint8)
+            done = self.transform.frames(clip.frames[group])  # uint8 (n, 3, h, w)
             if out.numel() == 0:
                 out = torch.empty((count, *done.shape[1:]), dtype=torch.uint8)
             out[torch.from_numpy(group)] = done
         frames, frame_bytes = self._encode(out)
-        mel = self.feature_extractor(clip.waveform, sampling_rate=clip.sampling_rate, return_tensors="pt")
+        audio_values, audio_patches = self.transform.audio(clip.waveform, clip.sampling_rate)
         times = clip.frame_times if clip.frame_times is not None else clip.indices / clip.fps
         return {
             "id": clip_id,
@@ -417,8 +392,8 @@ class ClipToRecords:
             "start": float(clip.start),
             "end": float(clip.end),
             "fps": float(clip.fps),
-            "audio": mel["audio_values"][0, 0].to(torch.float16).numpy(),
-            "audio_patches": int(mel["audio_mask"][0].sum().item()),
+            "audio": audio_values[0].to(torch.float16).numpy(),
+            "audio_patches": audio_patches,
         }
 
     def _encode(self, frames: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

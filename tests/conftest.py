@@ -19,12 +19,18 @@ def media_dir() -> Path:
     return MEDIA_DIR
 
 
-TINY_CONFIG = dict(
-    image_size=32, image_patch_size=[8, 8], num_frames=2,  # 16 patches per frame
-    spectrogram_length=64, frequency_length=16, audio_patch_size=[4, 4],  # up to 16 x 4 audio patches
+# The one tiny TVLT of the tests. TINY_WIDTHS: its widths and depths only, for tests that feed full-size inputs
+# (224x224 frames, 128 mel bins: the processors' real geometry); TINY_CONFIG: small inputs too (tests/test_flops.py
+# computes its FLOP counts by hand from these values).
+TINY_WIDTHS = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
     decoder_hidden_size=16, decoder_num_hidden_layers=2, decoder_num_attention_heads=2,
     decoder_intermediate_size=32,
+)
+TINY_CONFIG = dict(
+    image_size=32, image_patch_size=[8, 8], num_frames=2,  # 16 patches per frame
+    spectrogram_length=64, frequency_length=16, audio_patch_size=[4, 4],  # up to 16 x 4 audio patches
+    **TINY_WIDTHS,
 )
 
 

@@ -255,3 +255,15 @@ def test_untrusted_pickle_is_refused(tmp_path):
         read_state_dict(path)
     with pytest.raises(FileNotFoundError):
         read_state_dict(tmp_path / "missing.bin")
+    # one reader for every torch file, pretrained weights and Lightning checkpoints alike: the same errors
+    import tvlt.lit.base
+    from tvlt.checkpoints import CheckpointError, read_checkpoint
+
+    with pytest.raises(CheckpointError, match=r"Unsupported global") as info:
+        read_state_dict(path)
+    assert str(path) in str(info.value) and "False" not in str(info.value)
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"not a zip archive" * 10)
+    with pytest.raises(CheckpointError, match=rf"{garbage}: not a PyTorch checkpoint"):
+        read_state_dict(garbage)
+    assert tvlt.lit.base.read_checkpoint is read_checkpoint

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_run import FAST, compose_cfg, run, run_cli
+from test_run import FAST, compose_cfg, run_cli
+from tvlt.lit import job, predict
 
 CLASSES = ["drum", "flute", "horn"]
 
@@ -73,7 +74,7 @@ def test_single_label_manifest_trains_and_class_names_round_trip(tmp_path, clips
 
     # predict one clip by name: the line names the most probable class and lists all three
     clip = sorted((clips / "test" / "horn").glob("*.mp4"))[0]
-    line = run.predict(compose_cfg(tmp_path / "p", ["mode=predict", f"ckpt_path={last}", f"input={clip}"]))
+    line = predict.predict(compose_cfg(tmp_path / "p", ["mode=predict", f"ckpt_path={last}", f"input={clip}"]))
     assert len(line) == 1 and re.fullmatch(
         rf"{re.escape(str(clip))}: class (drum|flute|horn) \(probabilities: (\w+ \d\.\d\d(, )?){{3}}\)", line[0]), line
 
@@ -103,7 +104,7 @@ def test_multi_label_manifest_with_pos_weight_from_the_training_split(tmp_path, 
                                  "trainer.max_epochs=1", "trainer.limit_train_batches=1", "model.pos_weight=auto"])
     assert cfg.task_name == "classify"  # data given: no demo preset
     with caplog.at_level("INFO"):
-        metrics = run.train(cfg)
+        metrics = job.train(cfg)
     # training split: 6 clips, 2 per class, and horn also in the split's first clip (a drum clip)
     train = [r for r in rows if r["split"] == "train"]
     assert [sum(r[c] for r in train) for c in CLASSES] == [2, 2, 3]

@@ -163,3 +163,21 @@ def test_bad_json_file_names_the_path(tmp_path):
         TvltConfig.from_json_file(path)
     with pytest.raises(FileNotFoundError):
         TvltConfig.from_pretrained(tmp_path / "missing")
+
+
+def test_every_allowed_activation_builds_and_runs():
+    """One table of activations: each name the config accepts is one the layers can build, with the port's
+    meaning (gelu exact, the two tanh spellings the approximation)."""
+    import torch.nn.functional as F
+
+    from tvlt.activations import ACTIVATIONS, get_activation
+
+    assert sorted(ACTIVATIONS) == ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "selu", "silu"]
+    x = torch.linspace(-3, 3, 13)
+    for name in ACTIVATIONS:
+        assert TvltConfig(hidden_act=name).hidden_act == name
+    assert torch.equal(get_activation("gelu")(x), F.gelu(x))
+    assert torch.equal(get_activation("gelu_new")(x), F.gelu(x, approximate="tanh"))
+    assert torch.equal(get_activation("gelu_pytorch_tanh")(x), F.gelu(x, approximate="tanh"))
+    with pytest.raises(ValueError, match=r"TvltConfig.hidden_act: must be one of \['gelu', 'gelu_new'"):
+        TvltConfig(hidden_act="swish2")

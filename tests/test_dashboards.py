@@ -9,7 +9,8 @@ import os
 import pytest
 import torch
 
-from test_run import FAST, compose_cfg, demo_dir, demo_overrides, run  # noqa: F401 (demo_dir is a fixture)
+from test_run import FAST, compose_cfg, demo_dir, demo_overrides  # noqa: F401 (demo_dir is a fixture)
+from tvlt.lit import job, runs
 from tvlt.lit.dashboards import confusion_7, emotion_table
 
 
@@ -34,7 +35,7 @@ def test_emotion_precision_recall_by_hand():
 @pytest.fixture
 def offline_wandb(tmp_path, monkeypatch):
     for key in {k for k in os.environ if k.startswith("WANDB_")} | {"WANDB_MODE", "WANDB_SILENT"}:
-        monkeypatch.setenv(key, "")  # recorded, so what run.configure_wandb sets is undone after the test
+        monkeypatch.setenv(key, "")  # recorded, so what runs.configure_wandb sets is undone after the test
         monkeypatch.delenv(key)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: no W&B key -> offline
 
@@ -44,8 +45,8 @@ def _train(tmp_path, experiment, demo_dir, extra=()):
                                  "logger=[csv,wandb]",
                                  "trainer.max_epochs=1", "trainer.limit_train_batches=1",
                                  "trainer.limit_val_batches=2", "test=false", *extra])
-    run.configure_wandb(cfg)
-    run.train(cfg)
+    runs.configure_wandb(cfg)
+    job.train(cfg)
     out = tmp_path / "out"
     media = next((out / "wandb").glob("offline-run-*")) / "files" / "media"
     return out / "dashboards", media

@@ -14,14 +14,16 @@ import pytest
 import soundfile as sf
 import torch
 
-from datamodules.base import NoUsableClipsError
-from datamodules.collate import Skipped, TvltCollator, vam_negatives
+from datamodules.collate import TvltCollator
 from datamodules.decoding import ClipDecodeError
-from datamodules.demo import EMOTIONS, write_mp4
+from datamodules.demo import write_mp4
 from datamodules.manifests import ManifestError, PackedStrings, Row, build_manifest, csv_manifest, mosei_original
 from datamodules.mosei import MoseiDataModule
+from datamodules.skips import NoUsableClipsError, Skipped
 from datamodules.pretrain import PretrainDataModule
 from datamodules.retrieval import RetrievalDataModule
+from tvlt.labels import EMOTIONS
+from tvlt.matching import vam_negatives
 
 MEDIA = Path(__file__).resolve().parent / "data"  # real clips shipped with the tests (tests/data/README.md)
 
@@ -197,7 +199,7 @@ def test_collate_pads_to_batch_max_with_masks_from_lengths():
     with pytest.raises(ValueError, match="audio item 0 claims 32 patches, its spectrogram holds 16"):
         collate([_item("c", 1, 32, 32)])
     assert batch["labels"].tolist() == [1.0, -2.0]
-    assert collate([Skipped("x", "timeout")]) == {"skipped": [("x", "timeout")], "empty": True}
+    assert collate([Skipped("x", "timeout")]) == {"ids": [], "skipped": [("x", "timeout")]}
 
 
 def test_vam_negatives_swap_about_half_for_another_clip():
@@ -205,11 +207,60 @@ def test_vam_negatives_swap_about_half_for_another_clip():
     total, negatives = 0, 0
     for _ in range(200):
         order, labels = vam_negatives(6)
-        for i, j in enumerate(order):
-            assert (labels[i] == 0) == (j != i)
+        assert labels.tolist() == [float(j == i) for i, j in enumerate(order.tolist())]
         total, negatives = total + 6, negatives + int((labels == 0).sum())
     assert 0.4 < negatives / total < 0.6
-    assert vam_negatives(1) == ([0], torch.ones(1)) or vam_negatives(1)[1].tolist() == [1.0]
+    order, labels = vam_negatives(1, negative_prob=1.0)
+    assert order.tolist() == [0] and labels.tolist() == [1.0]  # no other clip to pair with
+    with pytest.raises(ValueError, match=r"vam_negative_prob must lie in \[0, 1\], got 1.5"):
+        vam_negatives(4, 1.5)
+
+
+def _vam_items() -> list[dict]:
+    """Four clips whose frames hold their index (clip i: i + 1 frames of value i), 16 audio frames each."""
+    return [{**_item(f"c{i}", i + 1, 16, 8), "pixel_values": torch.full((i + 1, 3, 4, 4), float(i))}
+            for i in range(4)]
+
+
+def test_vam_collation_pairs_each_audio_with_the_video_the_order_names():
+    items = _vam_items()
+    collate = TvltCollator(patches_per_frame=2, pixel_padding_value=-1.0, audio_padding_value=-1.0, vam=True,
+                           vam_negative_prob=1.0)
+    # every sample a negative: two clips can only swap
+    torch.manual_seed(0)
+    pair = collate(items[:2])
+    assert pair["labels"].tolist() == [0.0, 0.0]
+    assert pair["pixel_values_mixed"][:, 0, 0, 0, 0].tolist() == [1.0, 0.0]
+    assert pair["pixel_mask_mixed"].sum(1).tolist() == [4, 2] and pair["pixel_mask"].sum(1).tolist() == [2, 4]
+    # four clips: one cycle through all of them, so no audio keeps its own video and each video is used once
+    for seed in range(5):
+        torch.manual_seed(seed)
+        batch = collate(items)
+        order = batch["pixel_values_mixed"][:, 0, 0, 0, 0].long().tolist()
+        assert batch["labels"].tolist() == [0.0] * 4 and sorted(order) == [0, 1, 2, 3]
+        assert all(j != i for i, j in enumerate(order))
+        i = 0
+        for _ in range(3):
+            i = order[i]
+            assert i != 0  # back at clip 0 only after four steps: a single cycle
+        assert batch["pixel_mask_mixed"].sum(1).tolist() == [2 * (j + 1) for j in order]
+        assert torch.equal(batch["pixel_values"], collate.pad_frames([it["pixel_values"] for it in items])[0])
+    # no negatives: the mixed video is the clip's own
+    same = TvltCollator(patches_per_frame=2, pixel_padding_value=-1.0, audio_padding_value=-1.0, vam=True,
+                        vam_negative_prob=0.0)(items)
+    assert same["labels"].tolist() == [1.0] * 4 and torch.equal(same["pixel_values_mixed"], same["pixel_values"])
+    with pytest.raises(ValueError, match="vam_negative_prob must lie in"):
+        TvltCollator(patches_per_frame=2, pixel_padding_value=-1.0, audio_padding_value=-1.0, vam_negative_prob=-0.1)
+
+
+def test_pretraining_batches_carry_negatives():
+    """The pretraining datamodule's collator swaps about half of the videos (a collator with negative
+    probability 0 trains VAM on positives only and fails here)."""
+    collate = PretrainDataModule(root="videos", num_frames=1).collator()
+    assert collate.vam and collate.vam_negative_prob == 0.5
+    torch.manual_seed(0)
+    labels = torch.cat([collate(_vam_items())["labels"] for _ in range(50)])
+    assert 0.35 < float((labels == 0).float().mean()) < 0.65
 
 
 # ------------------------------------------------------------------------------------------------ skip counting
@@ -223,16 +274,33 @@ def test_on_error_skip_counts_by_cause_and_logs_each_epoch(tmp_path, caplog):
     dm = MoseiDataModule(root=str(root), batch_size=2, on_error="skip", decode_timeout=None, train_jitter=False)
     dm.setup("fit")
     loader = dm._loader("train", shuffle=False)
-    with caplog.at_level(logging.WARNING, logger="datamodules.base"):
-        batches = [dm.on_before_batch_transfer(b, 0) for b in loader]
+    with caplog.at_level(logging.WARNING, logger="datamodules.skips"):
+        batches = list(loader)
         dm.teardown("fit")
     assert [b["ids"] for b in batches] == [["a"], ["d"]] and all("skipped" not in b for b in batches)
     assert dict(dm.skipped["None"]) == {"empty_file": 1, "undecodable": 1}
-    assert "skipped 2 clip(s) in None: empty_file=1, undecodable=1" in caplog.text
+    assert dm.skipped_clips == [("None", "b", "empty_file"), ("None", "c", "undecodable")]
+    assert caplog.text.count("skipped 2 clip(s) in None: empty_file=1, undecodable=1") == 1  # logged once
+    restored = MoseiDataModule(root=str(root))
+    restored.load_state_dict(dm.state_dict())
+    assert restored.skipped_clips == dm.skipped_clips and restored.skipped == dm.skipped
+    restored.load_state_dict({"skipped": {"train epoch 0": {"timeout": 2}}})  # a checkpoint from before the record
+    assert dict(restored.skipped["train epoch 0"]) == {"timeout": 2}
     raising = MoseiDataModule(root=str(root), batch_size=2, decode_timeout=None, train_jitter=False)
     raising.setup("fit")
     with pytest.raises(ClipDecodeError, match="b.mp4: empty file"):
         list(raising._loader("train", shuffle=False))
+
+
+def test_a_batch_without_clips_is_dropped_except_where_every_process_must_step(tmp_path):
+    root = mosei_layout(tmp_path / "m", {"train": [("a", "1"), ("b", "2")], "valid": [("v", "0")]})
+    (root / "train" / "video" / "b.mp4").write_bytes(b"")
+    dm = MoseiDataModule(root=str(root), batch_size=1, on_error="skip", decode_timeout=None, train_jitter=False)
+    dm.setup("fit")
+    assert [b["ids"] for b in dm._loader("train", shuffle=False)] == [["a"]]
+    dm._keep_empty = lambda: True  # what training under DDP answers
+    assert [b["ids"] for b in dm._loader("train", shuffle=False)] == [["a"], []]
+    assert [c[1:] for c in dm.skipped_clips] == [("b", "empty_file")] * 2  # once per pass
 
 
 @pytest.mark.parametrize("num_workers", [0, 1])
@@ -247,7 +315,7 @@ def test_a_pass_where_every_clip_is_skipped_raises_with_counts(tmp_path, num_wor
     )
     dm.setup("fit")
     with pytest.raises(NoUsableClipsError) as e:
-        list(dm.train_dataloader())
+        list(dm._loader("train", shuffle=False))  # the train loader in manifest order: "first" is a
     assert e.value.split == "MoseiDataModule[train]" and dict(e.value.counts) == {"empty_file": 2, "undecodable": 1}
     assert str(e.value).startswith(
         "MoseiDataModule[train]: all 3 clip(s) of this pass over the split failed to load and were skipped "
@@ -390,8 +458,32 @@ def test_skip_counts_are_logged_each_epoch_under_a_trainer(tmp_path, caplog):
         enable_model_summary=False, limit_val_batches=0,
     )  # fmt: skip
     model = Tiny()
-    with caplog.at_level(logging.WARNING, logger="datamodules.base"):
+    with caplog.at_level(logging.WARNING, logger="datamodules.skips"):
         trainer.fit(model, datamodule=dm)
-    assert model.steps == 4  # the all-failed batch (b alone) is skipped by Lightning in both epochs
+    assert model.steps == 4  # the all-failed batch (b alone) is dropped by the loader in both epochs
     assert "skipped 1 clip(s) in train epoch 0: empty_file=1" in caplog.text
     assert "skipped 1 clip(s) in train epoch 1: empty_file=1" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------------ the clip transform
+
+
+@pytest.mark.parametrize("mode", ["hf", "original"])
+def test_one_clip_through_the_transform_and_collator_is_the_processors_output(mode):
+    """What predict feeds the model for one clip equals the HF-port processors' own output, values and masks."""
+    from datamodules.decoding import ClipReader
+    from datamodules.transform import ClipTransform
+    from tvlt.feature_extraction import TvltFeatureExtractor
+    from tvlt.image_processing import TvltImageProcessor
+
+    clip = ClipReader(num_frames=8, decode_timeout=None).read(media("K0m1tO3Ybyc_2.mp4"), media("K0m1tO3Ybyc_2.wav"))
+    ip, fe = TvltImageProcessor(mode=mode, num_frames=8), TvltFeatureExtractor(mode=mode)
+    item = ClipTransform(ip, fe, torch.tensor)(clip, "K0m1tO3Ybyc_2", np.array([0.6667], np.float32))
+    assert item["pixel_values"].shape == (8, 3, 224, 224) and item["labels"].tolist() == [pytest.approx(0.6667)]
+    batch = TvltCollator.from_processors(ip, fe)([item])
+    pixels = ip(clip.frames, return_tensors="pt", num_frames=8)
+    audio = fe(clip.waveform, sampling_rate=clip.sampling_rate, return_tensors="pt")
+    assert torch.equal(batch["pixel_values"], pixels["pixel_values"])
+    assert torch.equal(batch["pixel_mask"], pixels["pixel_mask"]) and int(batch["pixel_mask"].sum()) == 8 * 196
+    assert torch.equal(batch["audio_values"], audio["audio_values"])
+    assert torch.equal(batch["audio_mask"], audio["audio_mask"].long()) and batch["ids"] == ["K0m1tO3Ybyc_2"]

@@ -312,3 +312,16 @@ def test_decode_process_is_recycled_after_a_number_of_decodes(clips, monkeypatch
     assert pids[0] == pids[1] != pids[2]
     with pytest.raises(ProcessLookupError):
         os.kill(pids[0], 0)  # the old helper was killed and reaped
+
+
+def test_uniform_frame_rule_has_one_owner():
+    """The decoder's evaluation frames and the image processor's subsampling are the same function."""
+    import datamodules.sampling
+    import tvlt.image_processing
+    from tvlt.frames import uniform_frame_indices
+
+    assert uniform_frame_indices(20, 8).tolist() == [0, 2, 5, 7, 10, 12, 15, 17]  # floor(k * 20 / 8)
+    assert uniform_frame_indices(2, 8).tolist() == [0, 1] and uniform_frame_indices(0, 8).tolist() == []
+    with pytest.raises(ValueError, match="num_frames >= 1, got 5 and 0"):
+        uniform_frame_indices(5, 0)
+    assert datamodules.sampling.uniform_frame_indices is tvlt.image_processing.uniform_frame_indices

@@ -12,8 +12,9 @@ import pytest
 import soundfile as sf
 
 from datamodules.decoding import ClipReader
-from datamodules.demo import EMOTIONS, DemoSpec, ensure_demo_mosei
+from datamodules.demo import DemoSpec, ensure_demo_mosei
 from datamodules.mosei import MoseiDataModule
+from tvlt.labels import EMOTIONS
 
 SPEC = DemoSpec(seed=3, num_train=6, num_valid=2, num_test=2)
 

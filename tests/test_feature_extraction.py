@@ -381,3 +381,18 @@ def test_batched_stft_path_matches_clip_by_clip(mode):
         torch.testing.assert_close(spec, fe._log_mel_batch([clip])[0], atol=1e-5, rtol=0)
     assert [s.shape[0] for s in batched] == [30000 // 512 + (mode == "original"), 9000 // 512 + (mode == "original"),
                                              1 + (mode == "original")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("mode", "samples", "frames", "patches"), [
+    ("hf", 512 * 32, 32, 16),  # N // 512 = 32 frames: two whole time patches, no padding
+    ("hf", 512 * 33, 48, 24),  # 33 frames: a third, partly filled patch counts
+    ("original", 512 * 32, 48, 24),  # 1 + N // 512 = 33 frames, padded by 16 - 33 % 16 = 15
+    ("original", 512 * 31, 48, 16),  # 32 frames: a whole extra patch of -1, masked (not counted)
+])
+def test_clip_features_are_the_call_values_with_the_true_patch_count(mode, samples, frames, patches):
+    fe = TvltFeatureExtractor(mode=mode)
+    wave = np.random.default_rng(0).uniform(-0.5, 0.5, samples).astype(np.float32)
+    values, count = fe.clip_features(wave, 44100)
+    out = fe(wave, sampling_rate=44100, return_tensors="pt")
+    assert values.shape == (1, frames, 128) and count == patches
+    assert torch.equal(values, out["audio_values"][0]) and count == int(out["audio_mask"][0].sum())

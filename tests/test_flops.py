@@ -12,16 +12,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from conftest import TINY_CONFIG
 from bench import gpu  # the repo root is on sys.path under `python -m pytest` (make test)
 from tvlt import flops
 from tvlt import TvltConfig, TvltForAudioVisualClassification, TvltForPreTraining, TvltModel
 
-FLOP_CONFIG = dict(
-    image_size=32, image_patch_size=[8, 8], num_frames=2, spectrogram_length=64, frequency_length=16,
-    audio_patch_size=[4, 4], hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-    decoder_hidden_size=16, decoder_num_hidden_layers=2, decoder_num_attention_heads=2,
-    decoder_intermediate_size=32, num_labels=1, loss_type="regression", attn_implementation="eager",
-)
+FLOP_CONFIG = dict(TINY_CONFIG, num_labels=1, loss_type="regression", attn_implementation="eager")
 FRAMES, AUDIO_FRAMES = 2, 20
 
 # Patch embeddings (every patch, before masking): video 2*32 tokens*(3*8*8=192)*32 = 393,216;

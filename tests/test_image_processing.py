@@ -300,3 +300,16 @@ def test_float_pixels_in_unit_range_warn():
     assert out.pixel_values.max().item() < -0.99  # x / 255 of values <= 1, normalised: just above -1
     as_255 = TvltImageProcessor()(video * 255, return_tensors="pt")
     assert as_255.pixel_values.min().item() >= -1.0 and as_255.pixel_values.max().item() > 0.9
+
+
+@pytest.mark.parametrize("mode", ["hf", "original"])
+def test_geometry_then_values_is_process_video(mode):
+    ip = TvltImageProcessor(mode=mode)
+    video = torch.randint(0, 256, (3, 3, 180, 320), dtype=torch.uint8)
+    video[:, :, :10] = 0  # a dark band: the original mode's border crop is part of the geometry step
+    geometry = ip.geometry(video)
+    assert geometry.dtype == torch.uint8 and geometry.shape == (3, 3, 224, 224)  # stays uint8: storable losslessly
+    assert torch.equal(ip.to_values(geometry), ip.process_video(video))
+    ends = ip.to_values(torch.tensor([0, 255], dtype=torch.uint8).reshape(1, 1, 1, 2).expand(1, 3, 1, 2))
+    # (0 / 255 - 0.5) / 0.5 and (255 / 255 - 0.5) / 0.5, within float32 rounding of the folded affine map
+    assert torch.allclose(ends[0, :, 0], torch.tensor([[-1.0, 1.0]] * 3), rtol=0, atol=2e-7)

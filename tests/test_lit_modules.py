@@ -12,12 +12,10 @@ import torch.nn.functional as F
 
 from tvlt.lit import EmotionModule, NonFiniteLossError, PretrainModule, RetrievalModule, SentimentModule
 from tvlt.lit.callbacks import reconstruction_panels
-from tvlt.lit.optim import no_decay, param_groups, warmup_cosine_lambda
+from tvlt.lit.optim import warmup_cosine_lambda
 from tvlt.metrics import retrieval_scores
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-            decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=4,
-            decoder_intermediate_size=64)
+from conftest import TINY_CONFIG, TINY_WIDTHS as TINY  # full-size inputs below: only the widths are tiny
 
 
 def make_batch(b: int = 3, frames: int = 1, audio_frames: int = 32, seed: int = 0) -> dict:
@@ -94,6 +92,35 @@ def test_retrieval_builds_no_decoder_and_uses_every_parameter():
     assert unused_parameters(m, m.training_step(make_batch(), 0)) == []
 
 
+def test_retrieval_trains_on_in_batch_negatives():
+    """Each pair the VAM head is trained on is the audio with the video ``vam_negatives`` names: about half are
+    another clip's (label 0), the rest the clip's own (label 1); the loss is the BCE of the head on those labels.
+    A training step that labels every pair positive fails here."""
+    m = RetrievalModule(config=TINY)
+    seen = []
+    forward = m.model.forward
+
+    def spy(**kwargs):
+        out = forward(**kwargs)
+        seen.append((kwargs, out))
+        return out
+
+    m.model.forward = spy
+    batch = make_batch(4, seed=3)
+    batch["pixel_mask"][2, 100:] = 0  # clip 2's padding travels with its video
+    torch.manual_seed(0)
+    losses = [m.training_step(batch, 0) for _ in range(10)]
+    labels = torch.cat([kwargs["labels"] for kwargs, _ in seen])
+    assert 0.3 < float((labels == 0).float().mean()) < 0.7
+    for loss, (kwargs, out) in zip(losses, seen):
+        for i in range(4):
+            j = next(j for j in range(4) if torch.equal(kwargs["pixel_values_mixed"][i], batch["pixel_values"][j]))
+            assert kwargs["labels"][i] == float(j == i)
+            assert torch.equal(kwargs["pixel_mask_mixed"][i], batch["pixel_mask"][j])
+        want = F.binary_cross_entropy_with_logits(out.matching_logits.view(-1), kwargs["labels"])
+        assert torch.equal(loss, want)
+
+
 def test_retrieval_scores_every_video_against_every_audio():
     torch.manual_seed(0)
     m = RetrievalModule(config=TINY, score_batch_size=2).eval()
@@ -147,34 +174,43 @@ def test_warmup_cosine_values():
     assert g(100) == pytest.approx(0.1) and g(0) == pytest.approx(1.0)
 
 
-def test_weight_decay_exclusion_and_the_configured_optimizer():
-    """The optimizer has one source, conf/model/tvlt_base.yaml: composed and instantiated as run.py does, it is the
-    original release's AdamW (REFERENCE.md B.6); a module built without one refuses to train, naming the key."""
+def configured_module(*overrides: str):
+    """The sentiment module as run.py builds it from conf/ (tiny size, no scheduler): the optimizer comes from
+    conf/model/tvlt_base.yaml, its one source."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["model=tvlt_tiny", "model.exclude_no_decay=true",
-                                                       "model.scheduler=null"])
-    m = instantiate(cfg.model, _convert_="all")
+        cfg = compose(config_name="config", overrides=["model=tvlt_tiny", "model.scheduler=null", *overrides])
+    return instantiate(cfg.model, _convert_="all")
+
+
+def test_weight_decay_groups_are_the_models_no_weight_decay_rule_and_the_optimizer_is_the_configured_one():
+    """With exclude_no_decay the optimizer's groups are exactly: decayed = the layers' matrices (listed by hand
+    for the 2-layer sentiment model), not decayed = what ``model.no_weight_decay()`` names (every other
+    parameter: biases, norms, tables). The optimizer is the configured one, the original release's AdamW
+    (REFERENCE.md B.6); a module built without one refuses to train, naming the key."""
+    m = configured_module("model.exclude_no_decay=true")
     named = dict(m.model.named_parameters())
-    assert no_decay("tvlt.cls_embedding", named["tvlt.cls_embedding"])
-    assert no_decay("tvlt.layernorm.weight", named["tvlt.layernorm.weight"])
-    assert not no_decay("tvlt.encoder.layer.0.attention.attention.query.weight",
-                        named["tvlt.encoder.layer.0.attention.attention.query.weight"])
-    assert not no_decay("tvlt.pixel_embeddings.patch_embeddings.projection.weight",
-                        named["tvlt.pixel_embeddings.patch_embeddings.projection.weight"])
-    groups = param_groups(m.model.named_parameters(), exclude_no_decay=True)
-    assert sum(len(g["params"]) for g in groups) == len(named)
-    assert groups[1]["weight_decay"] == 0.0
+    layer = [f"tvlt.encoder.layer.{i}.{p}.weight" for i in range(2) for p in (
+        "attention.attention.query", "attention.attention.key", "attention.attention.value",
+        "attention.output.dense", "intermediate.dense", "output.dense")]
+    decayed = {*layer, "tvlt.pixel_embeddings.patch_embeddings.projection.weight",
+               "tvlt.audio_embeddings.patch_embeddings.projection.weight", "classifier.0.weight", "classifier.3.weight"}
+    assert m.model.no_weight_decay() == set(named) - decayed
+    assert {"tvlt.cls_embedding", "tvlt.pixel_embeddings.pos_embed_v", "tvlt.layernorm.weight", "classifier.1.weight",
+            "classifier.3.bias"} <= m.model.no_weight_decay()
     opt = m.configure_optimizers()["optimizer"]
     assert isinstance(opt, torch.optim.AdamW)
     d = opt.defaults
     assert (d["lr"], tuple(d["betas"]), d["eps"], d["weight_decay"]) == (1e-4, (0.9, 0.98), 1e-8, 0.001)
-    assert opt.param_groups[0]["weight_decay"] == 0.001 and opt.param_groups[1]["weight_decay"] == 0.0
-    assert sum(len(g["params"]) for g in opt.param_groups) == len(named)
+    ids = {id(p): n for n, p in named.items()}
+    assert [({ids[id(p)] for p in g["params"]}, g["weight_decay"]) for g in opt.param_groups] == [
+        (decayed, 0.001), (set(named) - decayed, 0.0)]
+    plain = configured_module().configure_optimizers()["optimizer"]
+    assert len(plain.param_groups) == 1 and len(plain.param_groups[0]["params"]) == len(named)
     with pytest.raises(ValueError, match="SentimentModule has no optimizer.*model.optimizer"):
         SentimentModule(config=TINY).configure_optimizers()
 
@@ -213,14 +249,11 @@ def test_pretrained_checkpoint_starts_the_encoder(tmp_path):
     assert f"loaded from {tmp_path / 'pre'}" in dst.summary()
 
 
-def test_all_failed_batches_are_skipped():
-    """data.on_error=skip turns a batch whose clips all failed into None: no step, no metric update."""
+def test_a_batch_without_clips_is_no_training_step():
+    """data.on_error=skip: a batch whose clips all failed ({"ids": []}, delivered only under DDP) is no step
+    without DDP (the DDP case is tests/test_run.py::test_ddp_goes_on_when_every_clip_of_one_process_batch_fails)."""
     for module in (SentimentModule(config=TINY), PretrainModule(config=TINY), RetrievalModule(config=TINY)):
-        assert module.training_step(None, 0) is None
-        module.validation_step(None, 0)
-    m = SentimentModule(config=TINY)
-    m.validation_step(None, 0)
-    assert m.val_metrics.num_samples == 0
+        assert module.training_step({"ids": []}, 0) is None
 
 
 class _NotATensor:
@@ -257,11 +290,8 @@ def test_compile_option_compiles_in_place_and_keeps_state_dict_keys():
     checkpoints and save_pretrained exports stay loadable by uncompiled models (no `_orig_mod.` prefix)."""
     from tvlt.lit import SentimentModule
 
-    tiny = dict(image_size=32, spectrogram_length=32, frequency_length=16, image_patch_size=[16, 16],
-                audio_patch_size=[16, 16], num_frames=2, hidden_size=32, num_hidden_layers=2,
-                num_attention_heads=4, intermediate_size=64)
-    plain = SentimentModule(config=tiny)
-    compiled = SentimentModule(config=tiny, compile=True)
+    plain = SentimentModule(config=TINY_CONFIG)
+    compiled = SentimentModule(config=TINY_CONFIG, compile=True)
     assert plain.model._compiled_call_impl is None
     assert compiled.model._compiled_call_impl is not None
     assert list(compiled.state_dict()) == list(plain.state_dict())
@@ -319,3 +349,30 @@ def test_every_task_trains_through_the_base_step_that_keeps_ddp_processes_in_ste
     for task in tasks:
         assert task.training_step is TvltLitModule.training_step, task.__name__
         assert task.train_step is not TvltLitModule.train_step, task.__name__
+
+
+@pytest.mark.parametrize("task,loss_type", [("sentiment", "regression"), ("emotion", "multi_label_classification"),
+                                            ("classify", "classification"), ("classify-multi",
+                                                                             "multi_label_classification")])
+def test_task_modules_train_through_the_models_loss(task, loss_type):
+    """One owner of the fine-tuning losses: the training step's loss is the model's own (``labels`` given to the
+    forward), for the ``loss_type`` each task sets."""
+    from tvlt.lit import ClassificationModule
+
+    batch = make_batch()
+    if task == "sentiment":
+        m = SentimentModule(config=TINY)
+    elif task == "emotion":
+        m = EmotionModule(config=TINY)
+        batch["labels"] = torch.tensor([[1, 0, 0, 0, 0, 1], [0, 1, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0]],
+                                       dtype=torch.float)
+    elif task == "classify":
+        m = ClassificationModule(classes=["a", "b", "c"], config=TINY)
+        batch["labels"] = torch.tensor([2, 0, 1])
+    else:
+        m = ClassificationModule(classes=["a", "b"], multilabel=True, config=TINY)
+        batch["labels"] = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    assert m.model.config.loss_type == loss_type
+    loss = m.training_step(batch, 0)
+    inputs = {k: batch[k] for k in ("pixel_values", "audio_values", "pixel_mask", "audio_mask")}
+    assert torch.equal(loss, m.model(**inputs, labels=batch["labels"]).loss)

@@ -187,3 +187,23 @@ def test_metric_gathers_across_two_processes_without_duplicates(tmp_path):
     want = sentiment_scores(PREDS[:3], LABELS[:3])
     assert got["acc2_nonneg"] == pytest.approx(want["acc2_nonneg"]) == pytest.approx(2 / 3)
     assert got["mae"] == pytest.approx((0.5 + 0.3 + 0.2) / 3)
+
+
+def test_emotion_order_has_one_owner():
+    """The six emotions' order is a contract (label columns, logits, metrics, predictions.csv): one definition,
+    imported everywhere, and the SDK's other order mapped onto it."""
+    import datamodules
+    import datamodules.demo
+    import datamodules.manifests
+    import datamodules.mosei
+    import datamodules.prepare
+    import tvlt.lit.sentiment
+    import tvlt.metrics
+    from tvlt.labels import EMOTIONS
+
+    assert EMOTIONS == ("happy", "sad", "angry", "fear", "disgust", "surprise")
+    for module in (datamodules, datamodules.demo, datamodules.manifests, datamodules.mosei, datamodules.prepare,
+                   tvlt.lit.sentiment, tvlt.metrics):
+        assert module.EMOTIONS is EMOTIONS, module.__name__
+    # SDK columns 1..6: happy, sad, anger, surprise, disgust, fear
+    assert datamodules.prepare._EMOTION_COLUMNS == (1, 2, 3, 6, 5, 4)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -252,14 +254,31 @@ def test_classifier_pooler_layout_keys(tiny_config):
     assert model(pixel, audio).logits.shape == (2, 1)
 
 
-def test_multilabel_float_labels_use_bce(tiny_config):
-    config = TvltConfig(**{**tiny_config.to_dict(), "num_labels": 6})
+def test_multi_label_loss_type_is_bce_per_label(tiny_config):
+    config = TvltConfig(**{**tiny_config.to_dict(), "num_labels": 6, "loss_type": "multi_label_classification"})
     model = TvltForAudioVisualClassification(config).eval()
     pixel, audio = make_inputs(config)
     labels = torch.tensor([[1.0, 0, 0, 1, 0, 0], [0, 1, 0, 0, 0, 1]])
     out = model(pixel, audio, labels=labels)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(out.logits, labels)
     assert torch.allclose(out.loss, expected)
+    # hand-computed: logits 0 give ln 2 per label; pos_weight 3 triples the positive terms (2 of 6 in row 0)
+    logits = torch.zeros(1, 6)
+    assert float(model.compute_loss(logits, labels[:1])) == pytest.approx(math.log(2))
+    weighted = model.compute_loss(logits, labels[:1], pos_weight=torch.full((6,), 3.0))
+    assert float(weighted) == pytest.approx((2 * 3 + 4) * math.log(2) / 6)
+    with pytest.raises(ValueError, match=r"labels must have the logits' shape \(1, 6\)"):
+        model.compute_loss(logits, torch.tensor([1]))
+
+
+def test_classification_loss_type_is_cross_entropy_as_the_port(tiny_config):
+    """The port's contract for "classification": cross-entropy, also for float labels of the logits' shape (soft
+    targets), never BCE."""
+    model = TvltForAudioVisualClassification(TvltConfig(**{**tiny_config.to_dict(), "num_labels": 2}))
+    logits = torch.tensor([[0.0, 0.0], [math.log(3), 0.0]])  # p = [1/2, 1/2], then [3/4, 1/4]
+    assert float(model.compute_loss(logits, torch.tensor([1, 0]))) == pytest.approx((math.log(2) + math.log(4 / 3)) / 2)
+    soft = model.compute_loss(logits, torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
+    assert float(soft) == pytest.approx((math.log(2) + math.log(4)) / 2)
 
 
 def test_no_weight_decay_names_tables_tokens_biases_and_norms(tiny_config):
@@ -357,3 +376,15 @@ def test_padding_values_do_not_reach_any_output_of_a_real_sample(tiny_config, im
     assert torch.allclose(zero.audio_logits[real_audio], huge.audio_logits[real_audio], rtol=0, atol=1e-5)
     # sample 1's padded positions are no reconstruction target; its real masked positions are
     assert zero.pixel_label_masks[1, 2 * ppf:].sum() == 0 and zero.pixel_label_masks[1, :2 * ppf].sum() > 0
+
+
+def test_pretraining_loss_is_the_weighted_sum_of_the_terms_that_ran():
+    from tvlt.modeling import pretraining_loss
+
+    terms = {"vam": torch.tensor(0.5), "mae_pixel": torch.tensor(2.0), "mae_audio": None}
+    assert float(pretraining_loss(terms)) == 2.5
+    assert float(pretraining_loss(terms, {"vam": 2.0, "mae_pixel": 0.25, "mae_audio": 9.0})) == 1.5
+    assert pretraining_loss({"vam": None}) is None
+    assert pretraining_loss({"vam": torch.tensor(1.0, dtype=torch.bfloat16)}).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"unknown term\(s\) \['mae'\]"):
+        pretraining_loss({"mae": torch.tensor(1.0)})

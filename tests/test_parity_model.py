@@ -188,13 +188,17 @@ def test_pretraining_eval_mode_matches_the_reference(tiny_config):
     assert torch.allclose(mae.loss, mae.matching_loss + mae.pixel_loss + mae.audio_loss)
 
 
-@pytest.mark.parametrize("loss_type,num_labels", [("regression", 1), ("classification", 3)])
-def test_classification_logits_and_loss(tiny_config, loss_type, num_labels):
+@pytest.mark.parametrize("loss_type,num_labels,labels", [
+    ("regression", 1, torch.tensor([[0.5], [-1.0]])),
+    ("classification", 3, torch.tensor([2, 0])),
+    # float class probabilities: the port's CrossEntropyLoss takes them as soft targets
+    ("classification", 3, torch.tensor([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]])),
+])
+def test_classification_logits_and_loss(tiny_config, loss_type, num_labels, labels):
     config = TvltConfig(**{**tiny_config.to_dict(), "loss_type": loss_type, "num_labels": num_labels})
     ours, hf = pair(TvltForAudioVisualClassification, transformers.TvltForAudioVisualClassification, config)
     pixel, audio, num_pixel, num_audio = inputs(config, seed=6)
     pm, am = padding_masks(2, num_pixel, num_audio, config.num_patches_per_frame, config.num_freq_patches)
-    labels = torch.tensor([[0.5], [-1.0]]) if loss_type == "regression" else torch.tensor([2, 0])
     with torch.no_grad():
         a = ours(pixel, audio, pixel_mask=pm, audio_mask=am, labels=labels)
         b = hf(pixel, audio, pixel_mask=pm, audio_mask=am, labels=labels)

@@ -8,7 +8,6 @@ Tiny model (hidden 32, 2 layers), 1 frame, a small demo dataset, no workers.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
 import os
 import re
@@ -26,13 +25,14 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch import Callback
 from omegaconf import open_dict
 
+from tvlt.configuration import TvltConfig
+from tvlt.labels import EMOTIONS
+from tvlt.lit import job, predict, runs
+from tvlt.processing import TvltProcessor
+
 REPO = Path(__file__).resolve().parents[1]
 MEDIA = REPO / "tests" / "data"  # real clips shipped with the tests
 EXPERIMENTS = ["mosei", "mosei_demo", "mosei_emotion", "mosei_emotion_demo", "pretrain", "retrieval"]
-
-spec = importlib.util.spec_from_file_location("tvlt_run", REPO / "run.py")
-run = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run)
 
 # small and fast everywhere: tiny model, 1 frame, batch 2, no workers, in-process decoding
 FAST = ["model=tvlt_tiny", "data.num_frames=1", "data.batch_size=2", "data.num_workers=0",
@@ -65,11 +65,11 @@ def compose_cfg(tmp_path: Path, overrides: list[str]):
             cfg.hydra.runtime.output_dir = str(tmp_path / "out")
             cfg.hydra.job.config_name = "config"
         HydraConfig.instance().set_config(cfg)
-        cfg = run.apply_demo_preset(cfg)
+        cfg = job.apply_demo_preset(cfg)
         with open_dict(cfg):
             cfg.paths.output_dir = str(tmp_path / "out")
             cfg.pop("hydra", None)
-    run.resolve_paths(cfg)
+    runs.resolve_paths(cfg)
     return cfg
 
 
@@ -132,7 +132,11 @@ def test_experiment_composes_with_the_original_hyperparameters(experiment, tmp_p
         assert cfg.model.scheduler.warmup_steps == warmup
         assert cfg.trainer.max_epochs == epochs
         assert cfg.model._target_ == f"tvlt.lit.{module}"
-        assert cfg.model.config == {} or "hidden_size" not in cfg.model.config  # TVLT-base
+        built = TvltConfig(**cfg.model.config)
+        assert (built.hidden_size, built.num_hidden_layers, built.num_attention_heads) == (768, 12, 12)  # TVLT-base
+    if experiment == "pretrain":  # REFERENCE.md B.6: 75 % of frame patches, 15 % of audio frames, VAM on half
+        assert (cfg.model.config.pixel_mask_ratio, cfg.model.config.audio_mask_ratio) == (0.75, 0.15)
+        assert cfg.data.vam_negative_prob == 0.5
 
 
 def test_no_data_root_switches_to_the_demo_preset(tmp_path):
@@ -161,17 +165,54 @@ def test_demo_notice_names_the_data_each_experiment_needs(tmp_path, caplog):
 # ------------------------------------------------------------------------------------------- one step each
 @pytest.mark.parametrize("experiment", ["mosei", "mosei_emotion", "pretrain", "retrieval"])
 def test_fast_dev_run(experiment, tmp_path, demo_dir):
+    """One step of each split with data.batch_size=2: every split's metrics are logged over the two clips of its one
+    batch, with the values a fresh tiny model must give."""
     extra = ["callbacks.reconstructions.every_n_steps=1"] if experiment == "pretrain" else []
     cfg = compose_cfg(tmp_path, [f"experiment={experiment}", *FAST, *demo_overrides(demo_dir, experiment),
                                  "trainer.fast_dev_run=true", "logger=none", *extra])
-    metrics = run.train(cfg)
-    if experiment == "pretrain":  # frames and spectrogram next to their reconstructions
+    metrics = job.train(cfg)
+    task = experiment.removesuffix("_demo")
+    per_emotion = [f"{m}_{e}" for e in EMOTIONS for m in ("wacc", "f1", "acc")]
+    evaluated = {
+        "mosei": ["loss", "acc2_nonneg", "f1_nonneg", "acc2_pos", "f1_pos", "acc7", "acc5", "mae", "pearson"],
+        "mosei_emotion": ["loss", "wacc", "f1", "acc", *per_emotion],
+        "pretrain": ["loss", "vam_loss", "mae_pixel_loss", "mae_audio_loss", "vam_acc"],
+        "retrieval": [f"{d}_{m}" for d in ("v2a", "a2v") for m in ("r1", "r5", "r10", "medr")] + ["rsum"],
+    }[task]
+    stages = ["val"] if task == "pretrain" else ["val", "test"]  # the pretraining data has no test split
+    want = {f"{s}/{k}" for s in stages for k in evaluated}
+    if task == "pretrain":  # logged per step and per epoch
+        want |= {f"train/{k}{suffix}" for k in evaluated for suffix in ("", "_step", "_epoch") if k != "loss"}
+        want |= {"train/loss", "train/loss_step", "train/loss_epoch"}
+    else:
+        want |= {"train/loss"} | {f"{s}/num_samples" for s in stages}
+    if task == "retrieval":
+        want.add("train/vam_acc")
+    assert set(metrics) == want
+    for stage in stages:
+        if task != "pretrain":
+            assert metrics[f"{stage}/num_samples"] == 2.0
+    if task == "mosei":
+        # MSE >= (mean absolute error)^2 over the same two predictions; accuracies of two clips are 0, 1/2 or 1
+        assert metrics["test/loss"] >= metrics["test/mae"] ** 2 * (1 - 1e-5) > 0
+        assert {metrics[f"test/{k}"] for k in ("acc2_nonneg", "acc2_pos", "acc7", "acc5")} <= {0.0, 0.5, 1.0}
+    if task == "mosei_emotion":  # a fresh head's logits are close to 0: BCE close to ln 2
+        assert metrics["train/loss"] == pytest.approx(math.log(2), abs=0.03)
+    if task == "pretrain":  # frames and spectrogram next to their reconstructions
         pngs = sorted(p.name for p in (tmp_path / "out" / "reconstructions").glob("*.png"))
         assert pngs == ["step0000001_frames.png", "step0000001_spectrogram.png"]
-    assert torch.isfinite(torch.tensor(metrics["train/loss" if "train/loss" in metrics else "train/loss_step"]))
-    stage_metric = {"mosei": "test/acc2_nonneg", "mosei_emotion": "test/wacc", "pretrain": "val/loss",  # no test split
-                    "retrieval": "test/v2a_r1"}[experiment]
-    assert stage_metric in metrics
+        for stage in ("train", "val"):  # the loss is the sum of its logged parts (weights 1)
+            parts = sum(metrics[f"{stage}/{k}"] for k in ("vam_loss", "mae_pixel_loss", "mae_audio_loss"))
+            assert metrics[f"{stage}/loss"] == pytest.approx(parts, rel=1e-5)
+        assert metrics["train/vam_loss"] == pytest.approx(math.log(2), abs=0.03)
+        assert metrics["train/vam_acc"] in (0.0, 0.5, 1.0)
+    if task == "retrieval":
+        assert metrics["train/loss"] == pytest.approx(math.log(2), abs=0.03)
+        for stage in stages:  # two candidates: every true pair is within the top 5
+            r1 = metrics[f"{stage}/v2a_r1"], metrics[f"{stage}/a2v_r1"]
+            assert set(r1) <= {0.0, 0.5, 1.0}
+            assert [metrics[f"{stage}/{d}_{k}"] for d in ("v2a", "a2v") for k in ("r5", "r10")] == [1.0] * 4
+            assert metrics[f"{stage}/rsum"] == pytest.approx(4.0 + sum(r1))
 
 
 def test_real_mosei_layout_from_test_media(tmp_path):
@@ -188,7 +229,7 @@ def test_real_mosei_layout_from_test_media(tmp_path):
     cfg = compose_cfg(tmp_path, ["experiment=mosei", *FAST, f"data.root={root}", "trainer.fast_dev_run=true",
                                  "logger=none"])
     assert cfg.task_name == "mosei"  # a data root: the real experiment, not the demo preset
-    metrics = run.train(cfg)
+    metrics = job.train(cfg)
     assert metrics["test/num_samples"] == 1.0
     # one clip: the MSE loss is the square of the absolute error
     assert math.isfinite(metrics["test/mae"])
@@ -210,14 +251,14 @@ def test_resume_continues_at_the_saved_step_with_the_same_optimizer_state(tmp_pa
     base = ["experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=csv", "trainer.max_epochs=1",
             "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "test=false"]
     first = compose_cfg(tmp_path / "a", base)
-    run.train(first)
+    job.train(first)
     last = tmp_path / "a" / "out" / "checkpoints" / "last.ckpt"
     saved = torch.load(last, weights_only=True)
     assert saved["global_step"] == 2
 
     second = compose_cfg(tmp_path / "b", [*base, f"ckpt_path={last}", "trainer.max_epochs=2",
                                           f"+callbacks.probe._target_={__name__}.ResumeProbe"])
-    run.train(second)
+    job.train(second)
     assert ResumeProbe.seen["step"] == 2
     restored = ResumeProbe.seen["optimizer"]
     want = saved["optimizer_states"][0]
@@ -232,23 +273,86 @@ def test_resume_continues_at_the_saved_step_with_the_same_optimizer_state(tmp_pa
     assert resumed["lr_schedulers"][0]["last_epoch"] == 4
 
     # predict with that checkpoint on a real CMU-MOSEI segment (the mp4 has no audio stream: sidecar wav)
-    assert saved["tvlt_data"] == {"num_frames": 1, "processor_mode": "hf"}  # predict prepares clips alike
+    assert saved["tvlt_processor"] == TvltProcessor.create(mode="hf", num_frames=1).to_dict()  # predict: alike
     cfg = compose_cfg(tmp_path / "p", ["mode=predict", "experiment=mosei", f"ckpt_path={last}",
                                        f"input={MEDIA / 'K0m1tO3Ybyc_2.mp4'}",
                                        f"input_audio={MEDIA / 'K0m1tO3Ybyc_2.wav'}"])
-    lines = run.predict(cfg)
+    lines = predict.predict(cfg)
     # the mp4 alone: the error says how to give the audio
     from datamodules.decoding import ClipDecodeError
 
     no_audio = compose_cfg(tmp_path / "p", ["mode=predict", "experiment=mosei", f"ckpt_path={last}",
                                             f"input={MEDIA / 'K0m1tO3Ybyc_2.mp4'}"])
     with pytest.raises(ClipDecodeError, match=r"no audio stream .*pass input_audio=<wav"):
-        run.predict(no_audio)
+        predict.predict(no_audio)
     # mode=test: the checkpoint on the whole test split, no training
-    tested = run.train(compose_cfg(tmp_path / "t", ["mode=test", "experiment=mosei", *FAST,
+    tested = job.train(compose_cfg(tmp_path / "t", ["mode=test", "experiment=mosei", *FAST,
                                                     *demo_overrides(demo_dir), "logger=none", f"ckpt_path={last}"]))
     assert tested["test/num_samples"] == 8.0 and not any(k.startswith("train/") for k in tested)
     assert len(lines) == 1 and re.search(r"K0m1tO3Ybyc_2\.mp4: sentiment [+-]\d+\.\d{3} \(", lines[0]), lines
+
+
+def test_export_holds_the_training_preprocessing_and_predicts_as_the_checkpoint(tmp_path, demo_dir, monkeypatch):
+    """Issue 10.5: <run>/pretrained/ has preprocessor_config.json beside the weights, equal to the datamodule's
+    processors (non-default: original mode, 2 frames), and the one-clip predict of the checkpoint gives the same
+    inputs and the same score as the export used alone (TvltProcessor + TvltForAudioVisualClassification)."""
+    from hydra.utils import instantiate
+
+    from datamodules.decoding import ClipReader
+    from tvlt.lit import SentimentModule, load_lit_checkpoint
+    from tvlt.modeling import TvltForAudioVisualClassification
+
+    fast = [o for o in FAST if not o.startswith("data.num_frames=")]
+    cfg = compose_cfg(tmp_path, ["experiment=mosei", *fast, "data.num_frames=2", "data.processor_mode=original",
+                                 *demo_overrides(demo_dir), "logger=none", "trainer.max_epochs=1",
+                                 "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "test=false"])
+    job.train(cfg)
+    export = tmp_path / "out" / "pretrained"
+    assert sorted(p.name for p in export.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
+    datamodule = instantiate(cfg.data, _convert_="all")
+    loaded = TvltProcessor.from_pretrained(export)
+    assert loaded.to_dict() == TvltProcessor(datamodule.image_processor, datamodule.feature_extractor).to_dict()
+    assert loaded.to_dict() == TvltProcessor.create(mode="original", num_frames=2).to_dict()
+
+    # the checkpoint's predict (its batch and score recorded at full precision)
+    seen = {}
+    step = SentimentModule.predict_step
+
+    def record(self, batch, batch_idx=0):
+        seen["batch"], seen["out"] = dict(batch), step(self, batch, batch_idx)
+        return seen["out"]
+
+    monkeypatch.setattr(SentimentModule, "predict_step", record)
+    clip_args = [f"input={MEDIA / 'K0m1tO3Ybyc_2.mp4'}", f"input_audio={MEDIA / 'K0m1tO3Ybyc_2.wav'}"]
+    best = next((tmp_path / "out" / "checkpoints").glob("epoch*.ckpt"))
+    lines = predict.predict(compose_cfg(tmp_path / "p", ["mode=predict", "experiment=mosei", f"ckpt_path={best}",
+                                                         *clip_args]))
+    # the export alone
+    clip = ClipReader(num_frames=2).read(MEDIA / "K0m1tO3Ybyc_2.mp4", audio=MEDIA / "K0m1tO3Ybyc_2.wav")
+    inputs = loaded(images=clip.frames, audio=clip.waveform, sampling_rate=clip.sampling_rate, return_tensors="pt")
+    for key in ("pixel_values", "pixel_mask", "audio_values", "audio_mask"):
+        assert torch.equal(seen["batch"][key], inputs[key]), key
+    hf_mode = TvltProcessor.create(mode="hf", num_frames=2)(audio=clip.waveform, sampling_rate=clip.sampling_rate,
+                                                             return_tensors="pt")
+    assert hf_mode["audio_values"].shape != inputs["audio_values"].shape or \
+        not torch.allclose(hf_mode["audio_values"], inputs["audio_values"])  # the mode matters for this clip
+    model = TvltForAudioVisualClassification.from_pretrained(export).eval()
+    with torch.no_grad():
+        score = model(**inputs).logits.reshape(-1)
+    torch.testing.assert_close(seen["out"]["preds"], score, atol=1e-6, rtol=0)
+    assert lines == [f"{MEDIA / 'K0m1tO3Ybyc_2.mp4'}: sentiment {float(score):+.3f} "
+                     f"({'positive' if score > 0 else 'negative'}; scale -3 .. +3)"]
+
+    # command-line settings win over the checkpoint's
+    module = load_lit_checkpoint(best)
+    over = compose_cfg(tmp_path / "p", ["mode=predict", "experiment=mosei", f"ckpt_path={best}", *clip_args,
+                                        "data.num_frames=3"])
+    assert predict.checkpoint_processor(module, over).to_dict() == \
+        TvltProcessor.create(mode="original", num_frames=3).to_dict()
+    over = compose_cfg(tmp_path / "p", ["mode=predict", "experiment=mosei", f"ckpt_path={best}", *clip_args,
+                                        "data.processor_mode=hf"])
+    assert predict.checkpoint_processor(module, over).to_dict() == TvltProcessor.create(mode="hf",
+                                                                                         num_frames=2).to_dict()
 
 
 class LrProbe(Callback):
@@ -271,7 +375,7 @@ def two_epoch_run(tmp_path_factory, demo_dir):
     base = ["experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=none", "trainer.max_epochs=2",
             "trainer.limit_train_batches=4", "trainer.limit_val_batches=1", "test=false", "export_pretrained=false",
             "callbacks.model_checkpoint.save_top_k=-1", "model.scheduler.warmup_steps=1"]
-    run.train(compose_cfg(out, base))
+    job.train(compose_cfg(out, base))
     return base, out / "out" / "checkpoints"
 
 
@@ -286,7 +390,7 @@ def test_resume_with_other_accumulation_continues_the_schedule(two_epoch_run, tm
     cfg = compose_cfg(tmp_path, [*base, f"ckpt_path={killed}", "trainer.accumulate_grad_batches=2",
                                  f"+callbacks.probe._target_={__name__}.LrProbe"])
     with caplog.at_level("INFO"):
-        run.train(cfg)
+        job.train(cfg)
     factor = warmup_cosine_lambda(1, 6)
     # 4 batches, 2 optimizer steps: the learning rate before each batch
     assert [step for step, _ in LrProbe.seen] == [4, 4, 5, 5]
@@ -309,15 +413,15 @@ def test_resuming_a_finished_run_is_refused_with_how_to_continue(two_epoch_run, 
     last = ckpts / "last.ckpt"
     cfg = compose_cfg(tmp_path, [*base, f"ckpt_path={last}"])
     with pytest.raises(RunConfigError) as info:
-        run.check_ckpt_path(cfg)
+        runs.check_ckpt_path(cfg)
     message = str(info.value)
     assert message.startswith(f"ckpt_path={last} is a finished run: it trained 2 epoch(s), 8 optimizer step(s), "
                               "and trainer.max_epochs=2 leaves nothing to train.")
     assert "trainer.max_epochs=3 ckpt_path=..." in message and "mode=test ckpt_path=..." in message
-    run.check_ckpt_path(compose_cfg(tmp_path, [*base, f"ckpt_path={last}", "trainer.max_epochs=3"]))  # accepted
-    run.check_ckpt_path(compose_cfg(tmp_path, [*base, f"ckpt_path={last}", "mode=test"]))  # evaluation: accepted
+    runs.check_ckpt_path(compose_cfg(tmp_path, [*base, f"ckpt_path={last}", "trainer.max_epochs=3"]))  # accepted
+    runs.check_ckpt_path(compose_cfg(tmp_path, [*base, f"ckpt_path={last}", "mode=test"]))  # evaluation: accepted
     with pytest.raises(RunConfigError, match=r"trainer.max_steps=8 leaves nothing to train"):
-        run.check_ckpt_path(compose_cfg(tmp_path, [*base, f"ckpt_path={last}", "trainer.max_epochs=3",
+        runs.check_ckpt_path(compose_cfg(tmp_path, [*base, f"ckpt_path={last}", "trainer.max_epochs=3",
                                                    "trainer.max_steps=8"]))
 
 
@@ -330,32 +434,32 @@ def test_bad_data_fails_before_the_model_is_built_naming_the_setting(tmp_path):
     cfg = compose_cfg(tmp_path, ["experiment=mosei", *FAST, f"data.root={tmp_path / 'nope'}", *nowhere])
     with pytest.raises(RunConfigError, match=rf"^data.root={tmp_path / 'nope'}: CMU-MOSEI root folder does not "
                                              rf"exist: {tmp_path / 'nope'}$"):
-        run.train(cfg)
+        job.train(cfg)
     (tmp_path / "unlabelled" / "train" / "video").mkdir(parents=True)
     cfg = compose_cfg(tmp_path, ["experiment=mosei", *FAST, f"data.root={tmp_path / 'unlabelled'}", *nowhere])
     labels = tmp_path / "unlabelled" / "labels" / "label_file_train.csv"
     with pytest.raises(RunConfigError, match=rf"^data.root={tmp_path / 'unlabelled'}: manifest file not found: "
                                              rf"{labels}$"):
-        run.train(cfg)
+        job.train(cfg)
 
 
 def test_nonfinite_loss_stops_the_run_and_closes_the_loggers(tmp_path, demo_dir, monkeypatch):
     """lr 1e30 blows the weights up: the run stops with the sample ids, and both loggers are closed anyway."""
     for key in {k for k in os.environ if k.startswith("WANDB_")} | {"WANDB_MODE", "WANDB_SILENT"}:
-        monkeypatch.setenv(key, "")  # recorded, so what run.configure_wandb sets is undone after the test
+        monkeypatch.setenv(key, "")  # recorded, so what runs.configure_wandb sets is undone after the test
         monkeypatch.delenv(key)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: no W&B key -> offline
     cfg = compose_cfg(tmp_path, ["experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=[csv,wandb]",
                                  "trainer.max_epochs=3",
                                  "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
                                  "model.optimizer.lr=1e30", "model.scheduler=null"])
-    run.configure_wandb(cfg)
+    runs.configure_wandb(cfg)
     assert os.environ["WANDB_MODE"] == "offline"
     with pytest.raises(run_nonfinite_error(), match=r"samples: \['demo_train_\d+'"):
-        run.train(cfg)
+        job.train(cfg)
     import wandb
 
-    assert wandb.run is None  # finished by run.train's finally
+    assert wandb.run is None  # finished by job.train's finally
     assert list((tmp_path / "out" / "wandb").glob("offline-run-*/*.wandb"))
     csv = list((tmp_path / "out").rglob("metrics.csv"))
     # CSVLogger writes its buffer only every 100 steps or when finalized: the file proves it was closed
@@ -531,6 +635,44 @@ def test_failed_run_logs_its_reason_to_the_run_log_file(tmp_path):
     assert "Traceback" not in proc.stderr and "Model:" not in proc.stdout + proc.stderr
 
 
+MODE_STEPS = [  # (overrides, (fit, test)): the rule of conf/config.yaml
+    (["mode=train"], (True, True)), (["mode=train", "train=true", "test=true"], (True, True)),
+    (["mode=train", "test=false"], (True, False)), (["mode=test", "ckpt_path=x.ckpt"], (False, True)),
+    (["mode=test", "ckpt_path=x.ckpt", "train=false", "test=true"], (False, True)),
+    (["mode=predict"], (False, False)), (["mode=embed", "train=false", "test=false"], (False, False))]
+MODE_CONTRADICTIONS = [
+    (["mode=test", "ckpt_path=x.ckpt", "train=true"], "mode=test train=true: contradictory (mode=test does not "
+                                                      "train); to train: mode=train"),
+    (["mode=train", "train=false"], "mode=train train=false: contradictory (mode=train trains); to test a "
+                                    "checkpoint without training: mode=test ckpt_path=<ckpt>"),
+    (["mode=test", "ckpt_path=x.ckpt", "test=false"], "mode=test test=false: contradictory; mode=test only tests"),
+    (["mode=predict", "test=true"], "mode=predict test=true: contradictory; mode=predict only predicts"),
+    (["mode=embed", "train=true"], "mode=embed train=true: contradictory (mode=embed does not train)"),
+    (["mode=test"], "mode=test needs ckpt_path=<checkpoint .ckpt>"),
+    (["mode=fit"], "mode=fit: must be one of train, test, predict, embed"),
+    (["test=maybe"], "test=maybe: must be true, false or null")]
+
+
+@pytest.mark.parametrize(("overrides", "steps"), MODE_STEPS)
+def test_mode_decides_the_steps(overrides, steps, tmp_path):
+    assert job.run_steps(compose_cfg(tmp_path, ["experiment=mosei", "data.root=r", *overrides])) == steps
+
+
+@pytest.mark.parametrize(("overrides", "message"), MODE_CONTRADICTIONS)
+def test_contradictory_mode_train_test_is_refused_naming_the_keys(overrides, message, tmp_path):
+    with pytest.raises(runs.RunConfigError) as info:
+        job.run_steps(compose_cfg(tmp_path, ["experiment=mosei", "data.root=r", *overrides]))
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_contradictory_mode_stops_the_command_before_any_work(tmp_path):
+    proc = run_cli(["experiment=mosei", "mode=test", "ckpt_path=x.ckpt", "train=true"], cwd=tmp_path, timeout=300,
+                   check=False)
+    assert proc.returncode == 1
+    assert "Error: mode=test train=true: contradictory" in proc.stderr and "Traceback" not in proc.stderr
+    assert "CONFIG" not in proc.stdout  # stopped before the config tree, the data and the model
+
+
 def test_corrupt_ckpt_path_is_refused_up_front_naming_the_file(tmp_path):
     from tvlt.lit import CheckpointError
 
@@ -539,11 +681,11 @@ def test_corrupt_ckpt_path_is_refused_up_front_naming_the_file(tmp_path):
     for mode in ("train", "test", "predict"):
         cfg = compose_cfg(tmp_path, ["experiment=mosei", f"mode={mode}", f"ckpt_path={bad}"])
         with pytest.raises(CheckpointError, match=re.escape(str(bad))) as info:
-            run.check_ckpt_path(cfg)
+            runs.check_ckpt_path(cfg)
         assert "not a PyTorch checkpoint" in str(info.value) and "weights_only=False" not in str(info.value)
     cfg = compose_cfg(tmp_path, ["experiment=mosei", f"ckpt_path={tmp_path / 'nope.ckpt'}"])
     with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.ckpt"):
-        run.check_ckpt_path(cfg)
+        runs.check_ckpt_path(cfg)
 
 
 def test_pretraining_without_validation_warns_and_exports_the_last_weights(tmp_path, caplog):
@@ -554,7 +696,7 @@ def test_pretraining_without_validation_warns_and_exports_the_last_weights(tmp_p
 
     with caplog.at_level("INFO"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run.train(cfg)
+        job.train(cfg)
     text = caplog.text
     assert "No validation data" in text and "`monitor: val/loss` is never computed" in text
     # issue 17.9: ModelCheckpoint's own warning would repeat the notice at every save

@@ -7,7 +7,8 @@ import csv
 import pytest
 import torch
 
-from test_run import FAST, compose_cfg, demo_dir, demo_overrides, run  # noqa: F401 (demo_dir is a fixture)
+from test_run import FAST, compose_cfg, demo_dir, demo_overrides  # noqa: F401 (demo_dir is a fixture)
+from tvlt.lit import job
 from tvlt.configuration import TvltConfig
 from tvlt.flops import batch_flops, finetune_forward_flops, finetune_step_flops, pretrain_step_flops
 
@@ -28,7 +29,7 @@ def test_training_logs_samples_flops_and_mfu_per_second(tmp_path, demo_dir):  # 
                                  "trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=1",
                                  "trainer.log_every_n_steps=1", "callbacks.throughput.window_size=2",
                                  f"callbacks.throughput.peak_flops={peak}", "test=false"])
-    run.train(cfg)
+    job.train(cfg)
     rows = list(csv.DictReader(open(next((tmp_path / "out").rglob("metrics.csv")))))
     logged = [r for r in rows if r.get("train/device/flops_per_sec")]
     assert len(logged) >= 2, "one row per step once the 2-batch window is full"

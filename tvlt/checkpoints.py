@@ -26,6 +26,7 @@ import logging
 import os
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -76,9 +77,43 @@ class LoadReport:
 
 
 # ------------------------------------------------------------------------------------------------ file reading
+class CheckpointError(ValueError):
+    """``ckpt_path`` is missing, not a PyTorch checkpoint, or holds objects that ``weights_only=True`` refuses;
+    the message names the file."""
+
+
+def read_checkpoint(path: str | Path, map_location: str = "cpu", mmap: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` with errors that name the file. Checks first that the file exists
+    and is a PyTorch zip checkpoint (what ``torch.save`` and Lightning write). Checkpoints are treated as untrusted:
+    a file that ``weights_only`` refuses is reported, never loaded another way.
+
+    Raises:
+        CheckpointError: missing file, not a checkpoint, or unreadable with ``weights_only=True``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint is not a file: {p}")
+    if not zipfile.is_zipfile(p):
+        raise CheckpointError(f"{p}: not a PyTorch checkpoint (a .ckpt/.pt file written by torch.save or Lightning "
+                              "is a zip archive; this one is not: corrupt, truncated or another format)")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True, mmap=mmap)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, AttributeError, ValueError) as err:
+        # torch's weights_only message suggests weights_only=False: not for files of unknown origin
+        reason = (str(err).split("WeightsUnpickler error:")[-1].strip().splitlines() or [""])[0].split(". ")[0]
+        if "weights_only" in reason or "trust" in reason:
+            reason = ""
+        raise CheckpointError(f"{p}: cannot be read as a checkpoint with weights_only=True ({type(err).__name__}"
+                              f"{': ' + reason if reason else ''}). It is corrupt or holds objects other than "
+                              "tensors and plain containers; it was not loaded.") from None
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read tensors from a ``.safetensors`` file or a torch pickle (``weights_only=True``); unwrap a Lightning
-    checkpoint's ``state_dict``. Raises FileNotFoundError, or ValueError naming the file if it cannot be read."""
+    """Read tensors from a ``.safetensors`` file or a torch checkpoint (:func:`read_checkpoint`); unwrap a Lightning
+    checkpoint's ``state_dict``. Raises FileNotFoundError, or ValueError (:class:`CheckpointError` for a torch file)
+    naming the file if it cannot be read."""
     path = Path(path)
     if path.is_dir():
         path = weights_file(path)
@@ -91,12 +126,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except Exception as err:  # safetensors raises its own error types; name the file in ours
             raise ValueError(f"cannot read safetensors checkpoint {path}: {err}") from err
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"cannot read checkpoint {path} with weights_only=True (untrusted pickles are refused): "
-                         f"{err}") from err
-    return unwrap_state_dict(obj, str(path))
+    return unwrap_state_dict(read_checkpoint(path), str(path))
 
 
 def unwrap_state_dict(obj: Any, source: str = "<object>") -> dict[str, torch.Tensor]:

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from tvlt.activations import ACTIVATIONS
+
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
@@ -64,8 +66,9 @@ HF_STANDARD_KEYS = frozenset(
 
 _AUDIO_MASK_TYPES = {"frame-level": "frame-level", "frame_level": "frame-level",
                      "patch-level": "patch-level", "patch_level": "patch-level"}
-_ACTIVATIONS = ("gelu", "relu", "gelu_new", "gelu_pytorch_tanh", "silu", "selu")
-_LOSS_TYPES = ("classification", "regression")
+# "classification" and "regression" are the port's (its losses: CrossEntropyLoss, MSELoss); the multi-label BCE
+# is this project's addition, named as PretrainedConfig.problem_type names it.
+LOSS_TYPES = ("classification", "regression", "multi_label_classification")
 
 
 class TvltConfig:
@@ -236,10 +239,10 @@ class TvltConfig:
                 fail(field, "must be a positive number")
         if self.audio_mask_type not in ("frame-level", "patch-level"):
             fail("audio_mask_type", "must be 'frame-level' or 'patch-level' ('patch_level' is also accepted)")
-        if self.hidden_act not in _ACTIVATIONS:
-            fail("hidden_act", f"must be one of {_ACTIVATIONS}")
-        if self.loss_type not in _LOSS_TYPES:
-            fail("loss_type", f"must be one of {_LOSS_TYPES}")
+        if self.hidden_act not in ACTIVATIONS:
+            fail("hidden_act", f"must be one of {sorted(ACTIVATIONS)}")
+        if self.loss_type not in LOSS_TYPES:
+            fail("loss_type", f"must be one of {LOSS_TYPES}")
         if self.attn_implementation not in ("sdpa", "eager"):
             fail("attn_implementation", "must be 'sdpa' or 'eager'")
         for field in ("qkv_bias", "use_mean_pooling", "task_matching", "task_mae", "classifier_pooler",

@@ -387,14 +387,8 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
         if int(sampling_rate) <= 0:
             raise ValueError(f"sampling_rate must be a positive number of Hz, got {sampling_rate}")
         clips = self._resample(self._clips(raw_speech, channels), int(sampling_rate))
-        if self.mode == "hf":
-            for i, clip in enumerate(clips):
-                if clip.numel() < self.hop_length:
-                    raise ValueError(
-                        f"audio[{i}] has {clip.numel()} samples at {self.sampling_rate} Hz: too short for one "
-                        f"spectrogram frame (at least {self.hop_length} samples, "
-                        f"{1000 * self.hop_length / self.sampling_rate:.1f} ms)"
-                    )
+        for i, clip in enumerate(clips):
+            self._check_length(clip, f"audio[{i}]")
         specs = self.log_mel(clips)
         values, mask = self._pad(specs)
         data = {"audio_values": values}
@@ -402,16 +396,53 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
             data["audio_mask"] = mask
         return BatchFeature(data, tensor_type=return_tensors or "np")
 
+    def _check_length(self, clip: torch.Tensor, what: str) -> None:
+        if self.mode == "hf" and clip.numel() < self.hop_length:
+            raise ValueError(
+                f"{what} has {clip.numel()} samples at {self.sampling_rate} Hz: too short for one spectrogram frame "
+                f"(at least {self.hop_length} samples, {1000 * self.hop_length / self.sampling_rate:.1f} ms)"
+            )
+
+    def _lengths(self, frames: int) -> tuple[int, int]:
+        """(kept, padded) spectrogram frames of a clip of ``frames`` log-mel frames: at most ``spectrogram_length``
+        kept; padded to a multiple of the patch height (original mode: by ``16 - T % 16`` frames, then capped)."""
+        ph, cap = self.patch_size[0], self.spectrogram_length
+        kept = min(frames, cap)
+        if self.mode == "original":
+            return kept, min(frames + ph - frames % ph, cap)
+        return kept, math.ceil(kept / ph) * ph
+
+    def patches(self, frames: int) -> int:
+        """Audio patches holding real content for ``frames`` kept spectrogram frames (a partly filled last time patch
+        counts): ``ceil(frames / 16) * freq_len``. The one rule behind ``audio_mask``."""
+        return math.ceil(frames / self.patch_size[0]) * self.freq_len
+
+    def clip_features(self, waveform: Any, sampling_rate: int) -> tuple[torch.Tensor, int]:
+        """One mono clip -> ``(audio_values (1, Ta, feature_size) float32, audio_patches)``, unbatched.
+
+        The same values as ``self(waveform, sampling_rate=...)["audio_values"][0]`` (Ta a multiple of 16, the
+        clip's own padding), with the number of real audio patches instead of a mask: a collator pads clips to the
+        batch and builds the mask once from these counts (``mask_from_values`` is not applied).
+
+        Args:
+            waveform: (N,) samples (numpy or torch; float in [-1, 1] or integer PCM) at ``sampling_rate`` Hz.
+
+        Raises:
+            ValueError: as :meth:`__call__` (empty, non-finite, non-1-D or too short audio).
+        """
+        clip = self._resample([self._one_clip(waveform, None, "audio")], int(sampling_rate))[0]
+        self._check_length(clip, "audio")
+        spec = self.log_mel([clip])[0]
+        kept, padded = self._lengths(spec.shape[0])
+        # the clip's own padding: the HF port's padding_value, the original release's -1 (see _pad)
+        values = spec.new_full((1, padded, self.feature_size), -1.0 if self.mode == "original" else self.padding_value)
+        values[0, :kept] = spec[:kept]
+        return values, self.patches(kept)
+
     def _pad(self, specs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Time-pad each (T_i, F) spectrogram; returns values (B, 1, T, F) and the patch mask (B, T/ph * freq_len)."""
         ph = self.patch_size[0]
-        cap = self.spectrogram_length
-        if self.mode == "original":  # always pad by 16 - T % 16 frames of -1, then cap
-            lengths = [min(s.shape[0], cap) for s in specs]
-            padded_lengths = [min(s.shape[0] + ph - s.shape[0] % ph, cap) for s in specs]
-        else:
-            lengths = [min(s.shape[0], cap) for s in specs]
-            padded_lengths = [math.ceil(n / ph) * ph for n in lengths]
+        lengths, padded_lengths = zip(*(self._lengths(s.shape[0]) for s in specs))
         total = max(padded_lengths)
         device = specs[0].device
         values = torch.full((len(specs), 1, total, self.feature_size), self.padding_value, device=device)
@@ -421,7 +452,7 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
                 values[i, :, n:] = self.padding_value
         for i, (spec, n) in enumerate(zip(specs, lengths)):
             values[i, 0, :n] = spec[:n]
-        patches = torch.tensor([math.ceil(n / ph) * self.freq_len for n in lengths], device=device)
+        patches = torch.tensor([self.patches(n) for n in lengths], device=device)
         mask = (torch.arange(total // ph * self.freq_len, device=device)[None, :] < patches[:, None]).to(torch.float32)
         if self.mask_from_values:  # original release: a patch whose values are all -1 is masked too
             pw = self.patch_size[1]

@@ -41,6 +41,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
+from tvlt.frames import uniform_frame_indices
 from tvlt.processing_utils import BatchFeature, ProcessorConfigMixin, ReturnTensors, note_no_effect
 
 Mode = Literal["hf", "original"]
@@ -332,7 +333,7 @@ class TvltImageProcessor(ProcessorConfigMixin):
                 f"{what} has {count} frames, more than num_frames={num_frames} "
                 "(pass frames_over_limit='subsample' to pick them uniformly)"
             )
-        index = np.linspace(0, count, num_frames, endpoint=False).astype(np.int64)
+        index = uniform_frame_indices(count, num_frames)
         if isinstance(video, list):
             return [video[i] for i in index]
         return video[torch.from_numpy(index).to(video.device)]
@@ -347,8 +348,11 @@ class TvltImageProcessor(ProcessorConfigMixin):
         c = torch.nonzero(cols).flatten()
         return x[:, :, int(r[0]) : int(r[-1]) + 1, int(c[0]) : int(c[-1]) + 1]
 
-    def _geometry(self, x: torch.Tensor) -> torch.Tensor:
-        """Resize + crop of one (F, 3, H, W) uint8/float tensor of 0-255 values."""
+    def geometry(self, x: torch.Tensor) -> torch.Tensor:
+        """The geometry step alone: resize and crop one video, (F, 3, H, W) of 0-255 values -> (F, 3, h, w), the
+        size :meth:`output_size` gives (original mode: after the dark-border crop, which depends on every frame
+        passed together). uint8 in gives uint8 out (resampled values rounded and clamped, as PIL and torchvision
+        do), so frames can be stored at the model resolution without loss; :meth:`to_values` finishes them."""
         interpolation = _INTERPOLATION[self.resample]
         if self.mode == "original":
             if self.dark_border_threshold is not None:
@@ -372,7 +376,10 @@ class TvltImageProcessor(ProcessorConfigMixin):
             x = x[..., top : top + ch, left : left + cw]
         return x
 
-    def _to_values(self, x: torch.Tensor) -> torch.Tensor:
+    def to_values(self, x: torch.Tensor) -> torch.Tensor:
+        """The value step alone: rescale and normalize frames of 0-255 values, (F, 3, h, w) uint8 or float ->
+        float32 of the same shape (``(x * rescale_factor - image_mean) / image_std`` per channel, each step as its
+        ``do_*`` flag says). No resizing or cropping: :meth:`geometry` is the step before."""
         if x.is_floating_point() and self.do_rescale and x.numel() and float(x.max()) <= 1.0:
             warnings.warn(
                 "TvltImageProcessor: float pixels all <= 1 are rescaled by rescale_factor again; pass 0-255 values "
@@ -401,14 +408,14 @@ class TvltImageProcessor(ProcessorConfigMixin):
             video, num_frames or self.num_frames, frames_over_limit or self.frames_over_limit, "video"
         )
         if isinstance(video, list):  # frames of different sizes
-            frames = [self._geometry(f[None]) for f in video]
+            frames = [self.geometry(f[None]) for f in video]
             if len({tuple(f.shape) for f in frames}) > 1:
                 raise ValueError(
                     f"frames of one video give different output sizes {sorted({tuple(f.shape[-2:]) for f in frames})}"
                     "; enable do_center_crop or pass frames of one size"
                 )
-            return self._to_values(torch.cat(frames))
-        return self._to_values(self._geometry(video))
+            return self.to_values(torch.cat(frames))
+        return self.to_values(self.geometry(video))
 
     # ------------------------------------------------------------------- call
     def __call__(self, videos: Any, **kwargs: Any) -> BatchFeature:

@@ -19,29 +19,15 @@ at least one True (the CLS token is always real), so no softmax row is empty.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from tvlt.activations import get_activation
 from tvlt.configuration import TvltConfig
-
-
-def get_activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Activation by HF name. "gelu" is the exact erf GELU (reference behaviour)."""
-    table: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-        "gelu": F.gelu,
-        "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-        "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-        "relu": F.relu,
-        "silu": F.silu,
-        "selu": F.selu,
-    }
-    if name not in table:
-        raise ValueError(f"hidden_act: unsupported activation {name!r}; choose from {sorted(table)}")
-    return table[name]
 
 
 class TvltSelfAttention(nn.Module):

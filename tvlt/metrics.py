@@ -43,8 +43,7 @@ from torchmetrics.functional.classification import (
     multilabel_stat_scores,
 )
 
-EMOTIONS: tuple[str, ...] = ("happy", "sad", "angry", "fear", "disgust", "surprise")
-"""Label order of the CMU-MOSEI emotion task (REFERENCE.md B.5: the original release's order)."""
+from tvlt.labels import EMOTIONS
 
 NAN = float("nan")
 

@@ -197,13 +197,11 @@ class TvltPreTrainedModel(HFModelMixin, nn.Module):
             nn.init.zeros_(module.bias)
 
     def no_weight_decay(self) -> set[str]:
-        """Names of parameters that conventionally skip weight decay: tables, tokens, biases and norms."""
-        names = set()
-        for name, param in self.named_parameters():
-            if param.ndim <= 1 or name.split(".")[-1].endswith(("embed", "embed_v", "embed_a", "token",
-                                                                  "embedding")):
-                names.add(name)
-        return names
+        """Names of the parameters that skip weight decay when decay is restricted (``exclude_no_decay`` of the
+        LightningModules, whose optimizer groups come from here): biases and norm weights (every 0-/1-D tensor) and
+        free tables and tokens (a parameter that is not the ``.weight`` of a layer: ``cls_embedding``,
+        ``pixel_embeddings.pos_embed_v``, ``pixel_mask_token``, ...). Linear and patch-projection weights decay."""
+        return {name for name, param in self.named_parameters() if param.ndim <= 1 or not name.endswith(".weight")}
 
     def _flags(self, output_attentions, output_hidden_states, return_dict) -> tuple[bool, bool, bool]:
         c = self.config
@@ -342,10 +340,32 @@ class TvltModel(TvltPreTrainedModel):
 
 
 # ---------------------------------------------------------------------------------------- TvltForPreTraining
+#: the pretraining loss terms, by the names of ``pretraining_loss``'s weights
+PRETRAINING_TERMS = ("vam", "mae_pixel", "mae_audio")
+
+
+def pretraining_loss(terms: dict[str, torch.Tensor | None],
+                     weights: dict[str, float] | None = None) -> torch.Tensor | None:
+    """The pretraining loss ``sum_k weights[k] * terms[k]`` over the terms that ran (not None), in float32; None when
+    none ran. ``terms`` and ``weights`` are keyed by :data:`PRETRAINING_TERMS`; a missing weight is 1 (paper
+    Sec. 3.3 and both references weigh VAM, pixel MAE and audio MAE equally). The model's ``loss`` and the
+    pretraining LightningModule's (with its configured weights) are both this sum.
+
+    Raises:
+        ValueError: a key that is not one of :data:`PRETRAINING_TERMS`.
+    """
+    unknown = sorted((set(terms) | set(weights or {})) - set(PRETRAINING_TERMS))
+    if unknown:
+        raise ValueError(f"pretraining loss: unknown term(s) {unknown}; known: {list(PRETRAINING_TERMS)}")
+    weights = weights or {}
+    ran = [float(weights.get(k, 1.0)) * v.float() for k, v in terms.items() if v is not None]
+    return torch.stack(ran).sum() if ran else None
+
+
 class TvltForPreTraining(TvltPreTrainedModel):
     """TVLT with the pretraining heads: video-audio matching (VAM) and the MAE decoder for both modalities.
 
-    ``loss = BCE(matching) + MSE(pixel MAE) + MSE(audio MAE)`` with weights 1 (paper Sec. 3.3; both references).
+    ``loss = BCE(matching) + MSE(pixel MAE) + MSE(audio MAE)`` (:func:`pretraining_loss` with weights 1).
     The decoder (shared weights) runs separately on the pixel and audio streams, as in both references.
     """
 
@@ -401,7 +421,6 @@ class TvltForPreTraining(TvltPreTrainedModel):
         output_attentions, output_hidden_states, return_dict = self._flags(
             output_attentions, output_hidden_states, return_dict)
         c = self.config
-        losses: list[torch.Tensor] = []
         matching_logits = matching_loss = pixel_logits = audio_logits = pixel_loss = audio_loss = None
         pixel_label_masks = audio_label_masks = None
         encoder_out: TvltModelOutput | None = None
@@ -417,7 +436,6 @@ class TvltForPreTraining(TvltPreTrainedModel):
             if labels is not None:
                 matching_loss = F.binary_cross_entropy_with_logits(
                     matching_logits.view(-1), labels.reshape(-1).to(matching_logits.dtype))
-                losses.append(matching_loss)
 
         if c.task_mae and (self.training if compute_mae is None else compute_mae):
             encoder_out = self.tvlt(pixel_values, audio_values, pixel_mask, audio_mask, mask_pixel=True,
@@ -431,10 +449,9 @@ class TvltForPreTraining(TvltPreTrainedModel):
                                     pixel_label_masks)
             audio_loss = masked_mse(audio_logits, patchify_audio(audio_values, c.audio_patch_size),
                                     audio_label_masks)
-            losses += [pixel_loss, audio_loss]
 
         out = TvltForPreTrainingOutput(
-            loss=torch.stack(losses).sum() if losses else None,
+            loss=pretraining_loss({"vam": matching_loss, "mae_pixel": pixel_loss, "mae_audio": audio_loss}),
             matching_logits=matching_logits,
             pixel_logits=pixel_logits,
             audio_logits=audio_logits,
@@ -480,9 +497,8 @@ class TvltForAudioVisualClassification(TvltPreTrainedModel):
     (original release): pooler dense+tanh, Linear, LayerNorm(eps 1e-5, torch default as in the release), GELU,
     Linear as ``classifier.{0.dense,1,2,4}``.
 
-    Loss: ``loss_type="regression"``: MSE (labels reshaped to the logits' shape when sizes agree);
-    ``"classification"``: cross-entropy on integer labels (B,), or BCE-with-logits when float labels have the
-    logits' shape (multi-label, e.g. the 6 MOSEI emotions).
+    Loss: :meth:`compute_loss`, the one definition of the head's loss (``forward`` with ``labels`` and the
+    fine-tuning LightningModules both use it), chosen by ``config.loss_type``.
     """
 
     def __init__(self, config: TvltConfig) -> None:
@@ -539,16 +555,33 @@ class TvltForAudioVisualClassification(TvltPreTrainedModel):
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor, class_weight: torch.Tensor | None = None,
                      pos_weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
-        """The loss of ``config.loss_type`` (see the class docstring). Optional, for classification:
-        ``class_weight`` (num_labels,) rescales each class's cross-entropy term, ``label_smoothing`` in [0, 1)
-        mixes the one-hot target with the uniform one (cross-entropy); ``pos_weight`` (num_labels,) multiplies the
-        positive term of each label's BCE (multi-label)."""
+        """The loss of ``config.loss_type`` on logits (B, num_labels); a scalar, the mean over the batch.
+
+        - ``"regression"``: MSE against float labels, reshaped to the logits' shape when the sizes agree ((B,)
+          against (B, 1): the port's ``MSELoss`` would broadcast them to (B, B)).
+        - ``"classification"``: cross-entropy, as the port: integer labels (B,) are class indices; float labels of
+          the logits' shape are class probabilities (soft targets). ``class_weight`` (num_labels,) rescales each
+          class's term, ``label_smoothing`` in [0, 1) mixes the target with the uniform one.
+        - ``"multi_label_classification"``: BCE-with-logits per label against float 0/1 labels (B, num_labels)
+          (e.g. the six MOSEI emotions); ``pos_weight`` (num_labels,) multiplies each label's positive term.
+
+        Raises:
+            ValueError: multi-label labels whose shape is not the logits'.
+        """
         labels = labels.to(logits.device)
-        if self.config.loss_type == "regression":
+        loss_type = self.config.loss_type
+        if loss_type == "regression":
             target = labels.to(logits.dtype)
             if target.shape != logits.shape and target.numel() == logits.numel():
                 target = target.reshape(logits.shape)
             return F.mse_loss(logits, target)
-        if labels.is_floating_point() and labels.shape == logits.shape:
+        if loss_type == "multi_label_classification":
+            if labels.shape != logits.shape:
+                raise ValueError(f"multi_label_classification: labels must have the logits' shape "
+                                 f"{tuple(logits.shape)} (0/1 per label), got {tuple(labels.shape)}")
             return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=pos_weight)
-        return F.cross_entropy(logits, labels.long(), weight=class_weight, label_smoothing=label_smoothing)
+        if labels.is_floating_point() and labels.shape == logits.shape:
+            target = labels.to(logits.dtype)
+        else:
+            target = labels.long()
+        return F.cross_entropy(logits, target, weight=class_weight, label_smoothing=label_smoothing)

@@ -179,11 +179,21 @@ class TvltProcessor:
 
         hub = {key: kwargs.pop(key) for key in HUB_OPTIONS if key in kwargs}
         config, file = read_config_json(resolve(pretrained_path, **hub))
+        return cls.from_dict(config, source=str(file), **kwargs)
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any], source: str = "config", **kwargs: Any) -> TvltProcessor:
+        """Build from the content of a ``preprocessor_config.json`` (:meth:`to_dict`, or the Hugging Face port's
+        flat form; see :meth:`from_pretrained`); ``kwargs`` override settings of whichever sub-processor has them.
+
+        Raises:
+            ValueError: keys neither sub-processor knows (named in the message with ``source``).
+        """
         nested = "image_processor" in config or "feature_extractor" in config
         if nested:
             extra = set(config) - {"image_processor", "feature_extractor", "processor_class"}
             if extra:
-                raise ValueError(f"{file}: unknown top-level key(s) {sorted(extra)}")
+                raise ValueError(f"{source}: unknown top-level key(s) {sorted(extra)}")
         image_over = {k: v for k, v in kwargs.items() if k in TvltImageProcessor.config_keys}
         audio_over = {k: v for k, v in kwargs.items() if k in TvltFeatureExtractor.config_keys}
         unknown = set(kwargs) - set(image_over) - set(audio_over)
@@ -194,11 +204,11 @@ class TvltProcessor:
             # the HF port's processor directory: the feature extractor's file only
             image_processor = TvltImageProcessor(**{"mode": mode, **image_over})
         else:
-            image_processor = TvltImageProcessor.from_dict(config, source=str(file), **image_over)
+            image_processor = TvltImageProcessor.from_dict(config, source=source, **image_over)
         if not nested and "image_processor_type" in config and "feature_extractor_type" not in config:
             feature_extractor = TvltFeatureExtractor(**{"mode": mode, **audio_over})
         else:
-            feature_extractor = TvltFeatureExtractor.from_dict(config, source=str(file), **audio_over)
+            feature_extractor = TvltFeatureExtractor.from_dict(config, source=source, **audio_over)
         return cls(image_processor, feature_extractor)
 
     def __repr__(self) -> str:

@@ -4,7 +4,8 @@ labels, video-audio retrieval.
 Built by Hydra from ``conf/model/*.yaml`` + ``conf/experiment/*.yaml``; see ``docs/training.md``.
 """
 
-from tvlt.lit.base import CheckpointError, NonFiniteLossError, TvltLitModule, load_lit_checkpoint, read_checkpoint
+from tvlt.checkpoints import CheckpointError, read_checkpoint
+from tvlt.lit.base import NonFiniteLossError, TvltLitModule, load_lit_checkpoint
 from tvlt.lit.classify import ClassificationModule
 from tvlt.lit.pretrain import PretrainModule
 from tvlt.lit.retrieval import RetrievalModule

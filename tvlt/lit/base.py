@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from tvlt.checkpoints import load_checkpoint, read_checkpoint
 from tvlt.configuration import TvltConfig
 from tvlt.lit.optim import param_groups, warmup_cosine
 
@@ -38,7 +39,8 @@ class TvltLitModule(pl.LightningModule):
         scheduler: ``{warmup_steps, total_steps, min_lr_ratio}`` of :func:`tvlt.lit.optim.warmup_cosine`, stepped
             per optimizer step; ``total_steps: null`` = the trainer's estimated optimizer steps; ``None`` = constant.
         pretrained: a checkpoint to start from, any format :func:`tvlt.checkpoints.load_checkpoint` reads.
-        exclude_no_decay: no weight decay for biases, norms and embedding tables.
+        exclude_no_decay: no weight decay for what the model's ``no_weight_decay()`` names (biases, norms,
+            embedding tables and tokens).
         compile: compile the TVLT model with ``torch.compile`` (``nn.Module.compile``: in place, so state-dict keys,
             checkpoints and ``save_pretrained`` exports are unchanged). The first steps pay the compilation time.
     """
@@ -78,8 +80,6 @@ class TvltLitModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- model
     def load_pretrained(self, path: str) -> None:
-        from tvlt.checkpoints import load_checkpoint
-
         report = load_checkpoint(self.model, path)
         self.loaded_checkpoint = str(path)
         log.info("Loaded pretrained weights from %s: %s", path, report)
@@ -106,10 +106,14 @@ class TvltLitModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # which module class to rebuild in predict mode (looked up in tvlt.lit only, never imported by name)
         checkpoint["tvlt_module"] = type(self).__name__
-        # how clips were turned into tensors, so predict mode prepares a clip the same way
+        # how clips were turned into tensors (TvltProcessor.to_dict, the export's preprocessor_config.json), so
+        # predict mode prepares a clip the same way
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        checkpoint["tvlt_data"] = {k: getattr(datamodule, k) for k in ("num_frames", "processor_mode")
-                                   if isinstance(getattr(datamodule, k, None), (int, str))}
+        if hasattr(datamodule, "image_processor") and hasattr(datamodule, "feature_extractor"):
+            from tvlt.processing import TvltProcessor
+
+            processor = TvltProcessor(datamodule.image_processor, datamodule.feature_extractor)
+            checkpoint["tvlt_processor"] = processor.to_dict()
         # what the learning-rate schedule was sized with, so a resumed run can say what changed
         if self._trainer is not None:
             checkpoint["tvlt_schedule"] = {"total_steps": self._schedule_total,
@@ -142,15 +146,16 @@ class TvltLitModule(pl.LightningModule):
             raise NonFiniteLossError(f"non-finite {stage} loss on another process at {where}")
 
     # ---------------------------------------------------------------- training step
-    def training_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> Any:
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Any:
         """The task's :meth:`train_step`, or nothing to learn from: a batch whose every clip failed to load
-        (``data.on_error=skip``) is ``None``, or ``{"ids": [], ...}`` under DDP.
+        (``data.on_error=skip``) is ``{"ids": []}``; the datamodules' loaders deliver it only under DDP (see
+        :mod:`datamodules.skips`), and a step without DDP skips it too.
 
-        Without DDP such a step is skipped. Under DDP the processes decide together (one all-reduce of a flag per
-        step): if none has data, all skip the step; otherwise a process without data takes a zero-weight step
-        (:meth:`zero_weight_step`), so that every process makes the same collective calls and optimizer steps. A
-        process that skipped alone left the others waiting in a collective forever (a hang)."""
-        empty = batch is None or not batch.get("ids")
+        Under DDP the processes decide together (one all-reduce of a flag per step): if none has data, all skip the
+        step; otherwise a process without data takes a zero-weight step (:meth:`zero_weight_step`), so that every
+        process makes the same collective calls and optimizer steps. A process that skipped alone left the others
+        waiting in a collective forever (a hang)."""
+        empty = not batch["ids"]
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1:
             if not trainer.strategy.reduce_boolean_decision(not empty, all=False):
@@ -182,7 +187,7 @@ class TvltLitModule(pl.LightningModule):
         if self.optimizer_factory is None:
             raise ValueError(f"{type(self).__name__} has no optimizer to train with: pass optimizer=<a partial "
                              "optimizer> (run.py passes model.optimizer of conf/model/tvlt_base.yaml)")
-        groups = param_groups(self.model.named_parameters(), bool(self.hparams.get("exclude_no_decay")))
+        groups = param_groups(self.model, bool(self.hparams.get("exclude_no_decay")))
         optimizer = self.optimizer_factory(groups)
         sched = self.hparams.get("scheduler")
         if not sched:
@@ -248,7 +253,8 @@ class TvltLitModule(pl.LightningModule):
 
 class HeadTaskModule(TvltLitModule):
     """The steps shared by the tasks whose head reads the pooled token (sentiment, emotion, classify): a forward to
-    logits, the loss of ``loss(logits, labels)``, and ``val|test`` metrics objects (``self.val_metrics``,
+    logits, the model's own loss (:meth:`TvltForAudioVisualClassification.compute_loss` of the ``loss_type`` the
+    task sets in :meth:`task_config_fields`), and ``val|test`` metrics objects (``self.val_metrics``,
     ``self.test_metrics``, created by the subclass) updated with ``predictions(logits)`` and computed, logged and
     reset at the end of each evaluation epoch. Batch: the model inputs, ``labels``, ``ids``."""
 
@@ -256,9 +262,13 @@ class HeadTaskModule(TvltLitModule):
     val_metrics: Any
     test_metrics: Any
 
+    def loss_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``compute_loss`` beyond logits and labels (class weights, smoothing); override."""
+        return {}
+
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """The task's loss; override."""
-        raise NotImplementedError
+        """The model's loss of ``config.loss_type``, computed in float32 (so a bf16 model's loss is not rounded)."""
+        return self.model.compute_loss(logits.float(), labels, **self.loss_options())
 
     def predictions(self, logits: Tensor) -> Tensor:
         """What the metrics score (default: the logits)."""
@@ -278,17 +288,15 @@ class HeadTaskModule(TvltLitModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
         return loss
 
-    def _eval_step(self, batch: Mapping[str, Any] | None, stage: str, metrics: Any) -> None:
-        if batch is None:
-            return
+    def _eval_step(self, batch: Mapping[str, Any], stage: str, metrics: Any) -> None:
         loss, logits = self._shared_step(batch, stage)
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["ids"]))
         metrics.update(self.predictions(logits).detach().float(), batch["labels"].detach(), batch["ids"])
 
-    def validation_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> None:
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "val", self.val_metrics)
 
-    def test_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> None:
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "test", self.test_metrics)
 
     def on_validation_epoch_end(self) -> None:
@@ -298,42 +306,6 @@ class HeadTaskModule(TvltLitModule):
     def on_test_epoch_end(self) -> None:
         self.log_metrics(self.test_metrics.compute(), "test")
         self.test_metrics.reset()
-
-
-class CheckpointError(ValueError):
-    """``ckpt_path`` is missing, not a PyTorch checkpoint, or holds objects that ``weights_only=True`` refuses;
-    the message names the file."""
-
-
-def read_checkpoint(path: str | Path, map_location: str = "cpu", mmap: bool = False) -> Any:
-    """``torch.load(path, weights_only=True)`` with errors that name the file. Checks first that the file exists
-    and is a PyTorch zip checkpoint (what ``torch.save`` and Lightning write). Checkpoints are treated as untrusted:
-    a file that ``weights_only`` refuses is reported, never loaded another way.
-
-    Raises:
-        CheckpointError: missing file, not a checkpoint, or unreadable with ``weights_only=True``.
-    """
-    import pickle
-    import zipfile
-
-    p = Path(path)
-    if not p.exists():
-        raise CheckpointError(f"checkpoint not found: {p}")
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint is not a file: {p}")
-    if not zipfile.is_zipfile(p):
-        raise CheckpointError(f"{p}: not a PyTorch checkpoint (a .ckpt/.pt file written by torch.save or Lightning "
-                              "is a zip archive; this one is not: corrupt, truncated or another format)")
-    try:
-        return torch.load(p, map_location=map_location, weights_only=True, mmap=mmap)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, AttributeError, ValueError) as err:
-        # torch's weights_only message suggests weights_only=False: not for files of unknown origin
-        reason = (str(err).split("WeightsUnpickler error:")[-1].strip().splitlines() or [""])[0].split(". ")[0]
-        if "weights_only" in reason or "trust" in reason:
-            reason = ""
-        raise CheckpointError(f"{p}: cannot be read as a checkpoint with weights_only=True ({type(err).__name__}"
-                              f"{': ' + reason if reason else ''}). It is corrupt or holds objects other than "
-                              "tensors and plain containers; it was not loaded.") from None
 
 
 def load_lit_checkpoint(path: str | Path, map_location: str = "cpu") -> TvltLitModule:
@@ -358,5 +330,6 @@ def load_lit_checkpoint(path: str | Path, map_location: str = "cpu") -> TvltLitM
     module = cls(**hparams)
     module.load_state_dict(ckpt["state_dict"])
     module.loaded_checkpoint = str(path)
-    module.data_settings = dict(ckpt.get("tvlt_data") or {})
+    module.processor_settings = dict(ckpt.get("tvlt_processor") or {})
+    module.data_settings = dict(ckpt.get("tvlt_data") or {})  # checkpoints written before tvlt_processor
     return module.eval()

@@ -64,9 +64,10 @@ class ClassificationModule(HeadTaskModule):
             raise ValueError("pos_weight is a multi-label option; use class_weights for a single-label task")
         if not 0.0 <= float(label_smoothing) < 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
-        self.class_names = names  # read by task_config_fields during the base constructor
-        super().__init__(*args, **kwargs)
+        # read by task_config_fields during the base constructor
+        self.class_names = names
         self.multilabel = bool(multilabel)
+        super().__init__(*args, **kwargs)
         self.label_smoothing = float(label_smoothing)
         self.top_k = tuple(int(k) for k in top_k)
         weights = pos_weight if multilabel else class_weights
@@ -87,7 +88,8 @@ class ClassificationModule(HeadTaskModule):
         return t
 
     def task_config_fields(self) -> dict[str, Any]:
-        return {"num_labels": len(self.class_names), "loss_type": "classification"}
+        loss_type = "multi_label_classification" if self.multilabel else "classification"
+        return {"num_labels": len(self.class_names), "loss_type": loss_type}
 
     # ------------------------------------------------------------------ loss weights from the training split
     def setup(self, stage: str) -> None:
@@ -109,12 +111,11 @@ class ClassificationModule(HeadTaskModule):
                  ", ".join(f"{c} {w:.3g}" for c, w in zip(self.class_names, weight.tolist())))
 
     # ------------------------------------------------------------------ task definition
-    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
-        weight = None if self.loss_weight is None else self.loss_weight.to(logits.device)
+    def loss_options(self) -> dict[str, Any]:
+        weight = self.loss_weight
         if self.multilabel:
-            return self.model.compute_loss(logits.float(), labels.float(), pos_weight=weight)
-        return self.model.compute_loss(logits.float(), labels.long(), class_weight=weight,
-                                       label_smoothing=self.label_smoothing)
+            return {"pos_weight": weight}
+        return {"class_weight": weight, "label_smoothing": self.label_smoothing}
 
     # ------------------------------------------------------------------ inference
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int = 0) -> dict[str, Any]:

@@ -9,29 +9,23 @@ as in the original release).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 
-def no_decay(name: str, param: nn.Parameter) -> bool:
-    """True for parameters that are conventionally not decayed: biases and norm weights (any 0-/1-D tensor) and free
-    embedding tables or tokens (parameters that are not the ``.weight`` of a layer, e.g. ``cls_embedding``,
-    ``pixel_embeddings.pos_embed_v``, ``pixel_mask_token``). Patch-embedding convolution weights are decayed."""
-    return param.ndim <= 1 or not name.endswith(".weight")
-
-
-def param_groups(named_params: Iterable[tuple[str, nn.Parameter]], exclude_no_decay: bool) -> list[dict]:
-    """Trainable parameters as optimizer groups: one group (the optimizer's own weight decay for all), or with
-    ``exclude_no_decay`` a decayed group and a group with ``weight_decay=0`` (see :func:`no_decay`)."""
-    params = [(n, p) for n, p in named_params if p.requires_grad]
+def param_groups(model: nn.Module, exclude_no_decay: bool) -> list[dict]:
+    """The model's trainable parameters as optimizer groups: one group (the optimizer's own weight decay for all),
+    or with ``exclude_no_decay`` a decayed group and a group with ``weight_decay=0`` holding the parameters the
+    model's ``no_weight_decay()`` names (the one rule; timm's convention)."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not exclude_no_decay:
         return [{"params": [p for _, p in params]}]
-    decay = [p for n, p in params if not no_decay(n, p)]
-    skip = [p for n, p in params if no_decay(n, p)]
-    return [{"params": decay}, {"params": skip, "weight_decay": 0.0}]
+    skip = model.no_weight_decay()
+    return [{"params": [p for n, p in params if n not in skip]},
+            {"params": [p for n, p in params if n in skip], "weight_decay": 0.0}]
 
 
 def warmup_cosine_lambda(warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> Callable[[int], float]:

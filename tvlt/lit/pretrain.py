@@ -3,7 +3,7 @@
 Loss (paper Sec. 3.3, both references): ``w_vam * BCE(VAM) + w_pixel * MSE(pixel MAE) + w_audio * MSE(audio MAE)``
 with all weights 1 by default. Mask ratios (0.75 pixel, 0.15 audio) and the audio mask type (frame-level) are
 TvltConfig fields (``model.config.pixel_mask_ratio`` ...). The VAM negatives (``pixel_values_mixed`` with 0/1
-``labels``) come from the datamodule.
+``labels``) come from the datamodule's collator (:func:`tvlt.matching.vam_negatives`).
 
 Validation and test run the MAE terms too (``val_mae=True``, the default here; the model alone runs MAE only in
 training, as the Hugging Face port). Their masks are drawn from a generator seeded with ``val_mask_seed + batch
@@ -18,9 +18,8 @@ from typing import Any
 import torch
 
 from tvlt.lit.base import TvltLitModule
-from tvlt.modeling import TvltForPreTraining
-
-DEFAULT_LOSS_WEIGHTS = {"vam": 1.0, "mae_pixel": 1.0, "mae_audio": 1.0}
+from tvlt.matching import vam_accuracy
+from tvlt.modeling import PRETRAINING_TERMS, TvltForPreTraining, pretraining_loss
 
 
 class PretrainModule(TvltLitModule):
@@ -39,10 +38,10 @@ class PretrainModule(TvltLitModule):
         super().__init__(*args, **kwargs)
         self.val_mae = val_mae
         self.val_mask_seed = val_mask_seed
-        unknown = set(loss_weights or {}) - set(DEFAULT_LOSS_WEIGHTS)
+        unknown = set(loss_weights or {}) - set(PRETRAINING_TERMS)
         if unknown:
-            raise ValueError(f"loss_weights: unknown keys {sorted(unknown)}; known: {sorted(DEFAULT_LOSS_WEIGHTS)}")
-        self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **dict(loss_weights or {})}
+            raise ValueError(f"loss_weights: unknown keys {sorted(unknown)}; known: {sorted(PRETRAINING_TERMS)}")
+        self.loss_weights = {**dict.fromkeys(PRETRAINING_TERMS, 1.0), **dict(loss_weights or {})}
 
     def _step(self, batch: Mapping[str, Any], stage: str, batch_idx: int = 0) -> dict[str, Any]:
         c = self.model.config
@@ -55,7 +54,7 @@ class PretrainModule(TvltLitModule):
         else:
             out = self._seeded_mae_forward(inputs, self.val_mask_seed + batch_idx)
         parts = {"vam": out.matching_loss, "mae_pixel": out.pixel_loss, "mae_audio": out.audio_loss}
-        loss = torch.stack([self.loss_weights[k] * v.float() for k, v in parts.items() if v is not None]).sum()
+        loss = pretraining_loss(parts, self.loss_weights)
         self.check_finite(loss, batch, stage)
         b = len(batch["ids"])
         on_step = stage == "train"
@@ -66,7 +65,7 @@ class PretrainModule(TvltLitModule):
             if v is not None:
                 self.log(f"{stage}/{k}_loss", v, batch_size=b, sync_dist=sync, on_step=on_step, on_epoch=True)
         if out.matching_logits is not None:
-            acc = ((out.matching_logits.view(-1) >= 0) == (batch["labels"].view(-1) > 0.5)).float().mean()
+            acc = vam_accuracy(out.matching_logits, batch["labels"])
             self.log(f"{stage}/vam_acc", acc, batch_size=b, sync_dist=sync, on_step=on_step, on_epoch=True)
         return {"loss": loss, "pixel_logits": out.pixel_logits, "audio_logits": out.audio_logits,
                 "pixel_label_masks": out.pixel_label_masks, "audio_label_masks": out.audio_label_masks}
@@ -84,10 +83,8 @@ class PretrainModule(TvltLitModule):
         # detached copies for the reconstruction callback; only the loss keeps its graph
         return {k: (v if k == "loss" or v is None else v.detach()) for k, v in out.items()}
 
-    def validation_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> None:
-        if batch is not None:
-            self._step(batch, "val", batch_idx)
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._step(batch, "val", batch_idx)
 
-    def test_step(self, batch: Mapping[str, Any] | None, batch_idx: int) -> None:
-        if batch is not None:
-            self._step(batch, "test", batch_idx)
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._step(batch, "test", batch_idx)

@@ -1,8 +1,9 @@
 """Video-audio retrieval with the VAM (matching) head.
 
-Training: BCE of the matching head on true pairs and on negatives made in the batch (half the samples, chosen at
-random, get the next sample's video: the original release's VAM recipe with in-batch negatives). Only the encoder
-and the matching head are built (``task_mae=False``), so DDP has no unused parameters.
+Training: BCE of the matching head on true pairs and on negatives made in the batch by
+:func:`tvlt.matching.vam_negatives`, the pretraining collator's rule (each sample's video is swapped for another
+clip's with probability ``vam_negative_prob``, 0.5). Only the encoder and the matching head are built
+(``task_mae=False``), so DDP has no unused parameters.
 
 Evaluation: every video of the split is scored against every audio of the split (sigmoid-free VAM logits; the
 ranking is the same), giving the full (N, N) matrix on which :func:`tvlt.metrics.retrieval_scores` computes
@@ -24,6 +25,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from tvlt.lit.base import TvltLitModule
+from tvlt.matching import vam_accuracy, vam_negatives
 from tvlt.metrics import retrieval_scores, sample_keys
 from tvlt.modeling import TvltForPreTraining
 
@@ -36,7 +38,7 @@ class RetrievalModule(TvltLitModule):
     """Batch: model inputs and ``ids``; no labels (the pairs are the clips themselves).
 
     Args (beyond :class:`TvltLitModule`): ``score_batch_size`` pairs per forward pass at evaluation,
-    ``max_eval_clips`` (None = all).
+    ``max_eval_clips`` (None = all), ``vam_negative_prob`` the training negatives' share (0.5).
     """
 
     model_class = TvltForPreTraining
@@ -44,10 +46,11 @@ class RetrievalModule(TvltLitModule):
     flops_at_eval = False  # evaluation scores every video-audio pair at epoch end, not per batch
 
     def __init__(self, *args: Any, score_batch_size: int = 16, max_eval_clips: int | None = None,
-                 **kwargs: Any) -> None:
+                 vam_negative_prob: float = 0.5, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.score_batch_size = score_batch_size
         self.max_eval_clips = max_eval_clips
+        self.vam_negative_prob = vam_negative_prob
         self._clips: list[dict[str, Any]] = []
 
     def task_config_fields(self) -> dict[str, Any]:
@@ -57,27 +60,19 @@ class RetrievalModule(TvltLitModule):
     def train_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         pv, pm = batch["pixel_values"], batch.get("pixel_mask")
         b = pv.shape[0]
-        labels = torch.zeros(b, device=pv.device)
-        labels[torch.randperm(b, device=pv.device)[: (b + 1) // 2]] = 1.0
-        if b == 1:
-            labels.fill_(1.0)  # no other clip to pair with
-        other = torch.roll(torch.arange(b, device=pv.device), -1)
-        keep = labels.bool().view(b, *([1] * (pv.ndim - 1)))
-        mixed = torch.where(keep, pv, pv[other])
-        mixed_mask = None if pm is None else torch.where(labels.bool()[:, None], pm, pm[other])
-        out = self.model(**self.model_inputs(batch), labels=labels, pixel_values_mixed=mixed,
-                         pixel_mask_mixed=mixed_mask)
+        order, labels = vam_negatives(b, self.vam_negative_prob)
+        order, labels = order.to(pv.device), labels.to(pv.device)
+        out = self.model(**self.model_inputs(batch), labels=labels, pixel_values_mixed=pv[order],
+                         pixel_mask_mixed=None if pm is None else pm[order])
         loss = out.matching_loss
         self.check_finite(loss, batch, "train")
-        acc = ((out.matching_logits.view(-1) >= 0) == labels.bool()).float().mean()
+        acc = vam_accuracy(out.matching_logits, labels)
         self.log("train/loss", loss, prog_bar=True, batch_size=b)
         self.log("train/vam_acc", acc, batch_size=b)
         return loss
 
     # ------------------------------------------------------------------ evaluation
-    def _collect(self, batch: Mapping[str, Any] | None) -> None:
-        if batch is None:
-            return
+    def _collect(self, batch: Mapping[str, Any]) -> None:
         ppf = self.model.config.num_patches_per_frame
         fpp = self.model.config.num_freq_patches
         pt = self.model.config.audio_patch_size[0]

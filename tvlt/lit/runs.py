@@ -1,16 +1,20 @@
-"""Run-level helpers of ``run.py``: what a run checks before it starts, where it writes, and what it prints.
-
-Kept out of ``run.py`` so the entry point stays a short list of steps, and so tests can call each helper.
+"""Run-level helpers of a ``run.py`` job (:mod:`tvlt.lit.job`): the set-up (paths, W&B, logging, the config tree),
+what a run checks before it starts, where it writes, and what it prints.
 """
 
 from __future__ import annotations
 
 import logging
+import netrc
+import os
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("run")
 
@@ -57,8 +61,6 @@ def reserve_run_dir(base: str) -> str:
     same moment never share one. Memoised per process: Hydra and Lightning's DDP launcher ask for it again."""
     if base in _reserved:
         return _reserved[base]
-    import os
-
     os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
     for n in range(10000):
         candidate = base if n == 0 else f"{base}_{n}"
@@ -175,7 +177,6 @@ def ddp_in_sweep_job() -> Iterator[None]:
     (``seed=1``, without ``-m``) and ``run.dir`` the job's folder. On exit, the process group and the launcher's
     environment variables (``MASTER_PORT``, ``LOCAL_RANK``, ...) are removed: with them the next job would take this
     process for a child and wait for peers that have finished."""
-    import os
     import sys
 
     from hydra.core.hydra_config import HydraConfig
@@ -201,3 +202,111 @@ def ddp_in_sweep_job() -> Iterator[None]:
             dist.destroy_process_group()
         for key in _DDP_ENV:
             os.environ.pop(key, None)
+
+
+# ---------------------------------------------------------------------------------------------------- set-up
+# config keys holding file paths: relative values are made absolute against the launch directory, once, before
+# any DDP process or multirun job starts (DDP children re-run run.py from the same directory and agree)
+PATH_KEYS = ("paths.root_dir", "data.root", "data.manifest", "data.demo_dir", "data.shards",
+             "data.shards_cache_dir", "model.pretrained", "ckpt_path", "input", "input_audio")
+
+
+def is_rank_zero() -> bool:
+    """This process is rank zero (or the only one): the one that prints and writes run-level files."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def resolve_paths(cfg: DictConfig) -> None:
+    """Make the file paths in :data:`PATH_KEYS` absolute against the launch directory (in place)."""
+    for key in PATH_KEYS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, str) and value and not os.path.isabs(value) and "://" not in value:  # s3://... stays
+            OmegaConf.update(cfg, key, to_absolute_path(value), merge=False, force_add=False)
+
+
+def wandb_has_credentials() -> bool:
+    """An API key in WANDB_API_KEY or in ~/.netrc (what ``wandb login`` writes)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators(os.environ.get("WANDB_BASE_URL", "api.wandb.ai").split("//")[-1])\
+            is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def configure_wandb(cfg: DictConfig) -> None:
+    """W&B without an account: offline (no network), synced later with ``wandb sync``. Set before any DDP child
+    starts, so children inherit it."""
+    if "wandb" not in (cfg.get("logger") or {}):
+        return
+    if "WANDB_MODE" not in os.environ and not wandb_has_credentials():
+        os.environ["WANDB_MODE"] = "offline"
+        if is_rank_zero():
+            log.info("W&B: no API key configured, logging offline (sync later with `wandb sync <run dir>`)")
+    os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def print_config(cfg: DictConfig) -> None:
+    """The composed config as a rich tree (rank zero), also saved to <output_dir>/config_tree.log."""
+    if not is_rank_zero():
+        return
+    import rich
+    import rich.syntax
+    import rich.tree
+
+    tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")
+    order = ["data", "model", "trainer", "callbacks", "logger", "paths"]
+    keys = order + [k for k in cfg if k not in order]
+    for key in keys:
+        if key not in cfg:
+            continue
+        value = cfg[key]
+        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        tree.add(key, style="dim", guide_style="dim").add(rich.syntax.Syntax(text, "yaml"))
+    rich.print(tree)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "config_tree.log", "w") as f:
+        rich.print(tree, file=f)
+
+
+def single_lightning_log() -> None:
+    """Lightning's INFO lines once, in Hydra's format (console and the run's log file). Importing ``lightning``
+    adds a bare console handler to its logger that also propagates to Hydra's root handlers (every line twice),
+    and ``lightning.pytorch`` stops propagating when imported before Hydra configured logging."""
+    import lightning.pytorch  # noqa: F401  (adds the handlers this removes)
+
+    if not logging.getLogger().hasHandlers():
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:  # Lightning's own bare console handlers only
+                logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def check_ckpt_path(cfg: DictConfig) -> None:
+    """Fail before any work when ``ckpt_path`` (resume, test or predict) is missing or not a checkpoint, naming
+    the file, or when a resumed run has nothing left to train (:func:`check_resume`). Checkpoints
+    are read with ``weights_only=True`` (they may come from anywhere)."""
+    path = cfg.get("ckpt_path")
+    if path:
+        from tvlt.checkpoints import read_checkpoint
+
+        checkpoint = read_checkpoint(path, mmap=True)
+        if cfg.get("mode") == "train":
+            check_resume(checkpoint, path, cfg.trainer)
+
+
+def log_failure(err: BaseException) -> None:
+    """Why the run failed, with the traceback, into the run's log file (``<output_dir>/<task>.log``, Hydra's file
+    handler). The console already gets Hydra's own report of the exception, so it is not printed twice."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "Run failed: %s: %s",
+                            (type(err).__name__, err), (type(err), err, err.__traceback__))
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)

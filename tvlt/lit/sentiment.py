@@ -1,7 +1,8 @@
 """CMU-MOSEI fine-tuning: sentiment (regression of the [-3, 3] score, MSE) and emotion (6 binary labels, BCE).
 
 Head and losses as in the original release (REFERENCE.md B.6): the classifier MLP on the pooled encoder output;
-MSE against the raw score for sentiment, BCE-with-logits per emotion.
+MSE against the raw score for sentiment (``loss_type="regression"``), BCE-with-logits per emotion
+(``"multi_label_classification"``), both computed by the model's ``compute_loss``.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from tvlt.lit.base import HeadTaskModule
-from tvlt.metrics import EMOTIONS, EmotionMetrics, SentimentMetrics
+from tvlt.labels import EMOTIONS
+from tvlt.metrics import EmotionMetrics, SentimentMetrics
 from tvlt.modeling import TvltForAudioVisualClassification
 
 
@@ -45,9 +46,6 @@ class SentimentModule(HeadTaskModule):
         """(B, 1) -> (B,) sentiment scores."""
         return logits[:, 0]
 
-    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
-        return F.mse_loss(self.predictions(logits).float(), labels.float().reshape(-1))
-
     # ------------------------------------------------------------------ inference
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int = 0) -> dict[str, Any]:
         return {"ids": list(batch.get("ids", [])), "preds": self.predictions(self(batch)).float()}
@@ -76,16 +74,13 @@ class EmotionModule(SentimentModule):
     task = "emotion"
 
     def task_config_fields(self) -> dict[str, Any]:
-        return {"num_labels": len(EMOTIONS), "loss_type": "classification"}
+        return {"num_labels": len(EMOTIONS), "loss_type": "multi_label_classification"}
 
     def make_metrics(self):
         return EmotionMetrics()
 
     def predictions(self, logits: Tensor) -> Tensor:
         return logits
-
-    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
-        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int = 0) -> dict[str, Any]:
         return {"ids": list(batch.get("ids", [])), "preds": torch.sigmoid(self(batch).float())}
