@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from datamodules.collate import TvltCollator
 from datamodules.datasets import ON_ERROR, ClipDataset
 from datamodules.decoding import ClipReader
-from datamodules.demo import DemoSpec, demo_is_ready, ensure_demo_mosei
+from datamodules.demo import DemoSpec, demo_is_ready, ensure_demo, no_data_given
 from datamodules.manifests import Manifest, Row, build_manifest
 from datamodules.skips import SkipLog, SplitLoader
 
@@ -109,12 +109,12 @@ class ClipDataModule(pl.LightningDataModule):
     @property
     def uses_demo(self) -> bool:
         """True when none of ``root``, ``manifest``, ``shards`` is given: the embedded demo dataset is used."""
-        return self.root is None and self.manifest_path is None and self.shards is None
+        return no_data_given(self.root, self.manifest_path, self.shards)
 
     def prepare_data(self) -> None:
-        """Generate the demo dataset (rank zero only, as Lightning calls it) when no data is given."""
+        """Generate the demo dataset ``demo_spec`` (rank zero only, as Lightning calls it) when no data is given."""
         if self.uses_demo:
-            ensure_demo_mosei(self.demo_dir, self.demo_spec)
+            ensure_demo(self.demo_dir, self.demo_spec)
 
     def _ensure_demo(self) -> None:
         """Direct use without a Trainer (no prepare_data call): generate the demo dataset on demand."""

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from datamodules.base import ClipDataModule
-from datamodules.demo import ClassesDemoSpec, ensure_demo_classes
+from datamodules.demo import ClassesDemoSpec
 from datamodules.manifests import (
     ManifestError,
     Row,
@@ -123,10 +123,6 @@ class ClassifyDataModule(ClipDataModule):
         return np.bincount(labels.astype(np.int64), minlength=self.num_labels).astype(np.float64), len(labels)
 
     # ------------------------------------------------------------------------------------------- data
-    def prepare_data(self) -> None:
-        if self.uses_demo:
-            ensure_demo_classes(self.demo_dir, self.demo_spec)
-
     def _rows(self, split: str) -> list[Row]:
         classes, multilabel = self._class_info()
         if self.manifest_path is not None:

@@ -1,5 +1,13 @@
-"""The embedded demo datasets, generated locally and deterministically (no download): a small CMU-MOSEI-layout set
-(below) and a K-class set for ``experiment=classify`` (:func:`make_demo_classes`).
+"""The demo: the embedded datasets every experiment runs on when no data is given, and the switch to the
+experiment's demo preset.
+
+One home for the concept: when the demo is used (:func:`no_data_given`, for a datamodule and for a composed config),
+which set a datamodule reads (its ``demo_spec``: :class:`DemoSpec` or :class:`ClassesDemoSpec`), how that set is made
+(:func:`ensure_demo`), and the switch of ``experiment=X`` to its ``demo_preset`` (:func:`apply_demo_preset`).
+
+The sets are generated locally and deterministically (no download): a small CMU-MOSEI-layout set (below; sentiment,
+emotion and pretraining read it) and a K-class set (:func:`make_demo_classes`; ``experiment=classify`` reads it, and
+retrieval reads its clips as video-audio pairs, each class drawn in the frames and sounded in the audio).
 
 Layout (the original release's processed MOSEI layout, see docs/data.md)::
 
@@ -31,13 +39,15 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tvlt.labels import EMOTIONS
 
-__all__ = ["ClassesDemoSpec", "DEMO_CLASSES", "DemoSpec", "ensure_demo_classes", "ensure_demo_mosei",
-           "ensure_generated", "make_demo_classes", "make_demo_mosei", "Mp4Writer", "write_mp4"]
+__all__ = ["ClassesDemoSpec", "DATA_SOURCES", "DEMO_CLASSES", "DemoSpec", "apply_demo_preset", "ensure_demo",
+           "ensure_demo_classes", "ensure_demo_mosei", "ensure_generated", "make_demo_classes", "make_demo_mosei",
+           "Mp4Writer", "no_data_given", "write_mp4"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +69,62 @@ class DemoSpec:
 
     def count(self, split: str) -> int:
         return {"train": self.num_train, "valid": self.num_valid, "test": self.num_test}[split]
+
+
+#: the data-source arguments of every datamodule (keys of ``conf/data``): all None means the embedded demo data
+DATA_SOURCES = ("root", "manifest", "shards")
+
+
+def no_data_given(root: object = None, manifest: object = None, shards: object = None) -> bool:
+    """True when none of the data sources is given: the embedded demo dataset is used (the datamodule's
+    ``uses_demo``, and the condition of :func:`apply_demo_preset`)."""
+    return root is None and manifest is None and shards is None
+
+
+def apply_demo_preset(cfg: Any) -> Any:
+    """The composed run config ``cfg`` (a DictConfig), switched to its demo preset when no data is given.
+
+    With ``data.root``, ``data.manifest`` and ``data.shards`` null (:func:`no_data_given`), an experiment that names
+    a ``demo_preset`` is re-composed as that preset (``experiment=<demo_preset>``), keeping every command-line
+    override, and a warning says so and names the data the real experiment needs. The full-size schedule
+    (TVLT-base, effective batch 128, tens of epochs) would take days on a CPU and means nothing on the demo's few
+    dozen clips. Not in ``mode=predict`` / ``mode=embed``, whose model comes from the checkpoint. The switched
+    config records the experiment it came from as ``demo_from``. Must run inside a Hydra application (the
+    overrides and the config name are Hydra's)."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf, open_dict
+
+    preset = cfg.get("demo_preset")
+    data = cfg.get("data") or {}
+    if (not preset or not no_data_given(**{k: data.get(k) for k in DATA_SOURCES})
+            or cfg.get("mode") in ("predict", "embed")):
+        return cfg
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.split("=")[0].lstrip("+~") == "experiment"]
+    if _rank_zero():
+        what = getattr(get_class(cfg.data._target_), "root_description", "data folder")
+        log.warning("No data.root given: using the embedded demo dataset with the demo preset experiment=%s "
+                    "(demo-size model, short schedule). Pass data.root=<%s> for the real experiment.",
+                    preset, what)
+    new = compose(config_name=HydraConfig.get().job.config_name, overrides=[f"experiment={preset}", *overrides])
+    with open_dict(new):
+        new.demo_from = OmegaConf.select(cfg, "task_name")
+    return new
+
+
+def _rank_zero() -> bool:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def ensure_demo(root: str | os.PathLike, spec: "DemoSpec") -> Path:
+    """Make the demo set ``spec`` describes under ``root`` unless it is already there: the CMU-MOSEI-layout set for
+    a :class:`DemoSpec`, the folder-per-class set for a :class:`ClassesDemoSpec` (see :func:`ensure_generated`)."""
+    if isinstance(spec, ClassesDemoSpec):
+        return ensure_demo_classes(root, spec)
+    return ensure_demo_mosei(root, spec)
 
 
 def demo_is_ready(root: str | os.PathLike) -> bool:
@@ -83,21 +149,28 @@ def ensure_generated(root: str | os.PathLike, spec, make, what: str) -> Path:
     already there; ``what`` names its layout in the log lines.
 
     Generation writes into a temporary sibling directory and renames it, so an interrupted run never leaves a
-    half-made set that looks complete. A demo set made with another spec is replaced; any other non-empty
-    directory at ``root`` is left alone.
+    half-made set that looks complete. A demo set of the same kind made with another spec (seed, clip counts) is
+    replaced; a set of the other kind and any other non-empty directory at ``root`` are left alone.
 
     Raises:
-        FileExistsError: ``root`` is a non-empty directory that is not a demo set (never deleted).
+        FileExistsError: ``root`` is a non-empty directory that is not a demo set, or the other kind of demo set
+            (e.g. the CMU-MOSEI-layout set where retrieval's class set is asked for); never deleted.
     """
     root = Path(root).resolve()
     marker = root / _MARKER
-    if marker.is_file() and json.loads(marker.read_text()) == asdict(spec):
+    made = json.loads(marker.read_text()) if marker.is_file() else None
+    if made == asdict(spec):
         log.info("Using the embedded demo dataset (%s) at %s", what, root)
         return root
-    if root.is_dir() and not marker.is_file() and any(root.iterdir()):
+    if root.is_dir() and made is None and any(root.iterdir()):
         raise FileExistsError(
             f"demo_dir {root} is a non-empty directory without a demo marker ({_MARKER}); refusing to overwrite it. "
             "Point data.demo_dir at an empty or new folder, or pass data.root for real data."
+        )
+    if made is not None and ("num_classes" in made) != isinstance(spec, ClassesDemoSpec):
+        raise FileExistsError(
+            f"demo_dir {root} holds another kind of demo set than the {what} one this datamodule reads; refusing to "
+            "replace it. Point data.demo_dir at another folder (each datamodule's default has its own)."
         )
     log.warning(
         "No data root given: generating the embedded demo dataset (%s, %d/%d/%d synthetic clips) into %s",
@@ -281,12 +354,15 @@ _CLASS_HUES = np.array([[230, 60, 40], [50, 200, 60], [40, 80, 230], [220, 200, 
 @dataclass(frozen=True)
 class ClassesDemoSpec(DemoSpec):
     """The classification demo: ``num_classes`` classes, ``num_train``/``num_valid``/``num_test`` clips per split
-    (spread evenly over the classes); the other fields as :class:`DemoSpec`."""
+    (spread evenly over the classes); the other fields as :class:`DemoSpec`. ``fill``: the class hue covers the
+    whole frame instead of a drifting square (retrieval's pairs: a strong class signal in every patch, see
+    :func:`make_demo_classes`)."""
 
     num_train: int = 64
     num_valid: int = 16
     num_test: int = 16
     num_classes: int = 4
+    fill: bool = False
 
     @property
     def classes(self) -> list[str]:
@@ -330,6 +406,8 @@ def _class_frames(k: int, spec: ClassesDemoSpec, rng: np.random.Generator) -> np
         x = int(np.clip(x0 + vx * j, 0, s - side))
         y = int(np.clip(y0 + vy * j, 0, s - side))
         frames[j, y : y + side, x : x + side] = colour + rng.normal(0.0, 10.0, size=(side, side, 3))
+    if spec.fill:
+        frames = frames - 110.0 + colour
     return np.clip(frames, 0, 255).astype(np.uint8)
 
 

@@ -491,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jpeg-quality", type=int, default=90)
     parser.add_argument("--chunk-bytes", default="64MB")
     parser.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (else AWS_ENDPOINT_URL)")
-    parser.add_argument("--demo-dir", default="data/demo/mosei")
+    parser.add_argument("--demo-dir", default=None, help="default: the datamodule's (data/demo/mosei, retrieval: "
+                        "data/demo/retrieval)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     dm = make_datamodule(args)
@@ -507,21 +508,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def make_datamodule(args: argparse.Namespace) -> Any:
     common: dict[str, Any] = dict(processor_mode=args.processor_mode, decode_timeout=30.0, drop_invalid=True)
+    if args.demo_dir is not None:
+        common["demo_dir"] = args.demo_dir
     if args.num_frames is not None:
         common["num_frames"] = args.num_frames
     if args.datamodule == "mosei":
         from datamodules.mosei import MoseiDataModule
 
-        return MoseiDataModule(root=args.root, manifest=args.manifest, task=args.task, demo_dir=args.demo_dir,
-                               **common)
+        return MoseiDataModule(root=args.root, manifest=args.manifest, task=args.task, **common)
     if args.datamodule == "pretrain":
         from datamodules.pretrain import PretrainDataModule
 
         return PretrainDataModule(root=args.root, manifest=args.manifest, window_seconds=args.window_seconds,
-                                  demo_dir=args.demo_dir, **common)
+                                  **common)
     from datamodules.retrieval import RetrievalDataModule
 
-    return RetrievalDataModule(root=args.root, manifest=args.manifest, demo_dir=args.demo_dir, **common)
+    return RetrievalDataModule(root=args.root, manifest=args.manifest, **common)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def offline_wandb(tmp_path, monkeypatch):
 
 
 def _train(tmp_path, experiment, demo_dir, extra=()):
-    cfg = compose_cfg(tmp_path, [f"experiment={experiment}", *FAST, *demo_overrides(demo_dir), "logger=[csv,wandb]",
+    cfg = compose_cfg(tmp_path, [f"experiment={experiment}", *FAST, *demo_overrides(demo_dir, experiment),
+                                 "logger=[csv,wandb]",
                                  "trainer.max_epochs=1", "trainer.limit_train_batches=1",
                                  "trainer.limit_val_batches=2", "test=false", *extra])
     runs.configure_wandb(cfg)

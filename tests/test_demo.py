@@ -105,3 +105,40 @@ def test_demo_dir_that_is_not_a_demo_set_is_never_deleted(tmp_path):
     with pytest.raises(FileExistsError, match="refusing to overwrite"):
         ensure_demo_mosei(precious)
     assert (precious / "keep.txt").read_text() == "real data"
+
+
+def test_a_demo_set_of_another_kind_is_never_replaced(demo, tmp_path):
+    """Retrieval reads the class set: a demo_dir holding the MOSEI-layout set (what retrieval read before) is refused,
+    not regenerated under the other datamodules' feet."""
+    from datamodules.demo import ClassesDemoSpec, ensure_demo
+
+    before = digest(demo)
+    with pytest.raises(FileExistsError, match="another kind of demo set"):
+        ensure_demo(demo, ClassesDemoSpec(num_train=4, num_valid=4, num_test=4))
+    assert digest(demo) == before
+
+
+def test_retrieval_demo_pairs_share_their_class_in_frames_and_audio(tmp_path):
+    """The retrieval demo's pairs carry their class in both modalities (what the model can match): each test clip
+    has its class's tone (300 * 1.5**k Hz, within the generator's 4 % jitter) and its class's hue, and no labels."""
+    from datamodules.demo import _CLASS_HUES
+    from datamodules.retrieval import RetrievalDataModule
+
+    dm = RetrievalDataModule(demo_dir=str(tmp_path / "retrieval"), demo_clips=(4, 4, 8), decode_timeout=None)
+    dm.prepare_data()
+    manifest = dm.manifest("test")
+    assert manifest.labels is None
+    ids = list(manifest.ids)
+    assert len(ids) == 8 and sorted({i.split("/")[0] for i in ids}) == ["drum", "flute", "horn", "organ"]
+    reader = ClipReader(num_frames=2, decode_timeout=None)
+    for clip_id in ids:
+        k = ["drum", "flute", "horn", "organ"].index(clip_id.split("/")[0])
+        clip = reader.read(tmp_path / "retrieval" / "test" / f"{clip_id}.mp4", audio="container")
+        spectrum = np.abs(np.fft.rfft(clip.waveform))
+        peak = np.fft.rfftfreq(len(clip.waveform), 1 / clip.sampling_rate)[spectrum.argmax()]
+        assert abs(peak / (300.0 * 1.5**k) - 1) < 0.05, (clip_id, peak)
+        # the square: the pixels farthest from the grey background are of the class hue (colour jitter 20 per channel)
+        pixels = clip.frames[0].reshape(-1, 3).astype(np.float64)
+        far = pixels[np.abs(pixels - 110.0).sum(1) > np.quantile(np.abs(pixels - 110.0).sum(1), 0.95)]
+        nearest = np.linalg.norm(_CLASS_HUES[:4] - far.mean(0), axis=1).argmin()
+        assert nearest == k, (clip_id, far.mean(0))

@@ -4,6 +4,7 @@ retrieval's full score matrix, reconstruction panels. Tiny model (hidden 32), 1-
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -173,11 +174,25 @@ def test_warmup_cosine_values():
     assert g(100) == pytest.approx(0.1) and g(0) == pytest.approx(1.0)
 
 
-def test_weight_decay_groups_are_the_models_no_weight_decay_rule():
+def configured_module(*overrides: str):
+    """The sentiment module as run.py builds it from conf/ (tiny size, no scheduler): the optimizer comes from
+    conf/model/tvlt_base.yaml, its one source."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model=tvlt_tiny", "model.scheduler=null", *overrides])
+    return instantiate(cfg.model, _convert_="all")
+
+
+def test_weight_decay_groups_are_the_models_no_weight_decay_rule_and_the_optimizer_is_the_configured_one():
     """With exclude_no_decay the optimizer's groups are exactly: decayed = the layers' matrices (listed by hand
     for the 2-layer sentiment model), not decayed = what ``model.no_weight_decay()`` names (every other
-    parameter: biases, norms, tables)."""
-    m = SentimentModule(config=TINY, exclude_no_decay=True)
+    parameter: biases, norms, tables). The optimizer is the configured one, the original release's AdamW
+    (REFERENCE.md B.6); a module built without one refuses to train, naming the key."""
+    m = configured_module("model.exclude_no_decay=true")
     named = dict(m.model.named_parameters())
     layer = [f"tvlt.encoder.layer.{i}.{p}.weight" for i in range(2) for p in (
         "attention.attention.query", "attention.attention.key", "attention.attention.value",
@@ -194,8 +209,10 @@ def test_weight_decay_groups_are_the_models_no_weight_decay_rule():
     ids = {id(p): n for n, p in named.items()}
     assert [({ids[id(p)] for p in g["params"]}, g["weight_decay"]) for g in opt.param_groups] == [
         (decayed, 0.001), (set(named) - decayed, 0.0)]
-    plain = SentimentModule(config=TINY).configure_optimizers()["optimizer"]
+    plain = configured_module().configure_optimizers()["optimizer"]
     assert len(plain.param_groups) == 1 and len(plain.param_groups[0]["params"]) == len(named)
+    with pytest.raises(ValueError, match="SentimentModule has no optimizer.*model.optimizer"):
+        SentimentModule(config=TINY).configure_optimizers()
 
 
 def test_reconstruction_panels_paste_visible_patches():

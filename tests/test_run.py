@@ -47,7 +47,11 @@ def demo_dir(tmp_path_factory) -> str:
     return str(ensure_demo_mosei(tmp_path_factory.mktemp("demo") / "mosei"))
 
 
-def demo_overrides(demo_dir: str) -> list[str]:
+def demo_overrides(demo_dir: str, experiment: str = "mosei") -> list[str]:
+    """The demo set of ``experiment``: the session's MOSEI set, or for retrieval a small class set beside it (made
+    once; retrieval refuses the MOSEI set, which is another kind)."""
+    if experiment.startswith("retrieval"):
+        return [f"data.demo_dir={Path(demo_dir).parent / 'retrieval'}", "data.demo_clips=[8,4,4]"]
     return [f"data.demo_dir={demo_dir}"]
 
 
@@ -164,7 +168,7 @@ def test_fast_dev_run(experiment, tmp_path, demo_dir):
     """One step of each split with data.batch_size=2: every split's metrics are logged over the two clips of its one
     batch, with the values a fresh tiny model must give."""
     extra = ["callbacks.reconstructions.every_n_steps=1"] if experiment == "pretrain" else []
-    cfg = compose_cfg(tmp_path, [f"experiment={experiment}", *FAST, *demo_overrides(demo_dir),
+    cfg = compose_cfg(tmp_path, [f"experiment={experiment}", *FAST, *demo_overrides(demo_dir, experiment),
                                  "trainer.fast_dev_run=true", "logger=none", *extra])
     metrics = job.train(cfg)
     task = experiment.removesuffix("_demo")

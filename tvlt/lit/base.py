@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,6 @@ log = logging.getLogger(__name__)
 
 MODEL_INPUTS = ("pixel_values", "audio_values", "pixel_mask", "audio_mask")
 
-# The original release's optimizer (REFERENCE.md B.6), used when none is configured.
-DEFAULT_OPTIMIZER = partial(torch.optim.AdamW, lr=1e-4, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.001)
-
 
 class NonFiniteLossError(FloatingPointError):
     """A training or evaluation loss was NaN or infinite; the message names the batch's sample ids."""
@@ -37,8 +33,9 @@ class TvltLitModule(pl.LightningModule):
     Args:
         config: TvltConfig fields on top of the spec's defaults (``{}`` = TVLT-base). Task fields (num_labels,
             loss_type, task_mae, ...) are set by the subclass.
-        optimizer: a partial optimizer (``_partial_: true`` in Hydra) called with the parameter groups;
-            default AdamW(lr 1e-4, betas (0.9, 0.98), eps 1e-8, weight decay 0.001).
+        optimizer: a partial optimizer (``_partial_: true`` in Hydra) called with the parameter groups. Its one
+            source is ``model.optimizer`` in ``conf/model/tvlt_base.yaml`` (the original release's AdamW); None
+            (e.g. a module loaded for inference) makes :meth:`configure_optimizers` raise ``ValueError``.
         scheduler: ``{warmup_steps, total_steps, min_lr_ratio}`` of :func:`tvlt.lit.optim.warmup_cosine`, stepped
             per optimizer step; ``total_steps: null`` = the trainer's estimated optimizer steps; ``None`` = constant.
         pretrained: a checkpoint to start from, any format :func:`tvlt.checkpoints.load_checkpoint` reads.
@@ -63,7 +60,7 @@ class TvltLitModule(pl.LightningModule):
         super().__init__()
         # the optimizer factory is code, not data: kept out of the checkpoint so it loads with weights_only=True
         self.save_hyperparameters(ignore=["optimizer"], logger=False)
-        self.optimizer_factory = optimizer if optimizer is not None else DEFAULT_OPTIMIZER
+        self.optimizer_factory = optimizer
         fields = {**dict(config or {}), **self.task_config_fields()}
         # the library config stores unknown keys (the port's policy); a run's YAML must not: a typo is an error
         TvltConfig.check_known_keys(fields, "model.config")
@@ -196,6 +193,9 @@ class TvltLitModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- optimization
     def configure_optimizers(self) -> dict[str, Any]:
+        if self.optimizer_factory is None:
+            raise ValueError(f"{type(self).__name__} has no optimizer to train with: pass optimizer=<a partial "
+                             "optimizer> (run.py passes model.optimizer of conf/model/tvlt_base.yaml)")
         groups = param_groups(self.model, bool(self.hparams.get("exclude_no_decay")))
         optimizer = self.optimizer_factory(groups)
         sched = self.hparams.get("scheduler")
