@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
+from datamodules.demo import apply_demo_preset
 from tvlt.lit.predict import predict, predict_dataset
 from tvlt.lit.runs import (RunConfigError, check_ckpt_path, configure_wandb, discard_run_dir, is_rank_zero,
                            log_failure, print_config, quiet_third_party_noise, resolve_paths, single_lightning_log)
@@ -111,30 +111,6 @@ def run_steps(cfg: DictConfig) -> tuple[bool, bool]:
     if mode == "test" and not cfg.get("ckpt_path"):
         raise RunConfigError("mode=test needs ckpt_path=<checkpoint .ckpt> (the weights to test)")
     return fit, evaluate
-
-
-def apply_demo_preset(cfg: DictConfig) -> DictConfig:
-    """With no data given (``data.root``, ``data.manifest``, ``data.shards`` null: the embedded demo dataset), an
-    experiment that names a ``demo_preset`` is re-composed as that preset, keeping every command-line override. The
-    full-size schedule (TVLT-base, effective batch 128, 10 epochs) would take days on a CPU and means nothing on 32
-    clips. Not in ``mode=predict`` / ``mode=embed``, whose model comes from the checkpoint."""
-    preset = cfg.get("demo_preset")
-    data = cfg.get("data") or {}
-    if (not preset or any(data.get(k) is not None for k in ("root", "manifest", "shards"))
-            or cfg.get("mode") in ("predict", "embed")):
-        return cfg
-    from hydra import compose
-
-    overrides = [o for o in HydraConfig.get().overrides.task if not o.split("=")[0].lstrip("+~") == "experiment"]
-    if is_rank_zero():
-        what = getattr(get_class(cfg.data._target_), "root_description", "data folder")
-        log.warning("No data.root given: using the embedded demo dataset with the demo preset experiment=%s "
-                    "(demo-size model, short schedule). Pass data.root=<%s> for the real experiment.",
-                    preset, what)
-    new = compose(config_name=HydraConfig.get().job.config_name, overrides=[f"experiment={preset}", *overrides])
-    with open_dict(new):
-        new.demo_from = OmegaConf.select(cfg, "task_name")
-    return new
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
