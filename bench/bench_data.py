@@ -81,7 +81,7 @@ def _shard_rows(manifest, tmp: str, reader: ClipReader, ip, fe, collate, repeats
         {"case": "data: shards, local S3 server", "ours": s3, "reference": None, "unit": "clips/s",
          "notes": note + ", 1 worker, moto on 127.0.0.1 (HTTP), chunks cached locally after the warm-up epoch"},
         {"case": "data: shards build", "ours": build_rate, "reference": None, "unit": "clips/s",
-         "notes": "python -m datamodules.shards path, 2 build workers (spawned), decode + resize + JPEG + log-mel"},
+         "notes": "python -m datamodules.build_shards path, 2 build workers (spawned), decode + resize + JPEG + log-mel"},
         {"case": "data: shards bytes per clip", "ours": size / 1e3, "reference": None, "unit": "KB",
          "notes": "16 JPEG frames 224x224 q90 + 10 s float16 log-mel"},
     ]  # fmt: skip

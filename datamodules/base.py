@@ -38,7 +38,7 @@ class ClipDataModule(pl.LightningDataModule):
             raises :class:`NoUsableClipsError`; see :mod:`datamodules.skips`).
         drop_invalid: drop manifest rows that fail validation (missing file, non-finite or out-of-range label)
             with a logged summary, instead of failing at set-up.
-        shards: a folder or ``s3://`` URI of LitData shards built by ``python -m datamodules.shards`` (one sub-folder
+        shards: a folder or ``s3://`` URI of LitData shards built by ``python -m datamodules.build_shards`` (one sub-folder
             per split); every split is then read from them, no video is decoded (None: decode the files).
         shards_options: LitData/boto3 storage options for remote shards, e.g. ``{"endpoint_url": ...}`` for an
             S3-compatible server (None: the environment's, e.g. ``AWS_ENDPOINT_URL``).
@@ -208,7 +208,7 @@ class ClipDataModule(pl.LightningDataModule):
         return None
 
     def shard_splits(self) -> list[str]:
-        """The split folders ``python -m datamodules.shards`` writes for this datamodule."""
+        """The split folders ``python -m datamodules.build_shards`` writes for this datamodule."""
         out: list[str] = []
         for split in ("train", "valid", "test"):
             if self._has_split(split) and self._source_split(split) not in out:

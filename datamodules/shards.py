@@ -3,8 +3,8 @@ object storage (``s3://``, ``gs://``), split across ranks and DataLoader workers
 
 Build (the project's own reader and processors, in parallel with ``litdata.optimize``)::
 
-    python -m datamodules.shards --datamodule mosei --root /data/mosei --out /data/mosei_shards --workers 8
-    python -m datamodules.shards --datamodule pretrain --manifest videos.csv --out s3://bucket/howto100m --workers 32
+    python -m datamodules.build_shards --datamodule mosei --root /data/mosei --out /data/mosei_shards --workers 8
+    python -m datamodules.build_shards --datamodule pretrain --manifest videos.csv --out s3://bucket/howto100m --workers 32
 
 and train with ``data.shards=/data/mosei_shards`` (or the ``s3://`` URI). Each split is a folder ``{out}/{split}``
 holding LitData's ``index.json`` and ``chunk-*.bin`` files, and ``build_report.json`` (records written, failed clips
@@ -36,7 +36,6 @@ record is read.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import multiprocessing
@@ -55,7 +54,7 @@ from datamodules.manifests import Manifest
 from datamodules.sampling import random_window_indices, uniform_indices
 from datamodules.transform import ClipTransform
 
-__all__ = ["SAFE_FORMATS", "ShardSettingsError", "UnsafeShardError", "build_shards", "open_shards", "main"]
+__all__ = ["SAFE_FORMATS", "ShardSettingsError", "UnsafeShardError", "build_shards", "open_shards"]
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -95,7 +94,7 @@ def read_text(uri: str, storage_options: dict | None = None) -> str:
     if not _is_remote(uri):
         path = Path(uri.removeprefix("file://"))
         if not path.is_file():
-            raise FileNotFoundError(f"no shard index at {path} (build shards with python -m datamodules.shards)")
+            raise FileNotFoundError(f"no shard index at {path} (build shards with python -m datamodules.build_shards)")
         return path.read_text()
     if not uri.startswith("s3://"):
         raise ValueError(f"{uri}: only local folders and s3:// URIs are read by this project's shard check")
@@ -104,7 +103,7 @@ def read_text(uri: str, storage_options: dict | None = None) -> str:
     try:
         return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
     except client.exceptions.NoSuchKey:
-        raise FileNotFoundError(f"no shard index at {uri} (build shards with python -m datamodules.shards)") from None
+        raise FileNotFoundError(f"no shard index at {uri} (build shards with python -m datamodules.build_shards)") from None
 
 
 def write_text(uri: str, text: str, storage_options: dict | None = None) -> None:
@@ -474,57 +473,6 @@ def _failures(report_dir: str) -> list[dict[str, Any]]:
     return sorted(failed, key=lambda f: f["id"])
 
 
-# ------------------------------------------------------------------------------------------------ command line
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m datamodules.shards", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datamodule", choices=["mosei", "pretrain", "retrieval"], default="mosei")
-    parser.add_argument("--root", default=None, help="data root (omit both --root and --manifest for the demo set)")
-    parser.add_argument("--manifest", default=None, help="CSV manifest instead of --root")
-    parser.add_argument("--out", required=True, help="folder or s3:// URI (one sub-folder per split)")
-    parser.add_argument("--workers", type=int, default=1, help="parallel build processes")
-    parser.add_argument("--splits", nargs="+", default=None, help="default: the datamodule's splits")
-    parser.add_argument("--task", choices=["sentiment", "emotion"], default="sentiment", help="mosei labels")
-    parser.add_argument("--num-frames", type=int, default=None, help="default: the datamodule's (8; pretrain 4)")
-    parser.add_argument("--processor-mode", choices=["hf", "original"], default="hf")
-    parser.add_argument("--window-seconds", type=float, default=14.9, help="pretrain: window length (s)")
-    parser.add_argument("--frames", choices=FRAME_ENCODINGS, default="jpeg", help="uint8: lossless")
-    parser.add_argument("--jpeg-quality", type=int, default=90)
-    parser.add_argument("--chunk-bytes", default="64MB")
-    parser.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (else AWS_ENDPOINT_URL)")
-    parser.add_argument("--demo-dir", default=None, help="default: the datamodule's (data/demo/mosei, retrieval: "
-                        "data/demo/retrieval)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    dm = make_datamodule(args)
-    dm.prepare_data()
-    options = {"endpoint_url": args.endpoint_url} if args.endpoint_url else None
-    for split in args.splits or dm.shard_splits():
-        report = dm.build_shards(split, _join(args.out, split), frames=args.frames, jpeg_quality=args.jpeg_quality,
-                                 workers=args.workers, chunk_bytes=args.chunk_bytes, storage_options=options)
-        print(f"{split}: {report['clips']} clips -> {report['records']} records, {len(report['failed'])} failed "
-              f"(listed in {_join(args.out, split, 'build_report.json')})")
-    return 0
-
-
-def make_datamodule(args: argparse.Namespace) -> Any:
-    common: dict[str, Any] = dict(processor_mode=args.processor_mode, decode_timeout=30.0, drop_invalid=True)
-    if args.demo_dir is not None:
-        common["demo_dir"] = args.demo_dir
-    if args.num_frames is not None:
-        common["num_frames"] = args.num_frames
-    if args.datamodule == "mosei":
-        from datamodules.mosei import MoseiDataModule
-
-        return MoseiDataModule(root=args.root, manifest=args.manifest, task=args.task, **common)
-    if args.datamodule == "pretrain":
-        from datamodules.pretrain import PretrainDataModule
-
-        return PretrainDataModule(root=args.root, manifest=args.manifest, window_seconds=args.window_seconds,
-                                  **common)
-    from datamodules.retrieval import RetrievalDataModule
-
-    return RetrievalDataModule(root=args.root, manifest=args.manifest, **common)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit("the shard builder's command is `python -m datamodules.build_shards` (this module only reads and writes "
+             "shards; the command builds datamodules, which read shards)")

@@ -422,7 +422,8 @@ def test_msrvtt_layout_rows_and_shards_command(tmp_path):
     (lists / "test_list_miech.txt").write_text("video2\n")
     dm = RetrievalDataModule(root=str(root), batch_size=2, decode_timeout=None)
     assert [dm.manifest("valid").ids[0], dm.manifest("valid").audio(0)] == ["video2", "container"]
-    from datamodules.shards import main, read_index
+    from datamodules.build_shards import main
+    from datamodules.shards import read_index
 
     assert main(["--datamodule", "retrieval", "--root", str(root), "--out", str(tmp_path / "c")]) == 0
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["test", "train"]  # valid reads the test list

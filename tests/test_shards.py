@@ -12,16 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from datamodules.build_shards import main
 from datamodules.mosei import MoseiDataModule
 from datamodules.pretrain import PretrainDataModule
-from datamodules.shards import (
-    ShardSettingsError,
-    UnsafeShardError,
-    evaluation_positions,
-    main,
-    open_shards,
-    read_index,
-)
+from datamodules.shards import ShardSettingsError, UnsafeShardError, evaluation_positions, open_shards, read_index
 from datamodules.sampling import uniform_indices
 
 MEDIA = Path(__file__).resolve().parent / "data"
