@@ -2,8 +2,9 @@
 
 Discovers ``bench/bench_*.py``, calls each module's ``run(repeats)``, prints one table, and writes
 ``bench/results/<YYYY-MM-DD>.json`` (rows per module, merged with earlier runs of the same day) and
-``BENCHMARKS.md`` (machine, versions, command, table). Ratio column: for times ("s") and memory ("MB") it is
-reference / ours, for throughput ("clips/s") ours / reference; either way > 1 means this project is better.
+``BENCHMARKS.md`` (machine, versions, command, and each module's newest rows, from whichever day's file holds them).
+Ratio column: for times ("s") and memory ("MB") it is reference / ours, for throughput ("clips/s") ours / reference;
+either way > 1 means this project is better.
 """
 
 from __future__ import annotations
@@ -117,6 +118,19 @@ def write_markdown(path: Path, info: dict, command: str, date: str, rows_by_modu
     path.write_text("\n".join(text))
 
 
+def latest_rows() -> tuple[dict[str, list[dict]], dict[str, str]]:
+    """Each module's rows from the newest results file that has them (``bench/results/<date>.json``), and where
+    they come from (command, time and date), so that a run of some modules keeps the others' rows in BENCHMARKS.md."""
+    rows: dict[str, list[dict]] = {}
+    runs: dict[str, str] = {}
+    for path in sorted(RESULTS_DIR.glob("????-??-??.json")):  # oldest first: newer files override
+        stored = json.loads(path.read_text())
+        for name, module_rows in stored.get("modules", {}).items():
+            rows[name] = module_rows
+            runs[name] = f"{stored.get('runs', {}).get(name, '`' + stored.get('command', '?') + '`')} on {path.stem}"
+    return rows, runs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -158,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         info = machine_info()
         path.write_text(json.dumps({"date": date, "command": command, "machine": info, "quick": args.quick,
                                     "modules": merged, "runs": runs}, indent=2) + "\n")
-        write_markdown(ROOT / "BENCHMARKS.md", info, command, date, merged, runs)
+        latest, latest_runs = latest_rows()
+        write_markdown(ROOT / "BENCHMARKS.md", info, command, date, latest, latest_runs)
         print(f"\nwrote {path.relative_to(ROOT)} and BENCHMARKS.md")
     if failures:
         print(f"failed modules: {failures}", file=sys.stderr)

@@ -40,3 +40,21 @@ def test_model_targets_section_judges_each_ratio(tmp_path):
     assert "| 2.10x | >= 2x | yes |" in text
     assert "peak RSS" not in text  # no reference figure: no judgement
     assert markdown("2026-01-03", str(tmp_path)) == ""  # no results file for that date
+
+
+def test_benchmarks_md_keeps_each_modules_newest_rows(tmp_path, monkeypatch):
+    """A run of some modules keeps the other modules' rows from an earlier day, each named with its day."""
+    import json
+
+    import bench.__main__ as harness
+
+    row = {"case": "c", "ours": 1.0, "reference": None, "unit": "s"}
+    (tmp_path / "2026-11-29.json").write_text(json.dumps(
+        {"command": "python -m bench", "modules": {"model": [row], "data": [row]}, "runs": {"model": "`m` at 10:00"}}))
+    (tmp_path / "2026-12-01.json").write_text(json.dumps(
+        {"command": "python -m bench --only data", "modules": {"data": [{**row, "ours": 2.0}]},
+         "runs": {"data": "`d` at 11:00"}}))
+    monkeypatch.setattr(harness, "RESULTS_DIR", tmp_path)
+    rows, runs = harness.latest_rows()
+    assert rows == {"model": [row], "data": [{**row, "ours": 2.0}]}
+    assert runs == {"model": "`m` at 10:00 on 2026-11-29", "data": "`d` at 11:00 on 2026-12-01"}
