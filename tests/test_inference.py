@@ -8,7 +8,7 @@ import csv
 import pytest
 import torch
 
-from test_run import FAST, REPO, compose_cfg, demo_dir, demo_overrides, run_cli  # noqa: F401 (fixture)
+from test_run import FAST, compose_cfg, demo_dir, demo_overrides, run_cli  # noqa: F401 (fixture)
 from tvlt.lit import job
 from tvlt.lit.inference import load_embeddings
 
@@ -118,6 +118,11 @@ def test_predict_with_a_retrieval_checkpoint_lists_the_top_k_audios_of_each_vide
         scores = [float(r[f"score_{k}"]) for k in (1, 2, 3)]
         assert len(set(matches)) == 3 and set(matches) <= set(test_ids) and r["split"] == "test"
         assert scores == sorted(scores, reverse=True)
-        assert 1 <= int(r["true_rank"]) <= 5
-        if scores[0] > scores[1]:
-            assert (int(r["true_rank"]) == 1) == (matches[0] == r["id"])
+        rank = int(r["true_rank"])
+        if len(set(scores)) == 3:  # no ties among the top 3: the own audio's place in them is its rank
+            if r["id"] not in matches:
+                assert 3 < rank <= 5
+            elif (place := matches.index(r["id"]) + 1) < 3:
+                assert rank == place  # above the 3rd score: no audio outside the list ties it
+            else:
+                assert 3 <= rank <= 5  # the 3rd: an audio outside the list may tie it (ties count against)

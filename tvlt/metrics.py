@@ -279,7 +279,7 @@ def classification_scores(logits: Tensor, labels: Tensor, names: Sequence[str], 
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _ranks(scores: Tensor) -> Tensor:
+def true_pair_ranks(scores: Tensor) -> Tensor:
     """1-based rank of the diagonal entry in each row of a square (N, N) score matrix, higher score = better.
     Ties count against the match (rank = number of entries >= the match's score), so a constant scorer gets rank N,
     not 1."""
@@ -306,7 +306,7 @@ def retrieval_scores(scores: Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[str
         _warn("retrieval metrics on 0 pairs; reported as nan")
     rsum = 0.0
     for direction, mat in (("v2a", scores), ("a2v", scores.T)):
-        ranks = _ranks(mat).double()
+        ranks = true_pair_ranks(mat).double()
         for k in ks:
             r = (ranks <= k).double().mean().item() if ranks.numel() else NAN
             out[f"{direction}_r{k}"] = r

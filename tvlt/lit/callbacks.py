@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import warnings
 from pathlib import Path
 from typing import Any
@@ -320,8 +321,6 @@ class SlurmRequeue(pl.Callback):
 
     # ------------------------------------------------------------------------------------------------ the signal
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        import signal
-
         from lightning.fabric.plugins.environments import SLURMEnvironment
 
         env = trainer._accelerator_connector.cluster_environment  # what Lightning's own signal connector reads
@@ -346,8 +345,6 @@ class SlurmRequeue(pl.Callback):
 
     def _restore(self) -> None:
         if self._signal is not None:
-            import signal
-
             signal.signal(self._signal, self._previous)
             self._signal = None
 

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from tvlt.lit.base import TvltLitModule
 from tvlt.matching import vam_accuracy, vam_negatives
-from tvlt.metrics import retrieval_scores, sample_keys
+from tvlt.metrics import retrieval_scores, sample_keys, true_pair_ranks
 from tvlt.modeling import TvltForPreTraining
 
 
@@ -142,7 +142,7 @@ class RetrievalModule(TvltLitModule):
         sim = self.last_similarity
         scores, ids = sim["scores"], sim["ids"]
         values, index = scores.topk(min(top_k, len(ids)), dim=1)
-        true_rank = (scores >= scores.diagonal()[:, None]).sum(dim=1)
+        true_rank = true_pair_ranks(scores)
         rows = []
         for i, vid in enumerate(ids):
             row: dict[str, Any] = {"id": vid}
