@@ -730,3 +730,20 @@ def test_optuna_search_space_names_real_config_keys(tmp_path):
         assert OmegaConf.select(cfg, key, default="MISSING") != "MISSING", key
     assert search.optimized_metric == cfg.monitor == "val/acc2_nonneg"
     assert search.hydra.sweeper.direction == "maximize"
+
+
+def test_a_job_closes_its_process_group_when_it_ends(tmp_path):
+    """Each DDP rank's job destroys its process group itself (success or failure): a gloo group left for interpreter
+    finalization aborted a finished 2-process predict (exit -6, "terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        cfg = compose_cfg(tmp_path, ["experiment=mosei", "data.root=r", "mode=predict", "test=true"])
+        with pytest.raises(SystemExit) as info:
+            job.run(cfg)
+        assert info.value.code == 1
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -17,8 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodules.demo import apply_demo_preset
 from tvlt.lit.predict import predict, predict_dataset
-from tvlt.lit.runs import (RunConfigError, check_ckpt_path, configure_wandb, discard_run_dir, is_rank_zero,
-                           log_failure, print_config, quiet_third_party_noise, resolve_paths, single_lightning_log)
+from tvlt.lit.runs import (RunConfigError, check_ckpt_path, configure_wandb, discard_run_dir, end_process_group,
+                           is_rank_zero, log_failure, print_config, quiet_third_party_noise, resolve_paths,
+                           single_lightning_log)
 
 log = logging.getLogger("run")
 
@@ -40,6 +41,8 @@ def run(cfg: DictConfig) -> float | None:
         if is_rank_zero():
             log_failure(err)
         raise
+    finally:
+        end_process_group()  # while the interpreter is whole: a gloo group torn down at exit can abort the process
 
 
 def _run(cfg: DictConfig) -> float | None:

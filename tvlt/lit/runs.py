@@ -166,6 +166,19 @@ _SWEEP_ONLY = ("hydra.mode", "hydra.sweep", "hydra.sweeper", "hydra/sweeper", "h
 _DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 
+def end_process_group() -> None:
+    """Destroy this process's ``torch.distributed`` process group, if one is open (a DDP run's end, on every rank).
+
+    Destroying it is local to the process (no collective), so each rank calls it when its job returns or fails.
+    A gloo group left open is torn down during interpreter finalization instead, where its worker threads can abort
+    the process (``terminate called without an active exception``, exit status -6 after all the work was written;
+    seen on a 2-process ``mode=predict``; pytorch/pytorch#179291 describes the race)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 @contextmanager
 def ddp_in_sweep_job() -> Iterator[None]:
     """Around the fit/test of one job of a ``-m`` sweep: Lightning's DDP child processes run this job, not the sweep
@@ -195,11 +208,8 @@ def ddp_in_sweep_job() -> Iterator[None]:
     try:
         yield
     finally:
-        import torch.distributed as dist
-
         sys.argv = argv
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        end_process_group()
         for key in _DDP_ENV:
             os.environ.pop(key, None)
 
