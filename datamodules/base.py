@@ -226,20 +226,23 @@ class ClipDataModule(pl.LightningDataModule):
         return build_shards(self.manifest(split), out, reader, self.image_processor, self.feature_extractor,
                             settings, window_seconds=self.shard_window(), **kwargs)
 
-    def _shard_dataset(self, split: str) -> Any:
-        """The split's ``StreamingDataset`` (None for a missing optional split)."""
+    def _shard_dataset(self, split: str, evaluation: bool = False) -> Any:
+        """The split's :class:`datamodules.shards.ShardDataset` (None for a missing optional split, and with
+        ``evaluation`` for any missing split). ``evaluation``: in order, uniform frames, as
+        :meth:`evaluation_loader`."""
         from datamodules.shards import RecordToItem, open_shards
 
         uri = "/".join([self.shards.rstrip("/"), self._source_split(split)])
         options = self._dataset_options(split)
-        training = split == "train" and options.get("sampling") == "random"
+        training = split == "train" and options.get("sampling") == "random" and not evaluation
+        shuffle = split == "train" and not evaluation
         transform = RecordToItem(self.num_frames, training, self.image_processor, options.get("label_transform"))
         try:
-            dataset = open_shards(uri, self.shard_settings(), transform, shuffle=split == "train",
-                                  drop_last=None if split == "train" else False, storage_options=self.shards_options,
+            dataset = open_shards(uri, self.shard_settings(), transform, shuffle=shuffle,
+                                  drop_last=None if shuffle else False, storage_options=self.shards_options,
                                   cache_dir=self.shards_cache_dir)
         except FileNotFoundError:
-            if split in self.optional_splits:
+            if evaluation or split in self.optional_splits:
                 log.info("%s: no %s shards at %s: no such split", type(self).__name__, split, uri)
                 return None
             raise
@@ -289,8 +292,16 @@ class ClipDataModule(pl.LightningDataModule):
 
     def evaluation_loader(self, split: str) -> DataLoader | list:
         """A loader over ``split`` ("train", "valid" or "test") prepared as for evaluation (uniform frames, no
-        jitter), in manifest order: what ``mode=predict`` and ``mode=embed`` read.
-        ``[]`` when the data has no such split."""
+        jitter), in manifest order (from ``shards``: the split's record order, each batch carrying
+        ``record_index``): what ``mode=predict`` and ``mode=embed`` read. ``[]`` when the data has no such split."""
+        if self.shards is not None:  # no failed clip is ever a record: nothing for SplitLoader to record
+            from datamodules.shards import ShardLoader
+
+            dataset = self._shard_dataset(split, evaluation=True)
+            if dataset is None:
+                return []
+            return ShardLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+                               pin_memory=self.pin_memory, collate_fn=self.collator())
         if not self._has_split(split):
             return []
         self._ensure_demo()

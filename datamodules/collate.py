@@ -17,6 +17,7 @@ Batch contract (what every datamodule's DataLoader yields and the LightningModul
         "pixel_values_mixed", "pixel_mask_mixed": pretraining only; the video each sample's audio is matched
                         against (another clip's video where labels == 0, about half of the batch)
         "ids":          list[str] sample ids (file stems)
+        "record_index": list[int] read from shards only: each sample's place in its split
     }
 
 Masks are built here, once, from the true lengths each item carries (its frame count, its audio patch count), never
@@ -113,6 +114,8 @@ class TvltCollator:
             dtype = torch.int64 if not labels[0].is_floating_point() else torch.float32  # class indices stay integers
             batch["labels"] = torch.stack([t.to(dtype) for t in labels])
         batch["ids"] = [str(it["id"]) for it in items]
+        if "record_index" in items[0]:  # read from shards: each clip's place in the split (see ShardDataset)
+            batch["record_index"] = [int(it["record_index"]) for it in items]
         if skipped:
             batch["skipped"] = skipped
         return batch

@@ -47,7 +47,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from litdata import StreamingDataLoader
+from litdata import StreamingDataLoader, StreamingDataset
 
 from datamodules.decoding import ClipDecodeError, ClipReader
 from datamodules.manifests import Manifest
@@ -268,10 +268,24 @@ class RecordToItem:
                                    np.asarray(record["labels"]))
 
 
+class ShardDataset(StreamingDataset):
+    """LitData's ``StreamingDataset`` whose items (dicts) also carry ``record_index``: the record's place in the
+    split (LitData's global sample index). Under DDP and with several workers each process reads its own chunks,
+    so this is what puts predictions back in the split's order (:func:`tvlt.lit.inference.gather_rows`)."""
+
+    def __getitem__(self, index: Any) -> Any:
+        item = super().__getitem__(index)
+        if isinstance(item, dict) and hasattr(index, "chunk_index"):
+            item["record_index"] = int(index.index)
+        elif isinstance(item, dict) and isinstance(index, int):
+            item["record_index"] = index
+        return item
+
+
 def open_shards(uri: str, wanted: dict[str, Any], transform: RecordToItem | Callable | None = None,
                 shuffle: bool = False, drop_last: bool | None = False, seed: int = 42,
                 storage_options: dict | None = None, cache_dir: str | None = None) -> Any:
-    """A ``litdata.StreamingDataset`` over the split at ``uri``, after the index check and the settings check.
+    """A :class:`ShardDataset` over the split at ``uri``, after the index check and the settings check.
 
     Args:
         wanted: settings the run needs (e.g. ``num_frames``, ``processor_mode``, ``frame_size``); a mismatch raises
@@ -280,12 +294,10 @@ def open_shards(uri: str, wanted: dict[str, Any], transform: RecordToItem | Call
         cache_dir: local folder for chunks streamed from remote shards (None: LitData's default,
             ``~/.lightning/chunks`` or ``$LITDATA_CACHE_DIR``).
     """
-    from litdata import StreamingDataset
-
     index = read_index(uri, storage_options)
     check_settings(index.get("tvlt"), wanted, _join(uri, "index.json"))
     allow_plain_http(storage_options)
-    return StreamingDataset(uri, cache_dir=cache_dir, shuffle=shuffle, drop_last=drop_last, seed=seed,
+    return ShardDataset(uri, cache_dir=cache_dir, shuffle=shuffle, drop_last=drop_last, seed=seed,
                             transform=transform, storage_options=storage_options or {})
 
 

@@ -41,6 +41,30 @@ def test_predict_writes_one_row_per_clip_with_the_label(tmp_path, checkpoint, de
     assert all(-10 < float(r["sentiment"]) < 10 for r in rows)
 
 
+def test_predict_from_shards_under_two_ddp_processes_matches_the_files_in_split_order(tmp_path, checkpoint,  # noqa: F811
+                                                                                   demo_dir):
+    """`data.shards` feeds predict like files do. Lossless shards (uint8 frames, float16 audio within 5e-4) of the
+    8 test clips, read by 2 processes with 2 loader workers each and batch 1, so that the workers' batches alternate
+    (0, 2, 1, 3 on rank 0): the file still lists the clips in the split's order, each once, with the per-file
+    predictions' values (within 2e-3: the audio's float16 storage)."""
+    from datamodules.mosei import MoseiDataModule
+
+    dm = MoseiDataModule(demo_dir=demo_dir, num_frames=1, decode_timeout=None)
+    assert dm.build_shards("test", str(tmp_path / "shards" / "test"), frames="uint8")["failed"] == []
+    run_cli(["mode=predict", "experiment=mosei", *FAST, *demo_overrides(demo_dir), f"ckpt_path={checkpoint}",
+             f"hydra.run.dir={tmp_path}/files"], cwd=tmp_path)
+    run_cli(["mode=predict", "experiment=mosei", *FAST, f"data.shards={tmp_path}/shards", f"ckpt_path={checkpoint}",
+             "trainer=ddp_cpu", "data.batch_size=1", "data.num_workers=2", f"hydra.run.dir={tmp_path}/shards_run"],
+            cwd=tmp_path)
+    files = list(csv.DictReader(open(tmp_path / "files" / "predictions.csv")))
+    shards = list(csv.DictReader(open(tmp_path / "shards_run" / "predictions.csv")))
+    assert [r["id"] for r in shards] == [r["id"] for r in files] == _manifest_ids(demo_dir, "test")
+    assert list(shards[0]) == list(files[0]) == ["id", "split", "sentiment", "label"]
+    for column in ("sentiment", "label"):
+        torch.testing.assert_close(torch.tensor([float(r[column]) for r in shards]),
+                                   torch.tensor([float(r[column]) for r in files]), atol=2e-3, rtol=0)
+
+
 def test_embed_writes_pooled_embeddings_that_read_back(tmp_path, checkpoint, demo_dir):  # noqa: F811
     run_cli(["mode=embed", "experiment=mosei", *FAST, *demo_overrides(demo_dir), f"ckpt_path={checkpoint}",
              f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)

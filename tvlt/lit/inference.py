@@ -85,12 +85,16 @@ class Collector(pl.Callback):
         else:
             rows = [{"id": i, **{k: v[j].detach().cpu() for k, v in outputs.items()}}
                     for j, i in enumerate(batch["ids"])]
+        if "record_index" in batch:  # read from shards: the split's order travels with each row (see gather_rows)
+            for row, index in zip(rows, batch["record_index"]):
+                row["record_index"] = index
         self.rows += [{"id": r["id"], "split": self.split, **{k: v for k, v in r.items() if k != "id"}} for r in rows]
 
 
 def gather_rows(rows: list[dict[str, Any]], order: Sequence[str]) -> list[dict[str, Any]]:
     """Every process's rows on every process (a collective under DDP), one per id, in ``order`` (the dataset's
-    ids); ids missing from ``order`` follow in first-seen order."""
+    ids); ids missing from ``order`` follow in the order of their ``(split, record_index)`` (rows read from shards,
+    which have no manifest; the index is then dropped from the rows), else in first-seen order."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         parts: list[Any] = [None] * torch.distributed.get_world_size()
         torch.distributed.all_gather_object(parts, rows)
@@ -99,7 +103,12 @@ def gather_rows(rows: list[dict[str, Any]], order: Sequence[str]) -> list[dict[s
     for row in rows:
         first.setdefault(row["id"], row)  # DistributedSampler pads with repeats of the first samples
     rank = {key: i for i, key in enumerate(order)}
-    return sorted(first.values(), key=lambda r: rank.get(r["id"], len(rank)))
+    splits: dict[str, int] = {}
+    for row in first.values():
+        splits.setdefault(row.get("split", ""), len(splits))
+    ordered = sorted(first.values(), key=lambda r: (rank.get(r["id"], len(rank)), splits[r.get("split", "")],
+                                                    r.get("record_index", 0)))
+    return [{k: v for k, v in r.items() if k != "record_index"} for r in ordered]
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:

@@ -127,7 +127,8 @@ def predict_dataset(cfg: DictConfig) -> Path | None:
         trainer.predict(module, dataloaders=loader, return_predictions=False)
         if ranking:  # the split's videos ranked against its audios, the same on every process
             collector.rows += [{"id": r["id"], "split": name, **r} for r in module.retrieval_rows(cfg.predict.top_k)]
-    order = [clip_id for name in loaders for clip_id in datamodule.manifest(name).ids]
+    # the manifests' order; shards have none: their rows carry their place in the split (gather_rows)
+    order = [] if datamodule.shards else [clip_id for name in loaders for clip_id in datamodule.manifest(name).ids]
     rows = inference.gather_rows(collector.rows, order)
     skipped = inference.gather_rows(
         [{"id": i, "cause": cause} for _, i, cause in datamodule.skipped_clips], order)
