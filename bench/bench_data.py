@@ -38,7 +38,8 @@ from tvlt.image_processing import TvltImageProcessor
 CLIPS = 32  # per epoch: enough that epoch start-up latency does not dominate the cached rate
 
 
-def _make_clip(path: Path) -> None:
+def make_clip(path: Path) -> None:
+    """The benchmarks' input clip: 10 s, 640x480, 30 fps H.264 (``moving_pattern``) with 44.1 kHz stereo AAC."""
     n = 10 * 44100
     time_axis = np.arange(n) / 44100
     noise = np.random.default_rng(0).standard_normal(n)
@@ -48,7 +49,7 @@ def _make_clip(path: Path) -> None:
 
 def _clips_per_second(dataset: ClipDataset, collate: TvltCollator, repeats: int, workers: int = 1) -> float:
     loader = DataLoader(dataset, batch_size=1, num_workers=workers, persistent_workers=True, collate_fn=collate)
-    return _loader_rate(loader, repeats)
+    return loader_rate(loader, repeats)
 
 
 def _shard_rows(manifest, tmp: str, reader: ClipReader, ip, fe, collate, repeats: int) -> list[dict]:
@@ -68,7 +69,7 @@ def _shard_rows(manifest, tmp: str, reader: ClipReader, ip, fe, collate, repeats
                               cache_dir=str(Path(tmp) / f"cache-{workers}-{len(uri)}"))
         loader = StreamingDataLoader(dataset, batch_size=1, num_workers=workers, persistent_workers=True,
                                      collate_fn=collate)
-        return _loader_rate(loader, repeats)
+        return loader_rate(loader, repeats)
 
     local1, local2 = rate(str(Path(tmp) / "shards"), 1), rate(str(Path(tmp) / "shards"), 2)
     s3 = _s3_rate(Path(tmp) / "shards", rate)
@@ -114,7 +115,7 @@ def _s3_rate(folder: Path, rate) -> float | None:
                 os.environ[k] = v
 
 
-def _loader_rate(loader, repeats: int) -> float:
+def loader_rate(loader, repeats: int) -> float:
     """Clips per second of one epoch, median over ``repeats`` epochs after a warm-up epoch (worker start, decode
     helper start, caches)."""
     clips: list[int] = []
@@ -127,7 +128,7 @@ def run(repeats: int = 5) -> list[dict]:
     collate = TvltCollator(ip.patches_per_frame, ip.padding_value, fe.padding_value, fe.freq_len, fe.patch_size[0])
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "clip10s.mp4"
-        _make_clip(video)
+        make_clip(video)
         rows = [Row(f"clip{i}", str(video), "container", None, "bench", i) for i in range(CLIPS)]
         manifest = build_manifest(rows, "bench")
         isolated = ClipReader(num_frames=8, decode_timeout=30.0)

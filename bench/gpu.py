@@ -1,4 +1,5 @@
-"""GPU throughput: samples per second and model FLOP utilization (MFU) of TVLT training steps in bf16-mixed.
+"""GPU readiness, measured: samples per second, model FLOP utilization (MFU) and peak memory of TVLT training
+steps in bf16-mixed, eager and compiled, and the clips per second the shard loader feeds, in one table.
 
     bash bench/gpu.sh                                   # TVLT-base, fine-tuning B=32 and pretraining B=32
     bash bench/gpu.sh --peak-flops 312e12               # e.g. A100 dense bf16
@@ -12,6 +13,16 @@ with fp32 weights, which is what Lightning's ``precision="bf16-mixed"`` does.
 - fine-tuning: TvltForAudioVisualClassification, 1 label, MSE (the MOSEI sentiment set-up);
 - pretraining: TvltForPreTraining, VAM (half the pairs mismatched by rolling the video over the batch) + MAE.
 
+Modes: ``eager`` and ``compiled`` (``torch.compile`` of the model; the compilation happens in the warm-up steps).
+Attention: ``--attn sdpa`` (default: PyTorch picks its flash kernel for bf16 on CUDA) or ``eager``.
+
+Data (unless ``--no-data``): shards of ``--data-clips`` copies of the benchmarks' 10 s 640x480 clip are built in a
+temporary folder (16 JPEG candidates q90 + float16 log-mel, as ``python -m datamodules.build_shards``), then read
+(a) through LitData's loader as training reads them, JPEG decoded on the CPU in ``--data-workers`` N worker
+processes, batch = the fine-tuning batch; (b) in this process with the 8 evaluation frames of each record decoded
+on the device (nvJPEG via torchvision's ``decode_jpeg``) and normalized there. Each is clips/s, median of
+``--data-repeats`` epochs after a warm-up epoch.
+
 MFU = FLOPs per step from :mod:`tvlt.flops` (matmuls only, training step = 3x forward; this project's work,
 whose last encoder layer computes only CLS in the fine-tuning and VAM passes) / step time / peak.
 The default peak, 989e12 FLOP/s, is the dense (no sparsity) bf16 tensor-core peak of an H100 SXM, which the H200
@@ -21,12 +32,15 @@ shares; pass ``--peak-flops`` for other parts (A100: 312e12, L4: 121e12, RTX 409
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from bench import random_inputs
+from bench import median_seconds, random_inputs
 from tvlt import flops as flop_model
 from tvlt import TvltConfig, TvltForAudioVisualClassification, TvltForPreTraining
 
@@ -41,6 +55,7 @@ TINY = dict(image_size=32, image_patch_size=[8, 8], spectrogram_length=64, frequ
 @dataclass
 class Result:
     case: str
+    mode: str
     batch: int
     step_s: float
     samples_per_s: float
@@ -93,10 +108,83 @@ def run_case(case: str, config: TvltConfig, batch: int, frames: int, audio_frame
     step_s = (time.perf_counter() - start) / steps
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     achieved = step_flops / step_s
-    return Result(case, batch, step_s, batch / step_s, step_flops, achieved, achieved / peak_flops, memory)
+    return Result(case, "compiled" if compile_model else "eager", batch, step_s, batch / step_s, step_flops, achieved,
+                  achieved / peak_flops, memory)
 
 
-def main(argv: list[str] | None = None) -> list[Result]:
+@dataclass
+class DataResult:
+    case: str
+    clips_per_s: float
+    notes: str
+
+
+def data_rates(clips: int, workers: list[int], batch: int, device: torch.device, repeats: int) -> list[DataResult]:
+    """Clips per second from shards (see the module's docstring): one row per worker count (CPU JPEG decoding in
+    the loader's workers), and one with the frames decoded on ``device``."""
+    from litdata import StreamingDataLoader, StreamingDataset
+
+    from bench.bench_data import loader_rate, make_clip
+    from datamodules.collate import TvltCollator
+    from datamodules.decoding import ClipReader
+    from datamodules.manifests import Row, build_manifest
+    from datamodules.shards import RecordToItem, build_shards, decode_frames, evaluation_positions, open_shards
+    from tvlt.feature_extraction import TvltFeatureExtractor
+    from tvlt.image_processing import TvltImageProcessor
+
+    ip, fe = TvltImageProcessor(), TvltFeatureExtractor()
+    collate = TvltCollator.from_processors(ip, fe)
+    settings = {"num_frames": 8, "processor_mode": "hf"}
+    results = []
+    with tempfile.TemporaryDirectory(prefix="tvlt-gpu-bench-") as tmp:
+        video = Path(tmp) / "clip10s.mp4"
+        make_clip(video)
+        rows = [Row(f"clip{i}", str(video), "container", None, "bench", i) for i in range(clips)]
+        out = str(Path(tmp) / "shards")
+        build_workers = max(1, min(8, (os.cpu_count() or 2) // 2))
+        start = time.perf_counter()
+        build_shards(build_manifest(rows, "bench"), out, ClipReader(num_frames=16, decode_timeout=None), ip, fe,
+                     settings, workers=build_workers)
+        results.append(DataResult("shards build", clips / (time.perf_counter() - start),
+                                  f"{build_workers} build workers: decode + resize + JPEG + log-mel"))
+        for n in workers:
+            dataset = open_shards(out, settings, RecordToItem(8, False, ip))
+            loader = StreamingDataLoader(dataset, batch_size=batch, num_workers=n, persistent_workers=n > 0,
+                                         collate_fn=collate)
+            results.append(DataResult(f"shards, CPU JPEG decoding, {n} worker{'s' if n != 1 else ''}", loader_rate(loader, repeats),
+                                      f"8 frames decoded + normalized per clip, batch {batch}"))
+        raw = StreamingDataset(out)  # the records as stored: JPEG bytes, read once into memory
+        records = [raw[i] for i in range(len(raw))]
+
+        def decode_all() -> None:
+            for r in records:
+                frames = decode_frames(r["frames"], r["frame_bytes"], evaluation_positions(len(r["frame_bytes"]), 8),
+                                       device=device)
+                ip.to_values(frames)
+            _sync(device)
+
+        seconds = median_seconds(decode_all, repeats)
+        results.append(DataResult(f"shard frames, JPEG decoding on {device.type}", len(records) / seconds,
+                                  "8 frames per clip decoded + normalized on the device, one process, records in "
+                                  "memory (decoding alone: no loader, no audio)"))
+    return results
+
+
+def print_table(results: list[Result], data: list[DataResult]) -> None:
+    """One markdown table of every figure."""
+    print("\n| measure | mode | batch | samples/s or clips/s | ms/step | TFLOP/s | MFU | peak memory |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        memory = f"{r.peak_memory_gb:.1f} GiB" if r.peak_memory_gb is not None else "-"
+        print(f"| {r.case} | {r.mode} | {r.batch} | {r.samples_per_s:.1f} samples/s | {r.step_s * 1e3:.1f} | "
+              f"{r.achieved_flops / 1e12:.4g} | {100 * r.mfu:.3g}% | {memory} |")
+    for d in data:
+        print(f"| {d.case} | - | - | {d.clips_per_s:.1f} clips/s | - | - | - | - |")
+    for d in data:
+        print(f"- {d.case}: {d.notes}")
+
+
+def main(argv: list[str] | None = None) -> tuple[list[Result], list[DataResult]]:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:1, cpu")
@@ -112,7 +200,13 @@ def main(argv: list[str] | None = None) -> list[Result]:
     parser.add_argument("--cases", nargs="+", default=["fine-tuning", "pretraining"],
                         choices=["fine-tuning", "pretraining"])
     parser.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--modes", nargs="+", choices=["eager", "compiled"], default=None,
+                        help="eager and/or torch.compile'd model (default: both on CUDA, eager on the CPU)")
+    parser.add_argument("--no-data", action="store_true", help="skip the shard loading measures")
+    parser.add_argument("--data-clips", type=int, default=None, help="clips in the shards (default 64; tiny 4)")
+    parser.add_argument("--data-workers", type=int, nargs="+", default=None,
+                        help="loader worker counts (default 4 8 16, capped at the CPU count; tiny 1)")
+    parser.add_argument("--data-repeats", type=int, default=None, help="timed epochs (default 3; tiny 1)")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
@@ -133,9 +227,10 @@ def main(argv: list[str] | None = None) -> list[Result]:
         name = torch.cuda.get_device_name(device)
     else:
         name = f"CPU ({torch.get_num_threads()} threads)"
+    modes = args.modes or (["eager", "compiled"] if device.type == "cuda" else ["eager"])
     tokens = flop_model.token_counts(config, args.frames, audio_frames)
     print(f"device: {name}; torch {torch.__version__}; bf16-mixed (autocast bf16, fp32 weights, AdamW); "
-          f"attention {args.attn}{', torch.compile' if args.compile else ''}")
+          f"attention {args.attn}; modes {', '.join(modes)}")
     print(f"model: {'tiny' if tiny else 'TVLT-base'} (d {config.hidden_size}, {config.num_hidden_layers} layers); "
           f"input {args.frames} frames {config.image_size}^2 + {audio_frames} audio frames "
           f"-> {tokens.sequence} encoder tokens; {warmup} warm-up + {steps} timed steps")
@@ -143,15 +238,23 @@ def main(argv: list[str] | None = None) -> list[Result]:
           + (" (default: H100/H200 dense bf16; pass --peak-flops for other devices)"
              if args.peak_flops == H100_BF16_DENSE else " (--peak-flops)"))
     results = []
-    for case in args.cases:
-        r = run_case(case, config, batches[case], args.frames, audio_frames, device, steps, warmup,
-                     args.peak_flops, args.compile)
-        memory = f", peak memory {r.peak_memory_gb:.1f} GiB" if r.peak_memory_gb is not None else ""
-        print(f"{case:12s} batch {r.batch:3d}: {r.step_s * 1e3:8.1f} ms/step, {r.samples_per_s:8.1f} samples/s, "
-              f"{r.flops_per_step / 1e12:.4g} TFLOP/step, {r.achieved_flops / 1e12:.4g} TFLOP/s achieved, "
-              f"MFU {100 * r.mfu:.3g}%{memory}", flush=True)
-        results.append(r)
-    return results
+    for mode in modes:
+        for case in args.cases:
+            r = run_case(case, config, batches[case], args.frames, audio_frames, device, steps, warmup,
+                         args.peak_flops, mode == "compiled")
+            memory = f", peak memory {r.peak_memory_gb:.1f} GiB" if r.peak_memory_gb is not None else ""
+            print(f"{case:12s} {mode:8s} batch {r.batch:3d}: {r.step_s * 1e3:8.1f} ms/step, "
+                  f"{r.samples_per_s:8.1f} samples/s, {r.flops_per_step / 1e12:.4g} TFLOP/step, "
+                  f"{r.achieved_flops / 1e12:.4g} TFLOP/s achieved, MFU {100 * r.mfu:.3g}%{memory}", flush=True)
+            results.append(r)
+    data = []
+    if not args.no_data:
+        cpus = os.cpu_count() or 1
+        workers = args.data_workers or ([1] if tiny else sorted({min(n, cpus) for n in (4, 8, 16)}))
+        data = data_rates(args.data_clips or (4 if tiny else 64), workers, batches["fine-tuning"], device,
+                          args.data_repeats or (1 if tiny else 3))
+    print_table(results, data)
+    return results, data
 
 
 if __name__ == "__main__":

@@ -204,22 +204,25 @@ def check_settings(recorded: dict[str, Any] | None, wanted: dict[str, Any], wher
 
 
 # ------------------------------------------------------------------------------------------------ reading
-def decode_frames(frames: np.ndarray, frame_bytes: np.ndarray, positions: np.ndarray) -> torch.Tensor:
-    """The record's frames at ``positions`` as uint8 (T, 3, H, W).
+def decode_frames(frames: np.ndarray, frame_bytes: np.ndarray, positions: np.ndarray,
+                  device: str | torch.device = "cpu") -> torch.Tensor:
+    """The record's frames at ``positions`` as uint8 (T, 3, H, W) on ``device``.
 
     Args:
         frames, frame_bytes: the record's fields: raw (N, H, W, 3) pixels (lossless), or 1-D, JPEG files back to
             back, ``frame_bytes[i]`` bytes each.
+        device: where JPEG files are decoded: ``"cpu"``, or a CUDA device (nvJPEG, through torchvision's
+            ``decode_jpeg``; measured by ``bench/gpu.sh``, not used by the loaders).
     """
     frames = np.asarray(frames)
     if frames.ndim == 4:
-        return torch.from_numpy(frames[positions]).permute(0, 3, 1, 2)  # a view: the value step copies
+        return torch.from_numpy(frames[positions]).permute(0, 3, 1, 2).to(device)  # a view on the CPU
     from torchvision.io import decode_jpeg
 
     offsets = np.concatenate([[0], np.cumsum(frame_bytes)])
     data = torch.from_numpy(np.asarray(frames))
     files = [data[int(offsets[p]) : int(offsets[p + 1])] for p in positions]
-    return torch.stack(decode_jpeg(files))
+    return torch.stack(decode_jpeg(files, device=device))
 
 
 def evaluation_positions(candidates: int, num_frames: int) -> np.ndarray:

@@ -177,11 +177,17 @@ def test_agrees_with_flop_counter_on_the_reference():
     assert _counted(lambda: out().loss.backward()) == PRETRAIN_STEP_FULL
 
 
-def test_gpu_script_smoke_on_cpu():
-    # bench/gpu.py's tiny CPU path: one step per case; its FLOPs per step come from the FLOP model
-    results = gpu.main(["--device", "cpu", "--tiny", "--steps", "1", "--warmup", "0", "--peak-flops", "1e12"])
+def test_gpu_script_smoke_on_cpu(capsys):
+    # bench/gpu.py's tiny CPU path: one step per case, and the shard measures on 4 clips with 1 worker (frames
+    # decoded on the CPU); its FLOPs per step come from the FLOP model; every figure in the one table
+    results, data = gpu.main(["--device", "cpu", "--tiny", "--steps", "1", "--warmup", "0", "--peak-flops", "1e12"])
     config = TvltConfig(**gpu.TINY, num_frames=8, num_labels=1)
-    assert [r.case for r in results] == ["fine-tuning", "pretraining"]
+    assert [(r.case, r.mode) for r in results] == [("fine-tuning", "eager"), ("pretraining", "eager")]
+    assert [d.case for d in data] == ["shards build", "shards, CPU JPEG decoding, 1 worker",
+                                      "shard frames, JPEG decoding on cpu"]
+    assert all(d.clips_per_s > 0 for d in data)
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(results) + len(data)  # header + one row per figure
     assert results[0].flops_per_step == flops.finetune_step_flops(config, 8, 20, batch=4).total
     assert results[1].flops_per_step == flops.pretrain_step_flops(config, 8, 20, batch=4).total
     for r in results:
