@@ -18,7 +18,7 @@ Attention: ``--attn sdpa`` (default: PyTorch picks its flash kernel for bf16 on 
 
 Data (unless ``--no-data``): shards of ``--data-clips`` copies of the benchmarks' 10 s 640x480 clip are built in a
 temporary folder (16 JPEG candidates q90 + float16 log-mel, as ``python -m datamodules.build_shards``), then read
-(a) through LitData's loader as training reads them, JPEG decoded on the CPU in ``--data-workers`` N worker
+(a) through LitData's loader as evaluation reads them (the 8 uniform frames), JPEG decoded on the CPU in ``--data-workers`` N worker
 processes, batch = the fine-tuning batch; (b) in this process with the 8 evaluation frames of each record decoded
 on the device (nvJPEG via torchvision's ``decode_jpeg``) and normalized there. Each is clips/s, median of
 ``--data-repeats`` epochs after a warm-up epoch.
@@ -146,7 +146,7 @@ def data_rates(clips: int, workers: list[int], batch: int, device: torch.device,
         build_shards(build_manifest(rows, "bench"), out, ClipReader(num_frames=16, decode_timeout=None), ip, fe,
                      settings, workers=build_workers)
         results.append(DataResult("shards build", clips / (time.perf_counter() - start),
-                                  f"{build_workers} build workers: decode + resize + JPEG + log-mel"))
+                                  f"{build_workers} build worker{'s' if build_workers != 1 else ''}: decode + resize + JPEG + log-mel"))
         for n in workers:
             dataset = open_shards(out, settings, RecordToItem(8, False, ip))
             loader = StreamingDataLoader(dataset, batch_size=batch, num_workers=n, persistent_workers=n > 0,

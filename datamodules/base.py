@@ -228,8 +228,12 @@ class ClipDataModule(pl.LightningDataModule):
 
     def _shard_dataset(self, split: str, evaluation: bool = False) -> Any:
         """The split's :class:`datamodules.shards.ShardDataset` (None for a missing optional split, and with
-        ``evaluation`` for any missing split). ``evaluation``: in order, uniform frames, as
-        :meth:`evaluation_loader`."""
+        ``evaluation`` for any missing split of a folder that has shards). ``evaluation``: in order, uniform frames,
+        as :meth:`evaluation_loader`.
+
+        Raises:
+            FileNotFoundError: no index for a split that must exist (naming the location and the build command).
+        """
         from datamodules.shards import RecordToItem, open_shards
 
         uri = "/".join([self.shards.rstrip("/"), self._source_split(split)])
@@ -242,11 +246,24 @@ class ClipDataModule(pl.LightningDataModule):
                                   drop_last=None if shuffle else False, storage_options=self.shards_options,
                                   cache_dir=self.shards_cache_dir)
         except FileNotFoundError:
-            if evaluation or split in self.optional_splits:
+            if split in self.optional_splits or (evaluation and self._some_shards_exist()):
                 log.info("%s: no %s shards at %s: no such split", type(self).__name__, split, uri)
                 return None
             raise
         return dataset
+
+    def _some_shards_exist(self) -> bool:
+        """Some split of ``shards`` has an index: a missing split is then one the data does not have, not a wrong
+        ``shards`` folder (which stays an error naming the folder)."""
+        from datamodules.shards import read_index
+
+        for split in ("train", "valid", "test"):
+            try:
+                read_index("/".join([self.shards.rstrip("/"), self._source_split(split)]), self.shards_options)
+                return True
+            except (FileNotFoundError, ValueError):
+                continue
+        return False
 
     # ----------------------------------------------------------------------------------------- loaders
     def collator(self) -> TvltCollator:

@@ -46,16 +46,18 @@ def test_predict_from_shards_under_two_ddp_processes_matches_the_files_in_split_
     """`data.shards` feeds predict like files do. Lossless shards (uint8 frames, float16 audio within 5e-4) of the
     8 test clips, read by 2 processes with 2 loader workers each and batch 1, so that the workers' batches alternate
     (0, 2, 1, 3 on rank 0): the file still lists the clips in the split's order, each once, with the per-file
-    predictions' values (within 2e-3: the audio's float16 storage)."""
+    predictions' values (within 2e-3: the audio's float16 storage). Each process predicted its half."""
     from datamodules.mosei import MoseiDataModule
 
     dm = MoseiDataModule(demo_dir=demo_dir, num_frames=1, decode_timeout=None)
     assert dm.build_shards("test", str(tmp_path / "shards" / "test"), frames="uint8")["failed"] == []
     run_cli(["mode=predict", "experiment=mosei", *FAST, *demo_overrides(demo_dir), f"ckpt_path={checkpoint}",
              f"hydra.run.dir={tmp_path}/files"], cwd=tmp_path)
-    run_cli(["mode=predict", "experiment=mosei", *FAST, f"data.shards={tmp_path}/shards", f"ckpt_path={checkpoint}",
-             "trainer=ddp_cpu", "data.batch_size=1", "data.num_workers=2", f"hydra.run.dir={tmp_path}/shards_run"],
-            cwd=tmp_path)
+    proc = run_cli(["mode=predict", "experiment=mosei", *FAST, f"data.shards={tmp_path}/shards",
+                    f"ckpt_path={checkpoint}", "trainer=ddp_cpu", "data.batch_size=1", "data.num_workers=2",
+                    f"hydra.run.dir={tmp_path}/shards_run"], cwd=tmp_path)
+    for rank in (0, 1):  # each process read its half (a loader made before the processes started read it all)
+        assert f"Process {rank} of 2 predicted 4 row(s)" in proc.stdout + proc.stderr
     files = list(csv.DictReader(open(tmp_path / "files" / "predictions.csv")))
     shards = list(csv.DictReader(open(tmp_path / "shards_run" / "predictions.csv")))
     assert [r["id"] for r in shards] == [r["id"] for r in files] == _manifest_ids(demo_dir, "test")
@@ -63,6 +65,30 @@ def test_predict_from_shards_under_two_ddp_processes_matches_the_files_in_split_
     for column in ("sentiment", "label"):
         torch.testing.assert_close(torch.tensor([float(r[column]) for r in shards]),
                                    torch.tensor([float(r[column]) for r in files]), atol=2e-3, rtol=0)
+
+
+def test_predict_mistakes_are_one_line_errors_naming_the_setting(tmp_path, checkpoint, demo_dir):  # noqa: F811
+    """A wrong shards folder, a split the data lacks and a missing checkpoint: exit 1 with one line that names
+    the setting (and, for shards, the location and the build command), no traceback."""
+    from datamodules.mosei import MoseiDataModule
+
+    dm = MoseiDataModule(demo_dir=demo_dir, num_frames=1, decode_timeout=None)
+    assert dm.build_shards("test", str(tmp_path / "shards" / "test"), frames="uint8")["failed"] == []
+    cases = [
+        ([f"data.shards={tmp_path}/nowhere", f"ckpt_path={checkpoint}"],
+         f"Error: data.shards={tmp_path}/nowhere: no shard index at {tmp_path}/nowhere/train/index.json (build "
+         "shards with python -m datamodules.build_shards)"),
+        ([f"data.shards={tmp_path}/shards", f"ckpt_path={checkpoint}", "predict.split=train"],
+         "Error: predict.split=train: the data has no clips in that split (splits with clips: test; "
+         "predict.split=all reads them all)"),
+        ([*demo_overrides(demo_dir), f"ckpt_path={tmp_path}/missing.ckpt"],
+         f"Error: checkpoint not found: {tmp_path}/missing.ckpt"),
+    ]
+    for overrides, message in cases:
+        proc = run_cli(["mode=predict", "experiment=mosei", *FAST, *overrides, f"hydra.run.dir={tmp_path}/run"],
+                       cwd=tmp_path, check=False)
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert message in proc.stderr and "Traceback" not in proc.stderr, (message, proc.stderr[-2000:])
 
 
 def test_embed_writes_pooled_embeddings_that_read_back(tmp_path, checkpoint, demo_dir):  # noqa: F811

@@ -69,6 +69,19 @@ def prediction_rows(module: Any, outputs: Mapping[str, Any], labels: Tensor | No
     return rows
 
 
+class SplitData(pl.LightningDataModule):
+    """The predict loader of one split of ``datamodule`` (its ``evaluation_loader``), made when Lightning asks for
+    it: under DDP, after the process group exists (a shard dataset made before it would see one process and give
+    every process the whole split)."""
+
+    def __init__(self, datamodule: Any, split: str) -> None:
+        super().__init__()
+        self.source, self.split = datamodule, split
+
+    def predict_dataloader(self) -> Any:
+        return self.source.evaluation_loader(self.split)
+
+
 class Collector(pl.Callback):
     """Collects one row per sample of ``trainer.predict``: prediction columns (``mode="predict"``) or the embedding
     tensors (``mode="embed"``), with the sample's ``id`` and the ``split`` being read (set it before each split)."""

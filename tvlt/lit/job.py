@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from datamodules.demo import apply_demo_preset
+from tvlt.checkpoints import CheckpointError
 from tvlt.lit.predict import predict, predict_dataset
 from tvlt.lit.runs import (RunConfigError, check_ckpt_path, configure_wandb, discard_run_dir, end_process_group,
                            is_rank_zero, log_failure, print_config, quiet_third_party_noise, resolve_paths,
@@ -28,11 +29,12 @@ log = logging.getLogger("run")
 def run(cfg: DictConfig) -> float | None:
     """The job of ``python run.py ...`` (each job of a ``-m`` sweep, and each DDP child): the ``mode`` of ``cfg``
     (see ``conf/config.yaml``). Returns the value of ``optimized_metric`` for sweepers (None when not computed, NaN,
-    or in the predict modes). A :class:`RunConfigError` ends the process with exit status 1 and its message, without
-    a traceback; every failure is written to the run's log file."""
+    or in the predict modes). A :class:`RunConfigError` or a :class:`~tvlt.checkpoints.CheckpointError` (a
+    ``ckpt_path`` that is missing or not a checkpoint, named in the message) ends the process with exit status 1 and
+    its message, without a traceback; every failure is written to the run's log file."""
     try:
         return _run(cfg)
-    except RunConfigError as err:  # a setting that cannot work, named in the message: no traceback to read
+    except (RunConfigError, CheckpointError) as err:  # a setting or file that cannot work, named: no traceback
         if is_rank_zero():
             log_failure(err)
             print(f"Error: {err}", file=sys.stderr)

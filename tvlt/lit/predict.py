@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from tvlt.lit.runs import RunConfigError, data_errors
 from tvlt.processing import TvltProcessor
 
 if TYPE_CHECKING:
@@ -99,36 +100,42 @@ def predict_dataset(cfg: DictConfig) -> Path | None:
 
     mode = cfg.mode
     if not cfg.get("ckpt_path"):
-        raise ValueError(f"mode={mode} needs ckpt_path=<checkpoint .ckpt>")
+        raise RunConfigError(f"mode={mode} needs ckpt_path=<checkpoint .ckpt>")
     module = load_lit_checkpoint(cfg.ckpt_path)
     ranking = mode == "predict" and hasattr(module, "retrieval_rows")  # retrieval: top-k matches per video
     if mode == "predict" and not (ranking or hasattr(module, "prediction_columns")):
-        raise ValueError(f"mode=predict over a dataset supports sentiment, emotion, classify and retrieval "
-                         f"checkpoints, not {type(module).__name__} (mode=embed works for every checkpoint)")
+        raise RunConfigError(f"mode=predict over a dataset supports sentiment, emotion, classify and retrieval "
+                             f"checkpoints, not {type(module).__name__} (mode=embed works for every checkpoint)")
     processor = checkpoint_processor(module, cfg)
     with open_dict(cfg):  # frames and preprocessing as in training (saved in the checkpoint) unless given
         cfg.data.num_frames, cfg.data.processor_mode = processor.image_processor.num_frames, processor.mode
     split = str(cfg.predict.split)
     if split not in ("train", "valid", "test", "all"):
-        raise ValueError(f"predict.split must be train, valid, test or all, got {split!r}")
+        raise RunConfigError(f"predict.split must be train, valid, test or all, got {split!r}")
     datamodule = instantiate(cfg.data, _convert_="all")
-    splits = ["train", "valid", "test"] if split == "all" else [split]
-    loaders = {s: datamodule.evaluation_loader(s) for s in splits}
-    loaders = {s: loader for s, loader in loaders.items() if len(loader)}
-    if not loaders:
-        raise ValueError(f"predict.split={split}: the data has no such clips")
+    with data_errors(datamodule):
+        sizes = {s: len(datamodule.evaluation_loader(s)) for s in ("train", "valid", "test")}
+    names = [s for s in (["train", "valid", "test"] if split == "all" else [split]) if sizes[s]]
+    if not names:
+        have = ", ".join(s for s, n in sizes.items() if n) or "none"
+        raise RunConfigError(f"predict.split={split}: the data has no clips in that split (splits with clips: "
+                             f"{have}; predict.split=all reads them all)")
     if mode == "embed":
         module.predict_step = lambda batch, *args: inference.embed_batch(module.model, batch)
     collector = inference.Collector(mode)
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[collector], enable_checkpointing=False,
                           enable_model_summary=False)
-    for name, loader in loaders.items():
+    for name in names:
         collector.split = name
-        trainer.predict(module, dataloaders=loader, return_predictions=False)
+        # the loader is made inside trainer.predict, once the processes have started: shards split their records
+        # across the processes they see when the loader is made
+        trainer.predict(module, datamodule=inference.SplitData(datamodule, name), return_predictions=False)
         if ranking:  # the split's videos ranked against its audios, the same on every process
             collector.rows += [{"id": r["id"], "split": name, **r} for r in module.retrieval_rows(cfg.predict.top_k)]
+    if trainer.world_size > 1:  # each process reads its share of every split (padding repeats included)
+        log.info("Process %d of %d predicted %d row(s)", trainer.global_rank, trainer.world_size, len(collector.rows))
     # the manifests' order; shards have none: their rows carry their place in the split (gather_rows)
-    order = [] if datamodule.shards else [clip_id for name in loaders for clip_id in datamodule.manifest(name).ids]
+    order = [] if datamodule.shards else [clip_id for name in names for clip_id in datamodule.manifest(name).ids]
     rows = inference.gather_rows(collector.rows, order)
     skipped = inference.gather_rows(
         [{"id": i, "cause": cause} for _, i, cause in datamodule.skipped_clips], order)

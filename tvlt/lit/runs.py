@@ -102,18 +102,30 @@ def check_data(datamodule: Any, stage: str) -> None:
     setting the user passed in the message. No clip is decoded (see ``ClipDataModule.check_sources``).
 
     Raises:
-        RunConfigError: the datamodule's ``ManifestError`` (file, row, field), prefixed with ``data.root=...``.
+        RunConfigError: the datamodule's ``ManifestError`` (file, row, field), prefixed with ``data.root=...``
+            (see :func:`data_errors`).
     """
     check = getattr(datamodule, "check_sources", None)
     if check is None:
         return
+    with data_errors(datamodule):
+        check(stage)
+
+
+@contextmanager
+def data_errors(datamodule: Any) -> Iterator[None]:
+    """Turn what a wrong data source raises inside the block (a manifest problem, a missing file or folder, shards
+    built with other settings) into a :class:`RunConfigError` prefixed with the settings the user gave
+    (``data.root=...``, ``data.manifest=...``, ``data.shards=...``)."""
     from datamodules.manifests import ManifestError
+    from datamodules.shards import ShardSettingsError
 
     try:
-        check(stage)
-    except (ManifestError, FileNotFoundError, NotADirectoryError) as err:
+        yield
+    except (ManifestError, ShardSettingsError, FileNotFoundError, NotADirectoryError) as err:
         given = [f"data.{key}={value}" for key, value in (("root", getattr(datamodule, "root", None)),
-                                                          ("manifest", getattr(datamodule, "manifest_path", None)))
+                                                          ("manifest", getattr(datamodule, "manifest_path", None)),
+                                                          ("shards", getattr(datamodule, "shards", None)))
                  if value is not None]
         raise RunConfigError(f"{', '.join(given) or 'data'}: {err}") from err
 
