@@ -76,7 +76,7 @@ def test_predict_mistakes_are_one_line_errors_naming_the_setting(tmp_path, check
     assert dm.build_shards("test", str(tmp_path / "shards" / "test"), frames="uint8")["failed"] == []
     cases = [
         ([f"data.shards={tmp_path}/nowhere", f"ckpt_path={checkpoint}"],
-         f"Error: data.shards={tmp_path}/nowhere: no shard index at {tmp_path}/nowhere/train/index.json (build "
+         f"Error: data.shards={tmp_path}/nowhere: no shard index at {tmp_path}/nowhere/test/index.json (build "
          "shards with python -m datamodules.build_shards)"),
         ([f"data.shards={tmp_path}/shards", f"ckpt_path={checkpoint}", "predict.split=train"],
          "Error: predict.split=train: the data has no clips in that split (splits with clips: test; "

@@ -119,7 +119,8 @@ class TvltFeatureExtractor(ProcessorConfigMixin):
         mode: ``"hf"`` (Hugging Face port) or ``"original"`` (original TVLT release); see the module docstring.
         stft_dtype: ``"float32"`` (default) or ``"float64"`` (as the HF port, which promotes the signal to float64).
             Measured against transformers 4.40.2: max |diff| of audio_values 1.0e-5 with either (random and real
-            audio), well inside the 1e-4 parity tolerance; float32 moves half the bytes through the STFT and mel matmul.
+            audio), well inside the 1e-4 parity tolerance; float32 moves half the bytes through the STFT and mel
+            matmul.
         mask_from_values: also mask every 16 x 16 patch whose values are all -1 (silence below -60 dB, band-limited
             high bins, -1 padding), as the original release's ``get_patch_mask`` does. Default False (length-based
             mask only).

@@ -109,17 +109,16 @@ def predict_dataset(cfg: DictConfig) -> Path | None:
     processor = checkpoint_processor(module, cfg)
     with open_dict(cfg):  # frames and preprocessing as in training (saved in the checkpoint) unless given
         cfg.data.num_frames, cfg.data.processor_mode = processor.image_processor.num_frames, processor.mode
-    split = str(cfg.predict.split)
-    if split not in ("train", "valid", "test", "all"):
+    split, splits = str(cfg.predict.split), ("train", "valid", "test")
+    if split not in (*splits, "all"):
         raise RunConfigError(f"predict.split must be train, valid, test or all, got {split!r}")
     datamodule = instantiate(cfg.data, _convert_="all")
     with data_errors(datamodule):
-        sizes = {s: len(datamodule.evaluation_loader(s)) for s in ("train", "valid", "test")}
-    names = [s for s in (["train", "valid", "test"] if split == "all" else [split]) if sizes[s]]
-    if not names:
-        have = ", ".join(s for s, n in sizes.items() if n) or "none"
-        raise RunConfigError(f"predict.split={split}: the data has no clips in that split (splits with clips: "
-                             f"{have}; predict.split=all reads them all)")
+        names = [s for s in (splits if split == "all" else [split]) if len(datamodule.evaluation_loader(s))]
+        if not names:
+            have = ", ".join(s for s in splits if len(datamodule.evaluation_loader(s))) or "none"
+            raise RunConfigError(f"predict.split={split}: the data has no clips in that split (splits with clips: "
+                                 f"{have}; predict.split=all reads them all)")
     if mode == "embed":
         module.predict_step = lambda batch, *args: inference.embed_batch(module.model, batch)
     collector = inference.Collector(mode)
@@ -132,7 +131,7 @@ def predict_dataset(cfg: DictConfig) -> Path | None:
         trainer.predict(module, datamodule=inference.SplitData(datamodule, name), return_predictions=False)
         if ranking:  # the split's videos ranked against its audios, the same on every process
             collector.rows += [{"id": r["id"], "split": name, **r} for r in module.retrieval_rows(cfg.predict.top_k)]
-    if trainer.world_size > 1:  # each process reads its share of every split (padding repeats included)
+    if trainer.world_size > 1 and not ranking:  # each process reads its share of a split (padding repeats too)
         log.info("Process %d of %d predicted %d row(s)", trainer.global_rank, trainer.world_size, len(collector.rows))
     # the manifests' order; shards have none: their rows carry their place in the split (gather_rows)
     order = [] if datamodule.shards else [clip_id for name in names for clip_id in datamodule.manifest(name).ids]
