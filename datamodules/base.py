@@ -15,6 +15,7 @@ from datamodules.decoding import ClipReader
 from datamodules.demo import DemoSpec, demo_is_ready, ensure_demo, no_data_given
 from datamodules.manifests import Manifest, Row, build_manifest
 from datamodules.skips import SkipLog, SplitLoader
+from datamodules.transform import DECODE_ON
 
 __all__ = ["ClipDataModule"]
 
@@ -43,6 +44,10 @@ class ClipDataModule(pl.LightningDataModule):
         shards_options: LitData/boto3 storage options for remote shards, e.g. ``{"endpoint_url": ...}`` for an
             S3-compatible server (None: the environment's, e.g. ``AWS_ENDPOINT_URL``).
         shards_cache_dir: local folder for chunks streamed from remote shards (None: LitData's default).
+        shards_decode: where frames read from shards are decoded and normalized: ``"worker"`` (in the DataLoader
+            workers) or ``"device"`` (workers pass the stored JPEG files or uint8 frames on, and each batch is
+            decoded and normalized on the training device in :meth:`on_before_batch_transfer`: nvJPEG on a GPU,
+            so that the CPU does no pixel work; see :class:`datamodules.shards.RecordToItem`).
     """
 
     label_range: tuple[float, float] | None = None
@@ -74,6 +79,7 @@ class ClipDataModule(pl.LightningDataModule):
         shards: str | None = None,
         shards_options: dict[str, Any] | None = None,
         shards_cache_dir: str | None = None,
+        shards_decode: str = "worker",
     ) -> None:
         super().__init__()
         if on_error not in ON_ERROR:
@@ -91,6 +97,9 @@ class ClipDataModule(pl.LightningDataModule):
         self.shards = None if shards is None else str(shards)
         self.shards_options = dict(shards_options) if shards_options else None
         self.shards_cache_dir = shards_cache_dir
+        if shards_decode not in DECODE_ON:
+            raise ValueError(f"shards_decode must be one of {DECODE_ON}, got {shards_decode!r}")
+        self.shards_decode = shards_decode
         self._shard_train_loader: Any = None  # the train ShardLoader, whose position is saved with checkpoints
         self._shard_resume: dict[str, Any] | None = None  # a restored position not yet handed to a loader
         self.decoder_threads = decoder_threads
@@ -240,7 +249,8 @@ class ClipDataModule(pl.LightningDataModule):
         options = self._dataset_options(split)
         training = split == "train" and options.get("sampling") == "random" and not evaluation
         shuffle = split == "train" and not evaluation
-        transform = RecordToItem(self.num_frames, training, self.image_processor, options.get("label_transform"))
+        transform = RecordToItem(self.num_frames, training, self.image_processor, options.get("label_transform"),
+                                 decode=self.shards_decode)
         try:
             dataset = open_shards(uri, self.shard_settings(), transform, shuffle=shuffle,
                                   drop_last=None if shuffle else False, storage_options=self.shards_options,
@@ -269,6 +279,18 @@ class ClipDataModule(pl.LightningDataModule):
     def collator(self) -> TvltCollator:
         return TvltCollator.from_processors(self.image_processor, self.feature_extractor, vam=self.vam,
                                             vam_negative_prob=self.vam_negative_prob)
+
+    def finish_batch(self, batch: Any, device: Any = None) -> Any:
+        """A loader's batch -> the batch contract on ``device``: frames read from shards with
+        ``shards_decode="device"`` are decoded and normalized there (:meth:`TvltCollator.finish_frames`); any
+        other batch is returned as is."""
+        if isinstance(batch, dict) and ("pixel_jpeg" in batch or "pixel_frames" in batch):
+            return self.collator().finish_frames(batch, device)
+        return batch
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = self.trainer
+        return self.finish_batch(batch, trainer.strategy.root_device if trainer is not None else None)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader | list:
         if split not in self.datasets:

@@ -20,6 +20,17 @@ Batch contract (what every datamodule's DataLoader yields and the LightningModul
         "record_index": list[int] read from shards only: each sample's place in its split
     }
 
+Read from shards with ``data.shards_decode=device`` (items carrying ``frames``, see :mod:`datamodules.transform`),
+the loader's batch holds the frames as stored instead of ``pixel_values`` (``pixel_mask`` as above):
+
+        "pixel_jpeg":       uint8 (N,) every real frame's JPEG file, back to back, sample-major
+        "pixel_jpeg_bytes": int64 (B, T) bytes of each frame's file, 0 for a padding frame
+    or  "pixel_frames":     uint8 (B, T, 3, H, W) (lossless shards), zeros for padding frames
+        "vam_order":        pretraining: the order whose videos ``pixel_values_mixed`` takes
+
+and :meth:`TvltCollator.finish_frames` (the datamodule's ``on_before_batch_transfer``) turns them into the
+contract's ``pixel_values`` (and ``pixel_values_mixed``, ``pixel_mask_mixed``) on the training device.
+
 Masks are built here, once, from the true lengths each item carries (its frame count, its audio patch count), never
 from pixel or spectrogram values: a black frame or silence is real content.
 
@@ -36,6 +47,7 @@ from typing import Any
 import torch
 
 from datamodules.skips import Skipped
+from datamodules.transform import decode_jpeg_frames
 from tvlt.matching import vam_negatives
 
 __all__ = ["TvltCollator"]
@@ -57,6 +69,8 @@ class TvltCollator:
         vam: add ``pixel_values_mixed``/``pixel_mask_mixed`` and VAM ``labels`` (pretraining).
         vam_negative_prob: probability that a sample's video is swapped for another clip's (0.5), see
             :func:`tvlt.matching.vam_negatives`.
+        image_processor: the run's :class:`tvlt.image_processing.TvltImageProcessor`, whose value step
+            (``to_values``) :meth:`finish_frames` applies; needed only for items carrying ``frames``.
     """
 
     def __init__(
@@ -68,7 +82,9 @@ class TvltCollator:
         audio_patch_height: int = 16,
         vam: bool = False,
         vam_negative_prob: float = 0.5,
+        image_processor: Any = None,
     ) -> None:
+        self.image_processor = image_processor
         self.patches_per_frame = int(patches_per_frame)
         self.pixel_padding_value = float(pixel_padding_value)
         self.audio_padding_value = float(audio_padding_value)
@@ -91,6 +107,7 @@ class TvltCollator:
             audio_patch_height=feature_extractor.patch_size[0],
             vam=vam,
             vam_negative_prob=vam_negative_prob,
+            image_processor=image_processor,
         )
 
     def __call__(self, items: list[dict[str, Any] | Skipped]) -> dict[str, Any]:
@@ -98,16 +115,20 @@ class TvltCollator:
         items = [it for it in items if not isinstance(it, Skipped)]
         if not items:
             return {"ids": [], "skipped": skipped}
-        frames = [it["pixel_values"] for it in items]
-        batch: dict[str, Any] = {}
-        batch["pixel_values"], batch["pixel_mask"] = self.pad_frames(frames)
+        deferred = "frames" in items[0]  # frames as stored in shards, finished on the device (finish_frames)
+        frames = [it["frames" if deferred else "pixel_values"] for it in items]
+        batch: dict[str, Any] = self.pack_frames(frames) if deferred else dict(zip(("pixel_values", "pixel_mask"),
+                                                                                   self.pad_frames(frames)))
         batch["audio_values"], batch["audio_mask"] = self.pad_audio(
             [it["audio_values"] for it in items], [int(it["audio_patches"]) for it in items]
         )
         if self.vam:
             order, labels = vam_negatives(len(items), self.vam_negative_prob)
-            mixed = [frames[j] for j in order.tolist()]
-            batch["pixel_values_mixed"], batch["pixel_mask_mixed"] = self.pad_frames(mixed)
+            if deferred:
+                batch["vam_order"] = order
+            else:
+                mixed = [frames[j] for j in order.tolist()]
+                batch["pixel_values_mixed"], batch["pixel_mask_mixed"] = self.pad_frames(mixed)
             batch["labels"] = labels
         elif "labels" in items[0] and items[0]["labels"] is not None:
             labels = [torch.as_tensor(it["labels"]) for it in items]
@@ -124,13 +145,68 @@ class TvltCollator:
         """(T_i, 3, H, W) clips -> (B, T, 3, H, W) padded with ``pixel_padding_value``, int64 mask
         (B, T * patches_per_frame)."""
         lengths = [f.shape[0] for f in frames]
-        t_max = max(lengths)
-        out = frames[0].new_full((len(frames), t_max, *frames[0].shape[1:]), self.pixel_padding_value)
+        out = frames[0].new_full((len(frames), max(lengths), *frames[0].shape[1:]), self.pixel_padding_value)
         for i, f in enumerate(frames):
             out[i, : f.shape[0]] = f
+        return out, self.frame_mask(lengths)
+
+    def frame_mask(self, lengths: list[int]) -> torch.Tensor:
+        """int64 (B, max(lengths) * patches_per_frame): 1 for the patches of each clip's ``lengths[i]`` frames."""
         real = torch.tensor(lengths)[:, None] * self.patches_per_frame
-        mask = (torch.arange(t_max * self.patches_per_frame)[None, :] < real).long()
-        return out, mask
+        return (torch.arange(max(lengths) * self.patches_per_frame)[None, :] < real).long()
+
+    def pack_frames(self, frames: list[Any]) -> dict[str, Any]:
+        """Clips' frames as stored (each a list of T_i JPEG files, or uint8 (T_i, 3, H, W)) -> the batch's
+        ``pixel_jpeg`` and ``pixel_jpeg_bytes``, or ``pixel_frames``, and ``pixel_mask`` (see the module
+        docstring)."""
+        lengths = [len(f) for f in frames]
+        batch: dict[str, Any] = {"pixel_mask": self.frame_mask(lengths)}
+        if isinstance(frames[0], torch.Tensor):
+            out = frames[0].new_zeros((len(frames), max(lengths), *frames[0].shape[1:]))
+            for i, f in enumerate(frames):
+                out[i, : len(f)] = f
+            batch["pixel_frames"] = out
+            return batch
+        sizes = torch.zeros((len(frames), max(lengths)), dtype=torch.int64)
+        for i, files in enumerate(frames):
+            sizes[i, : len(files)] = torch.tensor([len(f) for f in files])
+        batch["pixel_jpeg"] = torch.cat([f for files in frames for f in files])
+        batch["pixel_jpeg_bytes"] = sizes
+        return batch
+
+    def finish_frames(self, batch: dict[str, Any], device: str | torch.device | None = None) -> dict[str, Any]:
+        """A batch of :meth:`pack_frames` -> the batch contract: ``pixel_values`` float32 (B, T, 3, H, W) on
+        ``device`` (JPEG files decoded there, see :func:`datamodules.transform.decode_jpeg_frames`; the image
+        processor's value step applied there; padding frames ``pixel_padding_value``), and for pretraining
+        ``pixel_values_mixed``/``pixel_mask_mixed``. A batch that already has ``pixel_values`` is returned as is.
+
+        Equal to the worker-side path (:meth:`pad_frames` of normalized frames) on the CPU; on a GPU the JPEG
+        decoder's rounding may differ by a few pixel levels.
+        """
+        if "pixel_jpeg" not in batch and "pixel_frames" not in batch:
+            return batch
+        if self.image_processor is None:
+            raise ValueError("finish_frames needs the collator's image_processor (TvltCollator.from_processors)")
+        device = torch.device("cpu" if device is None else device)
+        mask = batch["pixel_mask"]
+        if "pixel_jpeg" in batch:
+            data, sizes = batch.pop("pixel_jpeg"), batch.pop("pixel_jpeg_bytes")
+            real = sizes > 0
+            ends = sizes[real].cumsum(0).tolist()
+            files = [data[end - n : end] for end, n in zip(ends, sizes[real].tolist())]
+            frames = decode_jpeg_frames(files, device)
+        else:
+            stored = batch.pop("pixel_frames")
+            real = mask.view(stored.shape[0], stored.shape[1], -1)[:, :, 0].bool()
+            frames = stored.to(device)[real.to(device)]
+        values = self.image_processor.to_values(frames)
+        out = values.new_full((*real.shape, *values.shape[1:]), self.pixel_padding_value)
+        out[real.to(device)] = values
+        batch["pixel_values"] = out
+        if "vam_order" in batch:
+            order = batch.pop("vam_order")
+            batch["pixel_values_mixed"], batch["pixel_mask_mixed"] = out[order.to(device)], mask[order]
+        return batch
 
     def pad_audio(self, specs: list[torch.Tensor], patches: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, Ta_i, F) spectrograms -> (B, 1, Ta, F) padded with ``audio_padding_value``, int64 mask

@@ -48,7 +48,7 @@ class MoseiDataModule(ClipDataModule):
         train_jitter: random per-segment frame offsets in training (False: the uniform evaluation frames).
         **kwargs: the common arguments of :class:`datamodules.base.ClipDataModule` (batch_size, num_workers,
             persistent_workers, pin_memory, num_frames, processor_mode, decoder_threads, decode_timeout, on_error,
-            drop_invalid, shards, shards_options, shards_cache_dir).
+            drop_invalid, shards, shards_options, shards_cache_dir, shards_decode).
     """
 
     root_description = "CMU-MOSEI folder"

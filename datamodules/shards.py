@@ -52,7 +52,7 @@ from litdata import StreamingDataLoader, StreamingDataset
 from datamodules.decoding import ClipDecodeError, ClipReader
 from datamodules.manifests import Manifest
 from datamodules.sampling import random_window_indices, uniform_indices
-from datamodules.transform import ClipTransform
+from datamodules.transform import DECODE_ON, ClipTransform, decode_jpeg_frames
 
 __all__ = ["SAFE_FORMATS", "ShardSettingsError", "UnsafeShardError", "build_shards", "open_shards"]
 
@@ -204,6 +204,14 @@ def check_settings(recorded: dict[str, Any] | None, wanted: dict[str, Any], wher
 
 
 # ------------------------------------------------------------------------------------------------ reading
+def jpeg_files(frames: np.ndarray, frame_bytes: np.ndarray, positions: np.ndarray) -> list[torch.Tensor]:
+    """The JPEG files of the record's frames at ``positions`` (1-D uint8 tensors; ``frames`` holds the record's
+    files back to back, ``frame_bytes[i]`` bytes each)."""
+    offsets = np.concatenate([[0], np.cumsum(frame_bytes)])
+    data = torch.from_numpy(np.asarray(frames))
+    return [data[int(offsets[p]) : int(offsets[p + 1])] for p in positions]
+
+
 def decode_frames(frames: np.ndarray, frame_bytes: np.ndarray, positions: np.ndarray,
                   device: str | torch.device = "cpu") -> torch.Tensor:
     """The record's frames at ``positions`` as uint8 (T, 3, H, W) on ``device``.
@@ -211,18 +219,13 @@ def decode_frames(frames: np.ndarray, frame_bytes: np.ndarray, positions: np.nda
     Args:
         frames, frame_bytes: the record's fields: raw (N, H, W, 3) pixels (lossless), or 1-D, JPEG files back to
             back, ``frame_bytes[i]`` bytes each.
-        device: where JPEG files are decoded: ``"cpu"``, or a CUDA device (nvJPEG, through torchvision's
-            ``decode_jpeg``; measured by ``bench/gpu.sh``, not used by the loaders).
+        device: where JPEG files are decoded: ``"cpu"``, or a CUDA device (nvJPEG, see
+            :func:`datamodules.transform.decode_jpeg_frames`).
     """
     frames = np.asarray(frames)
     if frames.ndim == 4:
         return torch.from_numpy(frames[positions]).permute(0, 3, 1, 2).to(device)  # a view on the CPU
-    from torchvision.io import decode_jpeg
-
-    offsets = np.concatenate([[0], np.cumsum(frame_bytes)])
-    data = torch.from_numpy(np.asarray(frames))
-    files = [data[int(offsets[p]) : int(offsets[p + 1])] for p in positions]
-    return torch.stack(decode_jpeg(files, device=device))
+    return decode_jpeg_frames(jpeg_files(frames, frame_bytes, positions), device)
 
 
 def evaluation_positions(candidates: int, num_frames: int) -> np.ndarray:
@@ -245,12 +248,20 @@ class RecordToItem:
         num_frames: frames per clip (T). training: pick one candidate per segment at random; else the uniform ones.
         image_processor: the run's processor (its rescale and normalization are applied).
         label_transform: maps the float32 label row to the item's labels (None: no labels).
+        decode: ``"worker"``: the item carries ``pixel_values`` (frames decoded and normalized here, in the
+            DataLoader worker); ``"device"``: it carries ``frames`` instead, the chosen frames as stored (a list
+            of T JPEG files, or uint8 (T, 3, H, W) from lossless shards), which
+            :meth:`datamodules.collate.TvltCollator.finish_frames` decodes and normalizes for the whole batch on
+            the training device (nvJPEG on a GPU), so that workers do no pixel work.
     """
 
     def __init__(self, num_frames: int, training: bool, image_processor: Any,
-                 label_transform: Callable[[np.ndarray], torch.Tensor] | None = None) -> None:
+                 label_transform: Callable[[np.ndarray], torch.Tensor] | None = None, decode: str = "worker") -> None:
+        if decode not in DECODE_ON:
+            raise ValueError(f"decode must be one of {DECODE_ON}, got {decode!r}")
         self.num_frames = num_frames
         self.training = training
+        self.decode = decode
         # the audio was extracted when the shards were built: no feature extractor is needed here
         self.transform = ClipTransform(image_processor, None, label_transform)
 
@@ -264,11 +275,18 @@ class RecordToItem:
         return evaluation_positions(count, self.num_frames)
 
     def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
-        frames = decode_frames(record["frames"], record["frame_bytes"], self.positions(record))
+        positions = self.positions(record)
         # float16 on disk (within 5e-4 of the extractor's values); the channel axis was dropped to store (Ta, 128)
         audio = torch.from_numpy(np.asarray(record["audio"])).to(torch.float32)[None]
+        labels = np.asarray(record["labels"])
+        if self.decode == "device":
+            stored = np.asarray(record["frames"])
+            frames: Any = (torch.from_numpy(stored[positions]).permute(0, 3, 1, 2) if stored.ndim == 4
+                           else jpeg_files(stored, record["frame_bytes"], positions))
+            return self.transform.item(record["id"], None, audio, record["audio_patches"], labels, frames=frames)
+        frames = decode_frames(record["frames"], record["frame_bytes"], positions)
         return self.transform.item(record["id"], self.transform.pixels(frames), audio, record["audio_patches"],
-                                   np.asarray(record["labels"]))
+                                   labels)
 
 
 class ShardDataset(StreamingDataset):

@@ -9,6 +9,9 @@ Item (what :class:`datamodules.collate.TvltCollator` takes)::
      "audio_patches": int                   real audio patches (the true audio length),
      "labels": tensor                       the label transform's output (absent without labels)}
 
+Read from shards with ``data.shards_decode=device``, an item carries ``frames`` instead of ``pixel_values``: the
+clip's frames as stored (T JPEG files, or uint8 (T, 3, H, W)), decoded and normalized per batch on the device.
+
 True lengths travel as counts (T is ``pixel_values.shape[0]``); masks are built once, at batch time, by the
 collator. A clip's steps are split where shards store it: :meth:`ClipTransform.frames` (the image processor's
 geometry: uint8 at the model resolution) and :meth:`ClipTransform.audio` run when shards are built,
@@ -29,7 +32,25 @@ import torch
 
 from datamodules.decoding import Clip
 
-__all__ = ["ClipTransform"]
+__all__ = ["DECODE_ON", "ClipTransform", "decode_jpeg_frames"]
+
+#: where frames read from shards are decoded and normalized: in the DataLoader workers, or per batch on the training
+#: device (``data.shards_decode``; see :class:`datamodules.shards.RecordToItem`)
+DECODE_ON = ("worker", "device")
+
+
+def decode_jpeg_frames(files: list[torch.Tensor], device: str | torch.device | None = None) -> torch.Tensor:
+    """JPEG files (1-D uint8 CPU tensors, one frame each, all of one size) -> uint8 (N, 3, H, W) on ``device``.
+
+    Decoded by torchvision's ``decode_jpeg`` as RGB: libjpeg-turbo on the CPU, one nvJPEG batch on a CUDA device
+    (whose pixels may differ from the CPU's by a few levels: the JPEG standard leaves the inverse DCT's rounding
+    to the decoder). The files stay on the CPU whatever the device (torchvision's rule).
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    if not files:
+        raise ValueError("no JPEG files to decode")
+    return torch.stack(decode_jpeg(files, mode=ImageReadMode.RGB, device=device or "cpu"))
 
 
 class ClipTransform:
@@ -61,11 +82,17 @@ class ClipTransform:
         """float32 (N,) mono waveform at ``sampling_rate`` Hz -> (``audio_values`` (1, Ta, 128), ``audio_patches``)."""
         return self.feature_extractor.clip_features(waveform, sampling_rate)
 
-    def item(self, clip_id: str, pixel_values: torch.Tensor, audio_values: torch.Tensor, audio_patches: int,
-             labels: np.ndarray | None = None) -> dict[str, Any]:
-        """Assemble an item; ``labels`` (float32 (K,) row, K may be 0) goes through the label transform."""
-        item = {"id": clip_id, "pixel_values": pixel_values, "audio_values": audio_values,
-                "audio_patches": int(audio_patches)}
+    def item(self, clip_id: str, pixel_values: torch.Tensor | None, audio_values: torch.Tensor, audio_patches: int,
+             labels: np.ndarray | None = None, frames: Any = None) -> dict[str, Any]:
+        """Assemble an item; ``labels`` (float32 (K,) row, K may be 0) goes through the label transform.
+
+        ``frames`` instead of ``pixel_values`` (None): the clip's frames not yet decoded or normalized (a list of
+        JPEG files, or uint8 (T, 3, H, W)), which the collator passes on for the batch to finish on the device
+        (:meth:`datamodules.collate.TvltCollator.finish_frames`)."""
+        if (pixel_values is None) == (frames is None):
+            raise ValueError("an item carries either pixel_values or frames")
+        item = {"id": clip_id, "audio_values": audio_values, "audio_patches": int(audio_patches)}
+        item.update({"pixel_values": pixel_values} if frames is None else {"frames": frames})
         if self.label_transform is not None and labels is not None and np.asarray(labels).size:
             item["labels"] = self.label_transform(labels)
         return item

@@ -46,7 +46,9 @@ def test_predict_from_shards_under_two_ddp_processes_matches_the_files_in_split_
     """`data.shards` feeds predict like files do. Lossless shards (uint8 frames, float16 audio within 5e-4) of the
     8 test clips, read by 2 processes with 2 loader workers each and batch 1, so that the workers' batches alternate
     (0, 2, 1, 3 on rank 0): the file still lists the clips in the split's order, each once, with the per-file
-    predictions' values (within 2e-3: the audio's float16 storage). Each process predicted its half."""
+    predictions' values (within 2e-3: the audio's float16 storage). Each process predicted its half. The frames
+    are decoded and normalized per batch in the main process (``data.shards_decode=device``), which the worker
+    path equals exactly (tests/test_shards.py)."""
     from datamodules.mosei import MoseiDataModule
 
     dm = MoseiDataModule(demo_dir=demo_dir, num_frames=1, decode_timeout=None)
@@ -55,7 +57,7 @@ def test_predict_from_shards_under_two_ddp_processes_matches_the_files_in_split_
              f"hydra.run.dir={tmp_path}/files"], cwd=tmp_path)
     proc = run_cli(["mode=predict", "experiment=mosei", *FAST, f"data.shards={tmp_path}/shards",
                     f"ckpt_path={checkpoint}", "trainer=ddp_cpu", "data.batch_size=1", "data.num_workers=2",
-                    f"hydra.run.dir={tmp_path}/shards_run"], cwd=tmp_path)
+                    "data.shards_decode=device", f"hydra.run.dir={tmp_path}/shards_run"], cwd=tmp_path)
     for rank in (0, 1):  # each process read its half (a loader made before the processes started read it all)
         assert f"Process {rank} of 2 predicted 4 row(s)" in proc.stdout + proc.stderr
     files = list(csv.DictReader(open(tmp_path / "files" / "predictions.csv")))

@@ -72,6 +72,76 @@ def test_jpeg_shards_are_within_the_stated_tolerance_and_smaller(tmp_path, demo)
     assert size["jpeg"] < size["uint8"] / 3, size
 
 
+@pytest.mark.parametrize("frames", ["jpeg", "uint8"])
+def test_frames_finished_on_the_device_give_the_worker_batches_under_a_trainer(tmp_path, demo, frames):
+    """``shards_decode="device"``: the loader's batch carries the stored frames (JPEG files or uint8), and the
+    datamodule's ``on_before_batch_transfer`` decodes and normalizes them: the step sees exactly the batch of the
+    worker path (on the CPU both use the same decoder)."""
+    import lightning.pytorch as pl
+
+    MoseiDataModule(**demo_common(demo)).build_shards("test", str(tmp_path / "s" / "test"), frames=frames)
+    (worker,) = batches(MoseiDataModule(shards=str(tmp_path / "s"), **demo_common(demo)))
+    dm = MoseiDataModule(shards=str(tmp_path / "s"), shards_decode="device", **demo_common(demo))
+    (stored,) = batches(dm)
+    assert "pixel_values" not in stored
+    if frames == "jpeg":
+        assert stored["pixel_jpeg"].dtype == torch.uint8 and stored["pixel_jpeg"].dim() == 1
+        assert stored["pixel_jpeg_bytes"].shape == (3, 8) and int(stored["pixel_jpeg_bytes"].sum()) == len(stored["pixel_jpeg"])
+    else:
+        assert stored["pixel_frames"].shape == (3, 8, 3, 224, 224) and stored["pixel_frames"].dtype == torch.uint8
+    seen: list[dict] = []
+
+    class Probe(pl.LightningModule):
+        def test_step(self, batch, batch_idx):
+            seen.append(batch)
+
+    pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False).test(
+        Probe(), datamodule=dm, verbose=False)
+    (finished,) = seen
+    assert finished["ids"] == worker["ids"] and "pixel_jpeg" not in finished and "pixel_frames" not in finished
+    for key in ("pixel_values", "pixel_mask", "audio_values", "audio_mask", "labels"):
+        assert torch.equal(finished[key], worker[key]), key
+
+
+@pytest.mark.parametrize("vam", [False, True])
+def test_finish_frames_pads_and_mixes_as_the_worker_collation(vam):
+    """Clips of 3, 1 and 2 frames: the device path's padding frames hold the processor's padding value, the mask
+    covers the real frames, and pretraining's mixed videos follow the same VAM order as the worker path's."""
+    from torchvision.io import encode_jpeg
+
+    from datamodules.collate import TvltCollator
+    from datamodules.transform import decode_jpeg_frames
+    from tvlt.feature_extraction import TvltFeatureExtractor
+    from tvlt.image_processing import TvltImageProcessor
+
+    ip = TvltImageProcessor()
+    collate = TvltCollator.from_processors(ip, TvltFeatureExtractor(), vam=vam)
+    g = torch.Generator().manual_seed(0)
+    clips = [torch.randint(0, 256, (t, 3, 32, 48), dtype=torch.uint8, generator=g) for t in (3, 1, 2)]
+    files = [[encode_jpeg(f, quality=90) for f in clip] for clip in clips]
+
+    def items(key: str, make) -> list[dict]:
+        return [{"id": str(i), key: make(i), "audio_values": torch.zeros(1, 16, 128), "audio_patches": 8}
+                for i in range(3)]
+
+    torch.manual_seed(1)
+    worker = collate(items("pixel_values", lambda i: ip.to_values(decode_jpeg_frames(files[i]))))
+    for stored in (lambda i: files[i], lambda i: decode_jpeg_frames(files[i])):  # JPEG, and uint8 as lossless shards
+        torch.manual_seed(1)
+        finished = collate.finish_frames(collate(items("frames", stored)))
+        assert finished["pixel_values"].shape == (3, 3, 3, 32, 48)
+        assert torch.equal(finished["pixel_values"], worker["pixel_values"])
+        assert torch.equal(finished["pixel_values"][1, 1:], torch.full((2, 3, 32, 48), ip.padding_value))
+        assert finished["pixel_mask"].sum(1).tolist() == [3 * 196, 196, 2 * 196]
+        if vam:
+            assert worker["labels"].tolist().count(0.0) >= 1  # some video was swapped
+            assert torch.equal(finished["labels"], worker["labels"])
+            assert torch.equal(finished["pixel_values_mixed"], worker["pixel_values_mixed"])
+            assert torch.equal(finished["pixel_mask_mixed"], worker["pixel_mask_mixed"])
+        else:
+            assert "pixel_values_mixed" not in finished and "vam_order" not in finished
+
+
 def test_settings_recorded_in_the_index_and_a_mismatch_names_the_setting(tmp_path, demo):
     MoseiDataModule(**demo_common(demo)).build_shards("test", str(tmp_path / "s" / "test"))
     settings = read_index(str(tmp_path / "s" / "test"))["tvlt"]

@@ -81,6 +81,10 @@ class SplitData(pl.LightningDataModule):
     def predict_dataloader(self) -> Any:
         return self.source.evaluation_loader(self.split)
 
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        finish = getattr(self.source, "finish_batch", None)  # shards_decode=device: frames finished on the device
+        return finish(batch, self.trainer.strategy.root_device) if finish is not None else batch
+
 
 class Collector(pl.Callback):
     """Collects one row per sample of ``trainer.predict``: prediction columns (``mode="predict"``) or the embedding
