@@ -10,7 +10,10 @@ Cases:
 - raw, in-process decode (``decode_timeout=None``), to show what the hang protection costs;
 - LitData shards (``datamodules.shards``: 16 JPEG candidates at 224x224, quality 90, + float16 log-mel; 8 decoded
   and normalized per clip) from local disk with one and two workers, and from a local S3-compatible server (moto on
-  127.0.0.1) with one worker; the build rate (2 build workers) and the bytes per clip on disk.
+  127.0.0.1) with one worker; from local disk at batch 8 with one worker: decoded in the worker, decoding left to
+  the device (``data.shards_decode=device``: the loader alone, which is what a GPU run's CPU side supplies), and
+  left to the device with this CPU as the device (the main process decodes and normalizes each batch); the build
+  rate (2 build workers) and the bytes per clip on disk.
 
 There is no reference figure: neither reference implementation ships a comparable loader for this input.
 """
@@ -21,6 +24,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,16 +68,21 @@ def _shard_rows(manifest, tmp: str, reader: ClipReader, ip, fe, collate, repeats
     build_rate = report["records"] / (time.perf_counter() - start)
     size = sum(p.stat().st_size for p in (Path(tmp) / "shards").glob("chunk-*.bin")) / report["records"]
 
-    def rate(uri: str, workers: int, options: dict | None = None) -> float:
-        dataset = open_shards(uri, settings, RecordToItem(8, False, ip), storage_options=options,
+    def rate(uri: str, workers: int, options: dict | None = None, batch: int = 1, decode: str = "worker",
+             finish: bool = False) -> float:
+        dataset = open_shards(uri, settings, RecordToItem(8, False, ip, decode=decode), storage_options=options,
                               cache_dir=str(Path(tmp) / f"cache-{workers}-{len(uri)}"))
-        loader = StreamingDataLoader(dataset, batch_size=1, num_workers=workers, persistent_workers=True,
+        loader = StreamingDataLoader(dataset, batch_size=batch, num_workers=workers, persistent_workers=True,
                                      collate_fn=collate)
-        return loader_rate(loader, repeats)
+        return loader_rate(_Finished(loader, collate) if finish else loader, repeats)
 
-    local1, local2 = rate(str(Path(tmp) / "shards"), 1), rate(str(Path(tmp) / "shards"), 2)
+    local = str(Path(tmp) / "shards")
+    local1, local2 = rate(local, 1), rate(local, 2)
     s3 = _s3_rate(Path(tmp) / "shards", rate)
+    batch8 = rate(local, 1, batch=8)
+    handed, finished = rate(local, 1, batch=8, decode="device"), rate(local, 1, batch=8, decode="device", finish=True)
     note = "16 JPEG candidates (q90) + f16 log-mel per clip, 8 decoded and normalized, hf"
+    device = "data.shards_decode=device: the worker hands the 8 JPEG files on undecoded"
     return [
         {"case": "data: shards, local disk", "ours": local1, "reference": None, "unit": "clips/s",
          "notes": note + ", 1 worker"},
@@ -81,11 +90,34 @@ def _shard_rows(manifest, tmp: str, reader: ClipReader, ip, fe, collate, repeats
          "notes": note + ", 2 workers"},
         {"case": "data: shards, local S3 server", "ours": s3, "reference": None, "unit": "clips/s",
          "notes": note + ", 1 worker, moto on 127.0.0.1 (HTTP), chunks cached locally after the warm-up epoch"},
+        {"case": "data: shards, local disk, batch 8", "ours": batch8, "reference": None, "unit": "clips/s",
+         "notes": note + ", 1 worker, batch 8"},
+        {"case": "data: shards, local disk, batch 8, decoding left to the device: loader alone", "ours": handed,
+         "reference": None, "unit": "clips/s",
+         "notes": device + " (what a GPU run's CPU side must supply; nvJPEG decoding is measured by bench/gpu.sh)"},
+        {"case": "data: shards, local disk, batch 8, decoding left to the device, device = this CPU",
+         "ours": finished, "reference": None, "unit": "clips/s",
+         "notes": device + "; the main process decodes and normalizes each batch on the CPU (finish_frames)"},
         {"case": "data: shards build", "ours": build_rate, "reference": None, "unit": "clips/s",
          "notes": "python -m datamodules.build_shards path, 2 build workers (spawned), decode + resize + JPEG + log-mel"},
         {"case": "data: shards bytes per clip", "ours": size / 1e3, "reference": None, "unit": "KB",
          "notes": "16 JPEG frames 224x224 q90 + 10 s float16 log-mel"},
     ]  # fmt: skip
+
+
+class _Finished:
+    """A shard loader whose batches are finished (frames decoded and normalized on ``device``) as the datamodule's
+    ``on_before_batch_transfer`` does; a CUDA device is synchronized after each batch, so its work is timed."""
+
+    def __init__(self, loader: Any, collate: TvltCollator, device: Any = "cpu") -> None:
+        self.loader, self.collate, self.device = loader, collate, torch.device(device)
+
+    def __iter__(self) -> Any:
+        for batch in self.loader:
+            batch = self.collate.finish_frames(batch, self.device)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            yield batch
 
 
 def _s3_rate(folder: Path, rate) -> float | None:
@@ -125,7 +157,7 @@ def loader_rate(loader, repeats: int) -> float:
 
 def run(repeats: int = 5) -> list[dict]:
     ip, fe = TvltImageProcessor(), TvltFeatureExtractor()
-    collate = TvltCollator(ip.patches_per_frame, ip.padding_value, fe.padding_value, fe.freq_len, fe.patch_size[0])
+    collate = TvltCollator.from_processors(ip, fe)
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "clip10s.mp4"
         make_clip(video)

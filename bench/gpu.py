@@ -18,9 +18,10 @@ Attention: ``--attn sdpa`` (default: PyTorch picks its flash kernel for bf16 on 
 
 Data (unless ``--no-data``): shards of ``--data-clips`` copies of the benchmarks' 10 s 640x480 clip are built in a
 temporary folder (16 JPEG candidates q90 + float16 log-mel, as ``python -m datamodules.build_shards``), then read
-(a) through LitData's loader as evaluation reads them (the 8 uniform frames), JPEG decoded on the CPU in ``--data-workers`` N worker
-processes, batch = the fine-tuning batch; (b) in this process with the 8 evaluation frames of each record decoded
-on the device (nvJPEG via torchvision's ``decode_jpeg``) and normalized there. Each is clips/s, median of
+through LitData's loader as evaluation reads them (the 8 uniform frames), batch = the fine-tuning batch, in
+``--data-workers`` N worker processes: (a) JPEG decoded and normalized on the CPU in the workers; (b) the workers
+hand the JPEG files on and each batch is decoded (nvJPEG via torchvision's ``decode_jpeg``) and normalized on the
+device (``data.shards_decode=device``, the datamodule's ``on_before_batch_transfer``). Each is clips/s, median of
 ``--data-repeats`` epochs after a warm-up epoch.
 
 MFU = FLOPs per step from :mod:`tvlt.flops` (matmuls only, training step = 3x forward; this project's work,
@@ -120,15 +121,16 @@ class DataResult:
 
 
 def data_rates(clips: int, workers: list[int], batch: int, device: torch.device, repeats: int) -> list[DataResult]:
-    """Clips per second from shards (see the module's docstring): one row per worker count (CPU JPEG decoding in
-    the loader's workers), and one with the frames decoded on ``device``."""
-    from litdata import StreamingDataLoader, StreamingDataset
+    """Clips per second from shards (see the module's docstring), per worker count: CPU JPEG decoding in the
+    loader's workers, and the frames decoded and normalized per batch on ``device`` (``data.shards_decode=device``,
+    the worker only reads; the device's work is synchronized in each batch's timing)."""
+    from litdata import StreamingDataLoader
 
-    from bench.bench_data import loader_rate, make_clip
+    from bench.bench_data import _Finished, loader_rate, make_clip
     from datamodules.collate import TvltCollator
     from datamodules.decoding import ClipReader
     from datamodules.manifests import Row, build_manifest
-    from datamodules.shards import RecordToItem, build_shards, decode_frames, evaluation_positions, open_shards
+    from datamodules.shards import RecordToItem, build_shards, open_shards
     from tvlt.feature_extraction import TvltFeatureExtractor
     from tvlt.image_processing import TvltImageProcessor
 
@@ -153,20 +155,15 @@ def data_rates(clips: int, workers: list[int], batch: int, device: torch.device,
                                          collate_fn=collate)
             results.append(DataResult(f"shards, CPU JPEG decoding, {n} worker{'s' if n != 1 else ''}", loader_rate(loader, repeats),
                                       f"8 frames decoded + normalized per clip, batch {batch}"))
-        raw = StreamingDataset(out)  # the records as stored: JPEG bytes, read once into memory
-        records = [raw[i] for i in range(len(raw))]
-
-        def decode_all() -> None:
-            for r in records:
-                frames = decode_frames(r["frames"], r["frame_bytes"], evaluation_positions(len(r["frame_bytes"]), 8),
-                                       device=device)
-                ip.to_values(frames)
-            _sync(device)
-
-        seconds = median_seconds(decode_all, repeats)
-        results.append(DataResult(f"shard frames, JPEG decoding on {device.type}", len(records) / seconds,
-                                  "8 frames per clip decoded + normalized on the device, one process, records in "
-                                  "memory (decoding alone: no loader, no audio)"))
+        for n in workers:  # the frames left to the device: data.shards_decode=device, as a training run reads
+            dataset = open_shards(out, settings, RecordToItem(8, False, ip, decode="device"))
+            loader = StreamingDataLoader(dataset, batch_size=batch, num_workers=n, persistent_workers=n > 0,
+                                         collate_fn=collate)
+            finished = _Finished(loader, collate, device)
+            results.append(DataResult(f"shards, JPEG decoding on {device.type}, {n} worker{'s' if n != 1 else ''}",
+                                      loader_rate(finished, repeats),
+                                      f"data.shards_decode=device: 8 frames per clip decoded + normalized per batch on "
+                                      f"the device (finish_frames), batch {batch}"))
     return results
 
 

@@ -184,7 +184,7 @@ def test_gpu_script_smoke_on_cpu(capsys):
     config = TvltConfig(**gpu.TINY, num_frames=8, num_labels=1)
     assert [(r.case, r.mode) for r in results] == [("fine-tuning", "eager"), ("pretraining", "eager")]
     assert [d.case for d in data] == ["shards build", "shards, CPU JPEG decoding, 1 worker",
-                                      "shard frames, JPEG decoding on cpu"]
+                                      "shards, JPEG decoding on cpu, 1 worker"]
     assert all(d.clips_per_s > 0 for d in data)
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(results) + len(data)  # header + one row per figure
