@@ -32,6 +32,8 @@ class ClipDataModule(pl.LightningDataModule):
             effect with num_workers > 0).
         num_frames: frames per clip (8 for MOSEI and retrieval, 4 for pretraining as in the original release).
         processor_mode: ``"hf"`` (Hugging Face port preprocessing) or ``"original"`` (original release).
+        image_size: frame side in pixels after the image processor's resize and crop (224, the paper's); must equal
+            the model's ``config.image_size`` (the run checks it before training).
         decoder_threads: decord threads per DataLoader worker.
         decode_timeout: seconds before a decode counts as failed (None: no isolation, see decoding.py).
         on_error: ``"raise"`` (default; curated sets fail loudly) or ``"skip"`` (drop failed clips, count them by
@@ -72,6 +74,7 @@ class ClipDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
         num_frames: int = 8,
         processor_mode: str = "hf",
+        image_size: int = 224,
         decoder_threads: int = 1,
         decode_timeout: float | None = 30.0,
         on_error: str = "raise",
@@ -108,7 +111,9 @@ class ClipDataModule(pl.LightningDataModule):
         from tvlt.feature_extraction import TvltFeatureExtractor
         from tvlt.image_processing import TvltImageProcessor
 
-        self.image_processor = TvltImageProcessor(mode=processor_mode, num_frames=num_frames)
+        self.image_processor = TvltImageProcessor(mode=processor_mode, num_frames=num_frames,
+                                                  size={"shortest_edge": int(image_size)},
+                                                  crop_size={"height": int(image_size), "width": int(image_size)})
         self.feature_extractor = TvltFeatureExtractor(mode=processor_mode)
         self.manifests: dict[str, Manifest] = {}
         self.datasets: dict[str, ClipDataset] = {}

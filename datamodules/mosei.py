@@ -47,8 +47,8 @@ class MoseiDataModule(ClipDataModule):
         demo_seed, demo_clips: seed and (train, valid, test) clip counts of the demo dataset.
         train_jitter: random per-segment frame offsets in training (False: the uniform evaluation frames).
         **kwargs: the common arguments of :class:`datamodules.base.ClipDataModule` (batch_size, num_workers,
-            persistent_workers, pin_memory, num_frames, processor_mode, decoder_threads, decode_timeout, on_error,
-            drop_invalid, shards, shards_options, shards_cache_dir, shards_decode).
+            persistent_workers, pin_memory, num_frames, processor_mode, image_size, decoder_threads, decode_timeout,
+            on_error, drop_invalid, shards, shards_options, shards_cache_dir, shards_decode).
     """
 
     root_description = "CMU-MOSEI folder"

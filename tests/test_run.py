@@ -747,3 +747,24 @@ def test_a_job_closes_its_process_group_when_it_ends(tmp_path):
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["data.image_size=64"], "data.image_size=64 but model.config.image_size=224: frames must have the model's size"),
+    (["+model.config.image_size=64"], "data.image_size=224 but model.config.image_size=64"),
+    (["data.num_frames=8", "+model.config.num_frames=4"], "data.num_frames=8 but model.config.num_frames=4: the model "
+                                                          "has temporal embeddings for at most that many frames"),
+    (["data.image_size=64", "+model.config.image_size=64", "data.num_frames=2", "+model.config.num_frames=4"], None),
+])
+def test_frames_that_do_not_fit_the_model_are_refused_naming_both_settings(overrides, message, tmp_path):
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg(tmp_path, ["experiment=mosei_demo", "data.root=r", *overrides])
+    datamodule, model = instantiate(cfg.data, _convert_="all"), instantiate(cfg.model, _convert_="all")
+    if message is None:
+        runs.check_model_fits_data(model, datamodule)
+        assert datamodule.image_processor.patches_per_frame == 16  # (64 / 16) ** 2 patches per frame
+        return
+    with pytest.raises(runs.RunConfigError) as info:
+        runs.check_model_fits_data(model, datamodule)
+    assert str(info.value).startswith(message), str(info.value)

@@ -86,7 +86,8 @@ def test_frames_finished_on_the_device_give_the_worker_batches_under_a_trainer(t
     assert "pixel_values" not in stored
     if frames == "jpeg":
         assert stored["pixel_jpeg"].dtype == torch.uint8 and stored["pixel_jpeg"].dim() == 1
-        assert stored["pixel_jpeg_bytes"].shape == (3, 8) and int(stored["pixel_jpeg_bytes"].sum()) == len(stored["pixel_jpeg"])
+        sizes = stored["pixel_jpeg_bytes"]
+        assert sizes.shape == (3, 8) and int(sizes.sum()) == len(stored["pixel_jpeg"])
     else:
         assert stored["pixel_frames"].shape == (3, 8, 3, 224, 224) and stored["pixel_frames"].dtype == torch.uint8
     seen: list[dict] = []

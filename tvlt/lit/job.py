@@ -132,7 +132,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import lightning.pytorch as pl
 
     from tvlt.lit.callbacks import SlurmRequeue, Summaries
-    from tvlt.lit.runs import check_data, ddp_in_sweep_job
+    from tvlt.lit.runs import check_data, check_model_fits_data, ddp_in_sweep_job
 
     fit, test = run_steps(cfg)
     if cfg.get("seed") is not None:
@@ -143,6 +143,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # a datamodule whose data defines the head (classify: class names from the manifest) hands it to the module
     task = datamodule.model_arguments() if hasattr(datamodule, "model_arguments") else {}
     model = instantiate(cfg.model, _convert_="all", **task)
+    check_model_fits_data(model, datamodule)
     # SlurmRequeue replaces Lightning's requeue-signal handler whatever the callbacks group (inert off SLURM)
     callbacks = _instantiate_group(cfg.get("callbacks")) + [Summaries(), SlurmRequeue()]
     loggers = _instantiate_group(cfg.get("logger"))

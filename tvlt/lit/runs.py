@@ -112,6 +112,28 @@ def check_data(datamodule: Any, stage: str) -> None:
         check(stage)
 
 
+def check_model_fits_data(model: Any, datamodule: Any) -> None:
+    """The frames the datamodule makes fit the model: their side is ``model.config.image_size`` and their count at
+    most ``model.config.num_frames`` (the temporal embeddings). Checked before training, so that a mismatch is one
+    line naming both settings rather than a shape error in the first step.
+
+    Raises:
+        RunConfigError: naming ``data.image_size`` / ``data.num_frames`` and the model's value.
+    """
+    config = getattr(getattr(model, "model", None), "config", None)
+    processor = getattr(datamodule, "image_processor", None)
+    if config is None or processor is None:
+        return
+    side = int(processor.crop_size["height"])
+    if side != config.image_size:
+        raise RunConfigError(f"data.image_size={side} but model.config.image_size={config.image_size}: frames must "
+                             "have the model's size (set both)")
+    frames = getattr(datamodule, "num_frames", None)
+    if frames is not None and frames > config.num_frames:
+        raise RunConfigError(f"data.num_frames={frames} but model.config.num_frames={config.num_frames}: the model "
+                             "has temporal embeddings for at most that many frames")
+
+
 @contextmanager
 def data_errors(datamodule: Any) -> Iterator[None]:
     """Turn what a wrong data source raises inside the block (a manifest problem, a missing file or folder, shards
