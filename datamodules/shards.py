@@ -354,7 +354,9 @@ def shard_settings(uri: str, storage_options: dict | None = None) -> dict[str, A
 class ClipToRecords:
     """``litdata.optimize`` function: manifest row -> shard records (one per clip, or one per window).
 
-    Failed clips yield nothing; their cause is appended as a JSON line to ``{report_dir}/failed-{pid}.jsonl``.
+    Failed clips yield nothing; their cause is appended as a JSON line to ``{report_dir}/failed-{pid}.jsonl``. Cut
+    into windows, a video whose first window fails is reported by its id; a later window that fails (e.g. the audio
+    ends early) is reported as ``{id}@{k}`` and the video's other windows are written.
 
     Args:
         manifest: the split's clips; reader: reads ``2 x num_frames`` frames (its ``num_frames``).
@@ -381,21 +383,34 @@ class ClipToRecords:
         labels = np.zeros(0, np.float32)
         if self.manifest.labels is not None:
             labels = np.asarray(self.manifest.labels[row], dtype=np.float32).reshape(-1)
-        try:
-            if self.window_seconds is None:
+        if self.window_seconds is None:
+            try:
                 yield self._record(clip_id, labels, self.reader.read(video, audio, mode="uniform"))
-                return
+            except ClipDecodeError as e:
+                self._fail(clip_id, video, e)
+            return
+        try:
             first = self.reader.read(video, audio, mode="span", span=(0.0, self.window_seconds))
-            windows = max(1, int(first.num_decodable / first.fps / self.window_seconds + 1e-6))
-            yield self._record(f"{clip_id}@0", labels, first)
-            for k in range(1, windows):
+        except ClipDecodeError as e:  # nothing of the video is usable (or its first window is not)
+            self._fail(clip_id, video, e)
+            return
+        windows = max(1, int(first.num_decodable / first.fps / self.window_seconds + 1e-6))
+        yield self._record(f"{clip_id}@0", labels, first)
+        for k in range(1, windows):
+            # a window that fails (audio that ends early, a damaged stretch) is reported by its own id; the
+            # video's other windows are still written
+            try:
                 clip = self.reader.read(video, audio, mode="span",
                                         span=(k * self.window_seconds, (k + 1) * self.window_seconds))
-                yield self._record(f"{clip_id}@{k}", labels, clip)
-        except ClipDecodeError as e:
-            line = json.dumps({"id": clip_id, "video": video, "cause": e.cause, "message": str(e)})
-            with open(os.path.join(self.report_dir, f"failed-{os.getpid()}.jsonl"), "a") as f:
-                f.write(line + "\n")
+            except ClipDecodeError as e:
+                self._fail(f"{clip_id}@{k}", video, e)
+                continue
+            yield self._record(f"{clip_id}@{k}", labels, clip)
+
+    def _fail(self, record_id: str, video: str, error: ClipDecodeError) -> None:
+        line = json.dumps({"id": record_id, "video": video, "cause": error.cause, "message": str(error)})
+        with open(os.path.join(self.report_dir, f"failed-{os.getpid()}.jsonl"), "a") as f:
+            f.write(line + "\n")
 
     def _record(self, clip_id: str, labels: np.ndarray, clip: Any) -> dict[str, Any]:
         # geometry per group: the evaluation frames alone (as per-file decoding processes them: the original mode's

@@ -176,6 +176,26 @@ def test_build_command_lists_failed_clips_in_the_report_and_writes_no_record_for
     assert batch["pixel_values"].shape == (2, 2, 3, 224, 224)
 
 
+def test_a_failing_window_is_reported_by_its_id_and_the_other_windows_are_written(tmp_path):
+    """A 6 s video whose audio track ends at 2.5 s, cut into 2 s windows: windows 0 and 1 have audio and are written;
+    window 2 has none and is reported as ``late@2`` with its cause (the video is not reported as a whole)."""
+    from datamodules.demo import write_mp4
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    frames = np.random.default_rng(0).integers(0, 256, (48, 64, 64, 3)).astype(np.uint8)  # 6 s at 8 fps
+    tone = 0.1 * np.sin(2 * np.pi * 440 * np.arange(int(2.5 * 16000)) / 16000)
+    write_mp4(folder / "late.mp4", frames, 8, audio=tone.astype(np.float32)[None], audio_rate=16000)
+    common = dict(root=str(folder), window_seconds=2.0, num_val=0, num_frames=2, batch_size=4, decode_timeout=None)
+    report = PretrainDataModule(**common).build_shards("train", str(tmp_path / "s" / "train"), frames="uint8")
+    assert report["records"] == 2
+    assert [(f["id"], f["cause"]) for f in report["failed"]] == [("late@2", "audio_too_short")]
+    assert "[4.000, 6.000) s" in report["failed"][0]["message"]
+    dm = PretrainDataModule(shards=str(tmp_path / "s"), **common)
+    (batch,) = batches(dm, "train")
+    assert sorted(batch["ids"]) == ["late@0", "late@1"]
+
+
 def test_training_picks_one_jittered_candidate_per_segment_evaluation_the_uniform_ones():
     # the evaluation frames of a span are among its 2T uniform candidates, for every span
     for span in range(1, 60):
