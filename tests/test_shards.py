@@ -371,9 +371,10 @@ def test_two_gloo_processes_with_two_workers_each_read_disjoint_parts_covering_t
 
 
 # ------------------------------------------------------------------------------------------------ resume
-def _resume_job(shards: str, ckpt_dir: str, log_path: str, kill_at: int, ckpt_path: str | None) -> None:
-    """One training run on the shards (batch 1, 2 workers, checkpoint every 3 steps); SIGKILLs itself after step
-    ``kill_at`` (0: never). Each training step appends its global step and ids to ``log_path``."""
+def _resume_job(shards: str, ckpt_dir: str, log_path: str, kill_at: int, ckpt_path: str | None,
+                workers: int = 2) -> None:
+    """One training run on the shards (batch 1, ``workers`` loader workers, checkpoint every 3 steps); SIGKILLs
+    itself after step ``kill_at`` (0: never). Each training step appends its global step and ids to ``log_path``."""
     import signal
 
     import lightning.pytorch as pl
@@ -406,7 +407,7 @@ def _resume_job(shards: str, ckpt_dir: str, log_path: str, kill_at: int, ckpt_pa
             schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / (total + 1))
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-    dm = MoseiDataModule(num_frames=2, batch_size=1, num_workers=2, persistent_workers=False, shards=shards)
+    dm = MoseiDataModule(num_frames=2, batch_size=1, num_workers=workers, persistent_workers=False, shards=shards)
     trainer = pl.Trainer(
         max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
         limit_val_batches=0, num_sanity_val_steps=0,
@@ -415,7 +416,10 @@ def _resume_job(shards: str, ckpt_dir: str, log_path: str, kill_at: int, ckpt_pa
     trainer.fit(IdModel(), datamodule=dm, ckpt_path=ckpt_path)
 
 
-def test_sigkill_mid_epoch_and_resume_from_last_ckpt_sees_each_record_once(tmp_path, small_shards):
+@pytest.mark.parametrize("workers", [(2, 2), (2, 1)], ids=["same_workers", "2_then_1_worker"])
+def test_sigkill_mid_epoch_and_resume_from_last_ckpt_sees_each_record_once(tmp_path, small_shards, workers):
+    """Killed mid-epoch and resumed from last.ckpt, also with another number of loader workers (LitData's elastic
+    resume): the records trained before the checkpoint plus those after are exactly one epoch."""
     import subprocess
     import sys
 
@@ -423,7 +427,8 @@ def test_sigkill_mid_epoch_and_resume_from_last_ckpt_sees_each_record_once(tmp_p
 
     def job(kill_at: int, ckpt_path: str | None) -> subprocess.CompletedProcess:
         code = (f"from tests.test_shards import _resume_job; _resume_job({str(small_shards)!r}, "
-                f"{str(tmp_path / 'ckpt')!r}, {str(tmp_path / 'log.jsonl')!r}, {kill_at}, {ckpt_path!r})")
+                f"{str(tmp_path / 'ckpt')!r}, {str(tmp_path / 'log.jsonl')!r}, {kill_at}, {ckpt_path!r}, "
+                f"{workers[0] if ckpt_path is None else workers[1]})")
         return subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=300)
 
     first = job(5, None)
