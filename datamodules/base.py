@@ -49,7 +49,7 @@ class ClipDataModule(pl.LightningDataModule):
         shards_decode: where frames read from shards are decoded and normalized: ``"worker"`` (in the DataLoader
             workers) or ``"device"`` (workers pass the stored JPEG files or uint8 frames on, and each batch is
             decoded and normalized on the training device in :meth:`on_before_batch_transfer`: nvJPEG on a GPU,
-            so that the CPU does no pixel work; see :class:`datamodules.shards.RecordToItem`).
+            so that the workers neither decode nor normalize; see :class:`datamodules.shards.RecordToItem`).
     """
 
     label_range: tuple[float, float] | None = None
@@ -103,6 +103,9 @@ class ClipDataModule(pl.LightningDataModule):
         if shards_decode not in DECODE_ON:
             raise ValueError(f"shards_decode must be one of {DECODE_ON}, got {shards_decode!r}")
         self.shards_decode = shards_decode
+        if shards_decode == "device" and self.shards is None:
+            log.warning("%s: shards_decode=device applies to data.shards only; these clips are decoded from files "
+                        "in the workers", type(self).__name__)
         self._shard_train_loader: Any = None  # the train ShardLoader, whose position is saved with checkpoints
         self._shard_resume: dict[str, Any] | None = None  # a restored position not yet handed to a loader
         self.decoder_threads = decoder_threads

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", choices=["sentiment", "emotion"], default="sentiment", help="mosei labels")
     parser.add_argument("--num-frames", type=int, default=None, help="default: the datamodule's (8; pretrain 4)")
     parser.add_argument("--processor-mode", choices=["hf", "original"], default="hf")
+    parser.add_argument("--image-size", type=int, default=224, help="frame side (px), as data.image_size")
     parser.add_argument("--window-seconds", type=float, default=14.9, help="pretrain: window length (s)")
     parser.add_argument("--frames", choices=FRAME_ENCODINGS, default="jpeg", help="uint8: lossless")
     parser.add_argument("--jpeg-quality", type=int, default=90)
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def make_datamodule(args: argparse.Namespace) -> Any:
-    common: dict[str, Any] = dict(processor_mode=args.processor_mode, decode_timeout=30.0, drop_invalid=True)
+    common: dict[str, Any] = dict(processor_mode=args.processor_mode, image_size=args.image_size, decode_timeout=30.0,
+                                  drop_invalid=True)
     if args.demo_dir is not None:
         common["demo_dir"] = args.demo_dir
     if args.num_frames is not None:

@@ -42,15 +42,18 @@ DECODE_ON = ("worker", "device")
 def decode_jpeg_frames(files: list[torch.Tensor], device: str | torch.device | None = None) -> torch.Tensor:
     """JPEG files (1-D uint8 CPU tensors, one frame each, all of one size) -> uint8 (N, 3, H, W) on ``device``.
 
-    Decoded by torchvision's ``decode_jpeg`` as RGB: libjpeg-turbo on the CPU, one nvJPEG batch on a CUDA device
-    (whose pixels may differ from the CPU's by a few levels: the JPEG standard leaves the inverse DCT's rounding
-    to the decoder). The files stay on the CPU whatever the device (torchvision's rule).
+    Decoded by torchvision's ``decode_jpeg`` as RGB: one nvJPEG batch on a CUDA device (whose pixels may differ
+    from the CPU's by a few levels: the JPEG standard leaves the inverse DCT's rounding to the decoder), else
+    libjpeg-turbo on the CPU, then moved to ``device``. The files stay on the CPU (torchvision's rule).
     """
     from torchvision.io import ImageReadMode, decode_jpeg
 
     if not files:
         raise ValueError("no JPEG files to decode")
-    return torch.stack(decode_jpeg(files, mode=ImageReadMode.RGB, device=device or "cpu"))
+    device = torch.device(device or "cpu")
+    if device.type != "cuda":  # torchvision decodes on the CPU or CUDA only: other devices get the CPU's pixels
+        return torch.stack(decode_jpeg(files, mode=ImageReadMode.RGB)).to(device)
+    return torch.stack(decode_jpeg(files, mode=ImageReadMode.RGB, device=device))
 
 
 class ClipTransform:

@@ -46,9 +46,9 @@ def test_predict_from_shards_under_two_ddp_processes_matches_the_files_in_split_
     """`data.shards` feeds predict like files do. Lossless shards (uint8 frames, float16 audio within 5e-4) of the
     8 test clips, read by 2 processes with 2 loader workers each and batch 1, so that the workers' batches alternate
     (0, 2, 1, 3 on rank 0): the file still lists the clips in the split's order, each once, with the per-file
-    predictions' values (within 2e-3: the audio's float16 storage). Each process predicted its half. The frames
-    are decoded and normalized per batch in the main process (``data.shards_decode=device``), which the worker
-    path equals exactly (tests/test_shards.py)."""
+    predictions' values (within 2e-3: the audio's float16 storage). Each process predicted its half. The workers
+    hand the uint8 frames on and each batch is normalized in the main process (``data.shards_decode=device``, through
+    ``SplitData``), which equals the worker path exactly (tests/test_shards.py, JPEG included)."""
     from datamodules.mosei import MoseiDataModule
 
     dm = MoseiDataModule(demo_dir=demo_dir, num_frames=1, decode_timeout=None)

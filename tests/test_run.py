@@ -754,6 +754,8 @@ def test_a_job_closes_its_process_group_when_it_ends(tmp_path):
     (["+model.config.image_size=64"], "data.image_size=224 but model.config.image_size=64"),
     (["data.num_frames=8", "+model.config.num_frames=4"], "data.num_frames=8 but model.config.num_frames=4: the model "
                                                           "has temporal embeddings for at most that many frames"),
+    (["data.image_size=64", "+model.config.image_size=64", "+model.config.image_patch_size=[8,8]"],
+     "model.config.image_patch_size=[8, 8]: the datamodules make pixel masks of [16, 16] patches"),
     (["data.image_size=64", "+model.config.image_size=64", "data.num_frames=2", "+model.config.num_frames=4"], None),
 ])
 def test_frames_that_do_not_fit_the_model_are_refused_naming_both_settings(overrides, message, tmp_path):

@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from tvlt.lit.runs import RunConfigError, data_errors
+from tvlt.lit.runs import RunConfigError, check_model_fits_data, data_errors
 from tvlt.processing import TvltProcessor
 
 if TYPE_CHECKING:
@@ -42,7 +42,9 @@ def checkpoint_processor(module: TvltLitModule, cfg: DictConfig) -> TvltProcesso
     if "data.processor_mode" in given or saved is None:
         mode = data.processor_mode if "data.processor_mode" in given else legacy.get("processor_mode",
                                                                                       data.processor_mode)
-        return TvltProcessor.create(mode=mode, num_frames=num_frames)
+        side = int(module.model.config.image_size)  # frames at the model's size, whatever the mode's default
+        return TvltProcessor.create(mode=mode, num_frames=num_frames, size={"shortest_edge": side},
+                                    crop_size={"height": side, "width": side})
     return TvltProcessor.from_dict(settings, source=source, num_frames=num_frames)
 
 
@@ -109,10 +111,12 @@ def predict_dataset(cfg: DictConfig) -> Path | None:
     processor = checkpoint_processor(module, cfg)
     with open_dict(cfg):  # frames and preprocessing as in training (saved in the checkpoint) unless given
         cfg.data.num_frames, cfg.data.processor_mode = processor.image_processor.num_frames, processor.mode
+        cfg.data.image_size = int(processor.image_processor.crop_size["height"])
     split, splits = str(cfg.predict.split), ("train", "valid", "test")
     if split not in (*splits, "all"):
         raise RunConfigError(f"predict.split must be train, valid, test or all, got {split!r}")
     datamodule = instantiate(cfg.data, _convert_="all")
+    check_model_fits_data(module, datamodule)  # e.g. data.num_frames=8 given for a 1-frame checkpoint
     with data_errors(datamodule):
         names = [s for s in (splits if split == "all" else [split]) if len(datamodule.evaluation_loader(s))]
         if not names:

@@ -113,12 +113,14 @@ def check_data(datamodule: Any, stage: str) -> None:
 
 
 def check_model_fits_data(model: Any, datamodule: Any) -> None:
-    """The frames the datamodule makes fit the model: their side is ``model.config.image_size`` and their count at
-    most ``model.config.num_frames`` (the temporal embeddings). Checked before training, so that a mismatch is one
-    line naming both settings rather than a shape error in the first step.
+    """The frames the datamodule makes fit the model: their side is ``model.config.image_size``, their patches
+    (for ``pixel_mask``) ``model.config.image_patch_size``, and their count at most ``model.config.num_frames``
+    (the temporal embeddings). Checked before training and dataset prediction, so that a mismatch is one line naming
+    the settings rather than a shape error in the first step.
 
     Raises:
-        RunConfigError: naming ``data.image_size`` / ``data.num_frames`` and the model's value.
+        RunConfigError: naming ``data.image_size`` / ``data.num_frames`` / ``model.config.image_patch_size`` and
+            the values.
     """
     config = getattr(getattr(model, "model", None), "config", None)
     processor = getattr(datamodule, "image_processor", None)
@@ -128,6 +130,9 @@ def check_model_fits_data(model: Any, datamodule: Any) -> None:
     if side != config.image_size:
         raise RunConfigError(f"data.image_size={side} but model.config.image_size={config.image_size}: frames must "
                              "have the model's size (set both)")
+    if list(processor.patch_size) != list(config.image_patch_size):
+        raise RunConfigError(f"model.config.image_patch_size={list(config.image_patch_size)}: the datamodules make "
+                             f"pixel masks of {list(processor.patch_size)} patches (the paper's 16 x 16)")
     frames = getattr(datamodule, "num_frames", None)
     if frames is not None and frames > config.num_frames:
         raise RunConfigError(f"data.num_frames={frames} but model.config.num_frames={config.num_frames}: the model "
