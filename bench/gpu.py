@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from bench import median_seconds, random_inputs
+from bench import random_inputs
 from tvlt import flops as flop_model
 from tvlt import TvltConfig, TvltForAudioVisualClassification, TvltForPreTraining
 
