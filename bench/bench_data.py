@@ -13,7 +13,9 @@ Cases:
   127.0.0.1) with one worker; from local disk at batch 8 with one worker: decoded in the worker, decoding left to
   the device (``data.shards_decode=device``: the loader alone, which is what a GPU run's CPU side supplies), and
   left to the device with this CPU as the device (the main process decodes and normalizes each batch); the build
-  rate (2 build workers) and the bytes per clip on disk.
+  rate (2 build workers) and the bytes per clip on disk;
+- the baseline of the shard rows: the removed pre-extraction cache's layout (the 8 evaluation frames stored decoded,
+  memory-mapped, with the float16 log-mel; normalized at read time), batch 1 and 8, one worker.
 
 There is no reference figure: neither reference implementation ships a comparable loader for this input.
 """
@@ -28,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from bench import median_seconds, moving_pattern
 from datamodules.collate import TvltCollator
@@ -36,6 +38,7 @@ from datamodules.datasets import ClipDataset
 from datamodules.decoding import ClipReader
 from datamodules.demo import write_mp4
 from datamodules.manifests import Row, build_manifest
+from datamodules.transform import ClipTransform
 from tvlt.feature_extraction import TvltFeatureExtractor
 from tvlt.image_processing import TvltImageProcessor
 
@@ -76,10 +79,19 @@ def _shard_rows(manifest, tmp: str, reader: ClipReader, ip, fe, collate, repeats
                                      collate_fn=collate)
         return loader_rate(_Finished(loader, collate) if finish else loader, repeats)
 
+    mapped = Path(tmp) / "mapped"
+    _MappedFrames.write(mapped, Path(manifest.videos[0]), len(manifest), ip, fe)
+
+    def mapped_rate(batch: int) -> float:
+        loader = DataLoader(_MappedFrames(mapped, len(manifest), ip), batch_size=batch, num_workers=1,
+                            persistent_workers=True, collate_fn=collate)
+        return loader_rate(loader, repeats)
+
     local = str(Path(tmp) / "shards")
     local1, local2 = rate(local, 1), rate(local, 2)
     s3 = _s3_rate(Path(tmp) / "shards", rate)
     batch8 = rate(local, 1, batch=8)
+    mapped1, mapped8 = mapped_rate(1), mapped_rate(8)
     handed, finished = rate(local, 1, batch=8, decode="device"), rate(local, 1, batch=8, decode="device", finish=True)
     note = "16 JPEG candidates (q90) + f16 log-mel per clip, 8 decoded and normalized, hf"
     device = "data.shards_decode=device: the worker hands the 8 JPEG files on undecoded"
@@ -98,11 +110,51 @@ def _shard_rows(manifest, tmp: str, reader: ClipReader, ip, fe, collate, repeats
         {"case": "data: shards, local disk, batch 8, decoding left to the device, device = this CPU",
          "ours": finished, "reference": None, "unit": "clips/s",
          "notes": device + "; the main process decodes and normalizes each batch on the CPU (finish_frames)"},
+        {"case": "data: decoded frames memory-mapped (the removed cache's layout)", "ours": mapped1,
+         "reference": None, "unit": "clips/s", "notes": "baseline of the shard rows: 8 decoded uint8 frames + f16 "
+         "log-mel per clip in one file, copied out and normalized in 1 worker, batch 1"},
+        {"case": "data: decoded frames memory-mapped, batch 8", "ours": mapped8, "reference": None,
+         "unit": "clips/s", "notes": "as above, batch 8"},
         {"case": "data: shards build", "ours": build_rate, "reference": None, "unit": "clips/s",
          "notes": "python -m datamodules.build_shards path, 2 build workers (spawned), decode + resize + JPEG + log-mel"},
         {"case": "data: shards bytes per clip", "ours": size / 1e3, "reference": None, "unit": "KB",
          "notes": "16 JPEG frames 224x224 q90 + 10 s float16 log-mel"},
     ]  # fmt: skip
+
+
+class _MappedFrames(Dataset):
+    """The removed pre-extraction cache's read path, kept as the shard rows' baseline: each clip's 8 evaluation
+    frames stored decoded (uint8 224x224, one memory-mapped file) with its float16 log-mel; a read copies them out
+    and normalizes (the same value step as shards). Not streamable, not shardable: a measuring stick only."""
+
+    def __init__(self, folder: Path, clips: int, ip: TvltImageProcessor) -> None:
+        self.folder, self.clips, self.transform = folder, clips, ClipTransform(ip, None)
+        self.patches = int((folder / "patches.txt").read_text())
+        self.frames: np.ndarray | None = None
+        self.audio: np.ndarray | None = None
+
+    @classmethod
+    def write(cls, folder: Path, video: Path, clips: int, ip: TvltImageProcessor, fe: TvltFeatureExtractor) -> None:
+        folder.mkdir()
+        clip = ClipReader(num_frames=8, decode_timeout=None).read(str(video), "container", mode="uniform")
+        transform = ClipTransform(ip, fe)
+        frames = transform.frames(clip.frames).permute(0, 2, 3, 1).contiguous().numpy()
+        audio, patches = transform.audio(clip.waveform, clip.sampling_rate)
+        (folder / "frames.u8").write_bytes(frames.tobytes() * clips)
+        (folder / "audio.f16").write_bytes(audio[0].to(torch.float16).numpy().tobytes() * clips)
+        (folder / "patches.txt").write_text(str(patches))
+
+    def __len__(self) -> int:
+        return self.clips
+
+    def __getitem__(self, i: int) -> dict:
+        if self.frames is None:  # opened in the worker
+            self.frames = np.memmap(self.folder / "frames.u8", dtype=np.uint8, mode="r").reshape(self.clips, 8, 224,
+                                                                                                  224, 3)
+            self.audio = np.memmap(self.folder / "audio.f16", dtype=np.float16, mode="r").reshape(self.clips, -1, 128)
+        frames = torch.from_numpy(np.array(self.frames[i])).permute(0, 3, 1, 2)
+        audio = torch.from_numpy(np.array(self.audio[i])).to(torch.float32)[None]
+        return self.transform.item(f"clip{i}", self.transform.pixels(frames), audio, self.patches)
 
 
 class _Finished:
