@@ -169,10 +169,29 @@ class ClipDataModule(pl.LightningDataModule):
         does not exist, a missing label file or an invalid row fails here, before a model is built. The manifests
         are kept for :meth:`setup`. The embedded demo dataset is not checked (it is generated in prepare_data).
 
+        With ``shards`` the splits' shard indexes are checked instead (no manifest is needed: the raw data may be
+        elsewhere): each must exist (an optional split may be absent), be safe to open, and record this run's
+        settings.
+
         Raises:
             ManifestError: naming the folder or file, and the line of each bad row.
+            FileNotFoundError, ShardSettingsError, UnsafeShardError: a shard index missing, built with other
+                settings, or declaring an unpickling field format.
         """
         if self.uses_demo:
+            return
+        if self.shards is not None:
+            from datamodules.shards import check_settings, read_index
+
+            for split in self.stage_splits(stage):
+                uri = "/".join([self.shards.rstrip("/"), self._source_split(split)])
+                try:
+                    index = read_index(uri, self.shards_options)
+                except FileNotFoundError:
+                    if split in self.optional_splits:
+                        continue
+                    raise
+                check_settings(index.get("tvlt"), self.shard_settings(), uri + "/index.json")
             return
         for split in self.stage_splits(stage):
             if self._has_split(split):

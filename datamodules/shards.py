@@ -191,15 +191,34 @@ def read_index(uri: str, storage_options: dict | None = None) -> dict[str, Any]:
     return index
 
 
+#: recorded setting -> (the run's setting, the build command's option) that sets it
+SETTING_SOURCES = {
+    "num_frames": ("data.num_frames", "--num-frames"),
+    "processor_mode": ("data.processor_mode", "--processor-mode"),
+    "frame_size": ("data.image_size", "--image-size"),
+    "task": ("data.task", "--task"),
+    "window_seconds": ("data.window_seconds", "--window-seconds"),
+}
+
+
 def check_settings(recorded: dict[str, Any] | None, wanted: dict[str, Any], where: str) -> None:
-    """Raise :class:`ShardSettingsError` naming each setting whose recorded value differs from the wanted one."""
+    """Raise :class:`ShardSettingsError` naming each setting whose recorded value differs from the wanted one, with
+    the run setting and the build option that set it (``candidates`` follows ``num_frames`` and is named only on its
+    own)."""
     if not recorded or recorded.get("version") != VERSION:
         raise ShardSettingsError(f"{where}: no TVLT shard settings of version {VERSION} (rebuild the shards)")
-    wrong = [f"{k}={recorded.get(k)!r} (this run: {v!r})" for k, v in wanted.items() if recorded.get(k) != v]
+    differ = [k for k, v in wanted.items() if recorded.get(k) != v]
+    if "num_frames" in differ and "candidates" in differ:
+        differ.remove("candidates")
+    wrong = []
+    for k in differ:
+        source = SETTING_SOURCES.get(k)
+        hint = f" [{source[0]}; build option {source[1]}]" if source else ""
+        wrong.append(f"{k}={recorded.get(k)!r} (this run: {wanted[k]!r}){hint}")
     if wrong:
         raise ShardSettingsError(
-            f"{where}: the shards were built with {', '.join(wrong)}; rebuild them with these settings or change the "
-            f"run's data settings to match"
+            f"{where}: the shards were built with {', '.join(wrong)}; rebuild them with these options or change the "
+            f"run's settings to match"
         )
 
 

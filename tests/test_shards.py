@@ -148,7 +148,8 @@ def test_settings_recorded_in_the_index_and_a_mismatch_names_the_setting(tmp_pat
     settings = read_index(str(tmp_path / "s" / "test"))["tvlt"]
     assert settings["num_frames"] == 8 and settings["candidates"] == 16 and settings["processor_mode"] == "hf"
     assert settings["frame_size"] == [224, 224] and settings["frames"] == "jpeg" and settings["task"] == "sentiment"
-    with pytest.raises(ShardSettingsError, match=r"built with num_frames=8 \(this run: 4\), candidates=16 \(this run: 8\)"):
+    with pytest.raises(ShardSettingsError, match=r"built with num_frames=8 \(this run: 4\) \[data.num_frames; build option "
+                                                 r"--num-frames\]; rebuild"):
         MoseiDataModule(num_frames=4, shards=str(tmp_path / "s"), **demo_common(demo)).setup("test")
     with pytest.raises(ShardSettingsError, match=r"processor_mode='hf' \(this run: 'original'\)"):
         MoseiDataModule(processor_mode="original", shards=str(tmp_path / "s"), **demo_common(demo)).setup("test")
@@ -357,6 +358,22 @@ def small_shards(tmp_path_factory) -> Path:
         assert dm.build_shards(split, str(tmp / "s" / split), frames="uint8")["failed"] == []
     shutil.copytree(tmp / "s" / "test", tmp / "s" / "valid")  # setup("fit") opens valid too
     return tmp / "s"
+
+
+def test_a_shards_run_checks_the_shard_indexes_up_front_without_the_raw_data(tmp_path, small_shards):
+    """With data.shards the set-up check reads the splits' shard indexes, not manifests (the raw clips may be on
+    another machine), and a setting the shards were not built with is one line naming the run setting and the build
+    option (tvlt.lit.runs.check_data)."""
+    from tvlt.lit.runs import RunConfigError, check_data
+
+    absent = str(tmp_path / "no_raw_data")
+    MoseiDataModule(num_frames=2, shards=str(small_shards), demo_dir=absent).check_sources("fit")
+    with pytest.raises(RunConfigError) as info:
+        check_data(MoseiDataModule(num_frames=4, shards=str(small_shards), demo_dir=absent), "fit")
+    message = str(info.value)
+    assert message.startswith(f"data.shards={small_shards}: {small_shards}/train/index.json: the shards were built "
+                              "with num_frames=2 (this run: 4) [data.num_frames; build option --num-frames]"), message
+    assert "candidates" not in message and "\n" not in message
 
 
 def test_two_gloo_processes_with_two_workers_each_read_disjoint_parts_covering_the_split(tmp_path, small_shards):

@@ -142,8 +142,10 @@ class Summaries(pl.Callback):
         name = type(datamodule).__name__
         datasets = getattr(datamodule, "datasets", None) or {}
         sizes = ", ".join(f"{split} {len(ds)}" for split, ds in datasets.items()) or "sizes unknown"
+        shards = getattr(datamodule, "shards", None)
         source = "embedded demo dataset" if getattr(datamodule, "uses_demo", False) else (
-            getattr(datamodule, "root", None) or getattr(datamodule, "manifest_path", None) or "")
+            f"shards {shards}" if shards else getattr(datamodule, "root", None)
+            or getattr(datamodule, "manifest_path", None) or "")
         skipped = sum(sum(c.values()) for c in (getattr(datamodule, "skipped", None) or {}).values())
         bs = getattr(datamodule, "batch_size", "?")
         return f"Data: {name} ({source}): {sizes} clips; batch size {bs} per device; {skipped} skipped so far"
