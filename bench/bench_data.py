@@ -77,7 +77,7 @@ def _shard_rows(manifest, tmp: str, reader: ClipReader, ip, fe, collate, repeats
                               cache_dir=str(Path(tmp) / f"cache-{workers}-{len(uri)}"))
         loader = StreamingDataLoader(dataset, batch_size=batch, num_workers=workers, persistent_workers=True,
                                      collate_fn=collate)
-        return loader_rate(_Finished(loader, collate) if finish else loader, repeats)
+        return loader_rate(FinishedBatches(loader, collate) if finish else loader, repeats)
 
     mapped = Path(tmp) / "mapped"
     _MappedFrames.write(mapped, Path(manifest.videos[0]), len(manifest), ip, fe)
@@ -157,7 +157,7 @@ class _MappedFrames(Dataset):
         return self.transform.item(f"clip{i}", self.transform.pixels(frames), audio, self.patches)
 
 
-class _Finished:
+class FinishedBatches:
     """A shard loader whose batches are finished (frames decoded and normalized on ``device``) as the datamodule's
     ``on_before_batch_transfer`` does; a CUDA device is synchronized after each batch, so its work is timed."""
 

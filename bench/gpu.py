@@ -126,7 +126,7 @@ def data_rates(clips: int, workers: list[int], batch: int, device: torch.device,
     the worker only reads; the device's work is synchronized in each batch's timing)."""
     from litdata import StreamingDataLoader
 
-    from bench.bench_data import _Finished, loader_rate, make_clip
+    from bench.bench_data import FinishedBatches, loader_rate, make_clip
     from datamodules.collate import TvltCollator
     from datamodules.decoding import ClipReader
     from datamodules.manifests import Row, build_manifest
@@ -159,7 +159,7 @@ def data_rates(clips: int, workers: list[int], batch: int, device: torch.device,
             dataset = open_shards(out, settings, RecordToItem(8, False, ip, decode="device"))
             loader = StreamingDataLoader(dataset, batch_size=batch, num_workers=n, persistent_workers=n > 0,
                                          collate_fn=collate)
-            finished = _Finished(loader, collate, device)
+            finished = FinishedBatches(loader, collate, device)
             results.append(DataResult(f"shards, JPEG decoding on {device.type}, {n} worker{'s' if n != 1 else ''}",
                                       loader_rate(finished, repeats),
                                       f"data.shards_decode=device: 8 frames per clip decoded + normalized per batch on "

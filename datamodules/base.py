@@ -181,17 +181,14 @@ class ClipDataModule(pl.LightningDataModule):
         if self.uses_demo:
             return
         if self.shards is not None:
-            from datamodules.shards import check_settings, read_index
+            from datamodules.shards import check_shards
 
             for split in self.stage_splits(stage):
-                uri = "/".join([self.shards.rstrip("/"), self._source_split(split)])
                 try:
-                    index = read_index(uri, self.shards_options)
+                    check_shards(self._shard_uri(split), self.shard_settings(), self.shards_options)
                 except FileNotFoundError:
-                    if split in self.optional_splits:
-                        continue
-                    raise
-                check_settings(index.get("tvlt"), self.shard_settings(), uri + "/index.json")
+                    if split not in self.optional_splits:
+                        raise
             return
         for split in self.stage_splits(stage):
             if self._has_split(split):
@@ -272,7 +269,7 @@ class ClipDataModule(pl.LightningDataModule):
         """
         from datamodules.shards import RecordToItem, open_shards
 
-        uri = "/".join([self.shards.rstrip("/"), self._source_split(split)])
+        uri = self._shard_uri(split)
         options = self._dataset_options(split)
         training = split == "train" and options.get("sampling") == "random" and not evaluation
         shuffle = split == "train" and not evaluation
@@ -289,6 +286,10 @@ class ClipDataModule(pl.LightningDataModule):
             raise
         return dataset
 
+    def _shard_uri(self, split: str) -> str:
+        """Where ``split``'s shards are: ``{shards}/{source split}``."""
+        return "/".join([self.shards.rstrip("/"), self._source_split(split)])
+
     def _some_shards_exist(self) -> bool:
         """Some split of ``shards`` has an index: a missing split is then one the data does not have, not a wrong
         ``shards`` folder (which stays an error naming the folder)."""
@@ -296,7 +297,7 @@ class ClipDataModule(pl.LightningDataModule):
 
         for split in ("train", "valid", "test"):
             try:
-                read_index("/".join([self.shards.rstrip("/"), self._source_split(split)]), self.shards_options)
+                read_index(self._shard_uri(split), self.shards_options)
                 return True
             except (FileNotFoundError, ValueError):
                 continue

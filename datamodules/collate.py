@@ -47,7 +47,7 @@ from typing import Any
 import torch
 
 from datamodules.skips import Skipped
-from datamodules.transform import decode_jpeg_frames
+from datamodules.transform import decode_jpeg_frames, jpeg_files
 from tvlt.matching import vam_negatives
 
 __all__ = ["TvltCollator"]
@@ -192,9 +192,7 @@ class TvltCollator:
         if "pixel_jpeg" in batch:
             data, sizes = batch.pop("pixel_jpeg"), batch.pop("pixel_jpeg_bytes")
             real = sizes > 0
-            ends = sizes[real].cumsum(0).tolist()
-            files = [data[end - n : end] for end, n in zip(ends, sizes[real].tolist())]
-            frames = decode_jpeg_frames(files, device)
+            frames = decode_jpeg_frames(jpeg_files(data, sizes[real]), device)
         else:
             stored = batch.pop("pixel_frames")
             real = mask.view(stored.shape[0], stored.shape[1], -1)[:, :, 0].bool()

@@ -52,9 +52,9 @@ from litdata import StreamingDataLoader, StreamingDataset
 from datamodules.decoding import ClipDecodeError, ClipReader
 from datamodules.manifests import Manifest
 from datamodules.sampling import random_window_indices, uniform_indices
-from datamodules.transform import DECODE_ON, ClipTransform, decode_jpeg_frames
+from datamodules.transform import DECODE_ON, ClipTransform, decode_jpeg_frames, jpeg_files
 
-__all__ = ["SAFE_FORMATS", "ShardSettingsError", "UnsafeShardError", "build_shards", "open_shards"]
+__all__ = ["SAFE_FORMATS", "ShardSettingsError", "UnsafeShardError", "build_shards", "check_shards", "open_shards"]
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -223,28 +223,22 @@ def check_settings(recorded: dict[str, Any] | None, wanted: dict[str, Any], wher
 
 
 # ------------------------------------------------------------------------------------------------ reading
-def jpeg_files(frames: np.ndarray, frame_bytes: np.ndarray, positions: np.ndarray) -> list[torch.Tensor]:
-    """The JPEG files of the record's frames at ``positions`` (1-D uint8 tensors; ``frames`` holds the record's
-    files back to back, ``frame_bytes[i]`` bytes each)."""
-    offsets = np.concatenate([[0], np.cumsum(frame_bytes)])
-    data = torch.from_numpy(np.asarray(frames))
-    return [data[int(offsets[p]) : int(offsets[p + 1])] for p in positions]
+def stored_frames(frames: np.ndarray, frame_bytes: np.ndarray, positions: np.ndarray) -> Any:
+    """The record's frames at ``positions`` as stored: uint8 (T, 3, H, W) (a view of lossless (N, H, W, 3) pixels),
+    or a list of T JPEG files (1-D uint8 tensors) when ``frames`` holds JPEG files back to back, ``frame_bytes[i]``
+    bytes each."""
+    frames = np.asarray(frames)
+    if frames.ndim == 4:
+        return torch.from_numpy(frames[positions]).permute(0, 3, 1, 2)
+    return jpeg_files(frames, frame_bytes, positions)
 
 
 def decode_frames(frames: np.ndarray, frame_bytes: np.ndarray, positions: np.ndarray,
                   device: str | torch.device = "cpu") -> torch.Tensor:
-    """The record's frames at ``positions`` as uint8 (T, 3, H, W) on ``device``.
-
-    Args:
-        frames, frame_bytes: the record's fields: raw (N, H, W, 3) pixels (lossless), or 1-D, JPEG files back to
-            back, ``frame_bytes[i]`` bytes each.
-        device: where JPEG files are decoded: ``"cpu"``, or a CUDA device (nvJPEG, see
-            :func:`datamodules.transform.decode_jpeg_frames`).
-    """
-    frames = np.asarray(frames)
-    if frames.ndim == 4:
-        return torch.from_numpy(frames[positions]).permute(0, 3, 1, 2).to(device)  # a view on the CPU
-    return decode_jpeg_frames(jpeg_files(frames, frame_bytes, positions), device)
+    """The record's frames at ``positions`` (see :func:`stored_frames`) as uint8 (T, 3, H, W) on ``device``; JPEG
+    files are decoded there (nvJPEG on a CUDA device, see :func:`datamodules.transform.decode_jpeg_frames`)."""
+    stored = stored_frames(frames, frame_bytes, positions)
+    return stored.to(device) if isinstance(stored, torch.Tensor) else decode_jpeg_frames(stored, device)
 
 
 def evaluation_positions(candidates: int, num_frames: int) -> np.ndarray:
@@ -294,18 +288,15 @@ class RecordToItem:
         return evaluation_positions(count, self.num_frames)
 
     def __call__(self, record: dict[str, Any]) -> dict[str, Any]:
-        positions = self.positions(record)
+        chosen = (record["frames"], record["frame_bytes"], self.positions(record))
         # float16 on disk (within 5e-4 of the extractor's values); the channel axis was dropped to store (Ta, 128)
         audio = torch.from_numpy(np.asarray(record["audio"])).to(torch.float32)[None]
         labels = np.asarray(record["labels"])
         if self.decode == "device":
-            stored = np.asarray(record["frames"])
-            frames: Any = (torch.from_numpy(stored[positions]).permute(0, 3, 1, 2) if stored.ndim == 4
-                           else jpeg_files(stored, record["frame_bytes"], positions))
-            return self.transform.item(record["id"], None, audio, record["audio_patches"], labels, frames=frames)
-        frames = decode_frames(record["frames"], record["frame_bytes"], positions)
-        return self.transform.item(record["id"], self.transform.pixels(frames), audio, record["audio_patches"],
-                                   labels)
+            return self.transform.item(record["id"], None, audio, record["audio_patches"], labels,
+                                       frames=stored_frames(*chosen))
+        return self.transform.item(record["id"], self.transform.pixels(decode_frames(*chosen)), audio,
+                                   record["audio_patches"], labels)
 
 
 class ShardDataset(StreamingDataset):
@@ -322,10 +313,18 @@ class ShardDataset(StreamingDataset):
         return item
 
 
+def check_shards(uri: str, wanted: dict[str, Any], storage_options: dict | None = None) -> dict[str, Any]:
+    """The split's index at ``uri``, checked: safe to open (:func:`check_index`) and built with the ``wanted``
+    settings (:func:`check_settings`). Raises FileNotFoundError, UnsafeShardError or ShardSettingsError."""
+    index = read_index(uri, storage_options)
+    check_settings(index.get("tvlt"), wanted, _join(uri, "index.json"))
+    return index
+
+
 def open_shards(uri: str, wanted: dict[str, Any], transform: RecordToItem | Callable | None = None,
                 shuffle: bool = False, drop_last: bool | None = False, seed: int = 42,
                 storage_options: dict | None = None, cache_dir: str | None = None) -> Any:
-    """A :class:`ShardDataset` over the split at ``uri``, after the index check and the settings check.
+    """A :class:`ShardDataset` over the split at ``uri``, after :func:`check_shards`.
 
     Args:
         wanted: settings the run needs (e.g. ``num_frames``, ``processor_mode``, ``frame_size``); a mismatch raises
@@ -334,8 +333,7 @@ def open_shards(uri: str, wanted: dict[str, Any], transform: RecordToItem | Call
         cache_dir: local folder for chunks streamed from remote shards (None: LitData's default,
             ``~/.lightning/chunks`` or ``$LITDATA_CACHE_DIR``).
     """
-    index = read_index(uri, storage_options)
-    check_settings(index.get("tvlt"), wanted, _join(uri, "index.json"))
+    check_shards(uri, wanted, storage_options)
     allow_plain_http(storage_options)
     return ShardDataset(uri, cache_dir=cache_dir, shuffle=shuffle, drop_last=drop_last, seed=seed,
                             transform=transform, storage_options=storage_options or {})

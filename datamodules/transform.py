@@ -32,11 +32,20 @@ import torch
 
 from datamodules.decoding import Clip
 
-__all__ = ["DECODE_ON", "ClipTransform", "decode_jpeg_frames"]
+__all__ = ["DECODE_ON", "ClipTransform", "decode_jpeg_frames", "jpeg_files"]
 
 #: where frames read from shards are decoded and normalized: in the DataLoader workers, or per batch on the training
 #: device (``data.shards_decode``; see :class:`datamodules.shards.RecordToItem`)
 DECODE_ON = ("worker", "device")
+
+
+def jpeg_files(data: Any, sizes: Any, positions: Any = None) -> list[torch.Tensor]:
+    """JPEG files stored back to back in ``data`` (1-D uint8, numpy or a CPU tensor), ``sizes[i]`` bytes each ->
+    the files at ``positions`` (default: all) as 1-D uint8 tensor views."""
+    data = data if isinstance(data, torch.Tensor) else torch.from_numpy(np.asarray(data))
+    offsets = np.concatenate([[0], np.cumsum(np.asarray(sizes))])
+    picks = range(len(offsets) - 1) if positions is None else positions
+    return [data[int(offsets[p]) : int(offsets[p + 1])] for p in picks]
 
 
 def decode_jpeg_frames(files: list[torch.Tensor], device: str | torch.device | None = None) -> torch.Tensor:
