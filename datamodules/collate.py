@@ -42,15 +42,31 @@ here and listed in ``batch["skipped"]`` (a list of (id, cause)); a batch whose e
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
+from torch.utils.data import get_worker_info
 
 from datamodules.skips import Skipped
 from datamodules.transform import decode_jpeg_frames, jpeg_files
 from tvlt.matching import vam_negatives
 
-__all__ = ["TvltCollator"]
+__all__ = ["TvltCollator", "batch_tensor"]
+
+
+def batch_tensor(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialized tensor of ``like``'s dtype and device for a batch field of ``shape``.
+
+    Inside a DataLoader worker a CPU batch is allocated in shared memory, as torch's ``default_collate`` does: the
+    worker would otherwise copy it there to send it to the main process. That copy touches every page of the batch
+    afresh (float32 frames: 4.8 MB per 8-frame 224x224 clip), the largest single cost of a worker's batch on the VM
+    these figures come from (``make bench``, data rows).
+    """
+    if get_worker_info() is None or like.device.type != "cpu":
+        return like.new_empty(shape)
+    storage = like._typed_storage()._new_shared(math.prod(shape), device=like.device)
+    return like.new(storage).view(shape)
 
 
 class TvltCollator:
@@ -145,9 +161,10 @@ class TvltCollator:
         """(T_i, 3, H, W) clips -> (B, T, 3, H, W) padded with ``pixel_padding_value``, int64 mask
         (B, T * patches_per_frame)."""
         lengths = [f.shape[0] for f in frames]
-        out = frames[0].new_full((len(frames), max(lengths), *frames[0].shape[1:]), self.pixel_padding_value)
-        for i, f in enumerate(frames):
+        out = batch_tensor(frames[0], (len(frames), max(lengths), *frames[0].shape[1:]))
+        for i, f in enumerate(frames):  # one write per element: the clip, then its padding frames
             out[i, : f.shape[0]] = f
+            out[i, f.shape[0] :] = self.pixel_padding_value
         return out, self.frame_mask(lengths)
 
     def frame_mask(self, lengths: list[int]) -> torch.Tensor:
@@ -162,15 +179,17 @@ class TvltCollator:
         lengths = [len(f) for f in frames]
         batch: dict[str, Any] = {"pixel_mask": self.frame_mask(lengths)}
         if isinstance(frames[0], torch.Tensor):
-            out = frames[0].new_zeros((len(frames), max(lengths), *frames[0].shape[1:]))
+            out = batch_tensor(frames[0], (len(frames), max(lengths), *frames[0].shape[1:]))
             for i, f in enumerate(frames):
                 out[i, : len(f)] = f
+                out[i, len(f) :] = 0
             batch["pixel_frames"] = out
             return batch
         sizes = torch.zeros((len(frames), max(lengths)), dtype=torch.int64)
         for i, files in enumerate(frames):
             sizes[i, : len(files)] = torch.tensor([len(f) for f in files])
-        batch["pixel_jpeg"] = torch.cat([f for files in frames for f in files])
+        files = [f for clip in frames for f in clip]
+        batch["pixel_jpeg"] = torch.cat(files, out=batch_tensor(files[0], (sum(len(f) for f in files),)))
         batch["pixel_jpeg_bytes"] = sizes
         return batch
 
@@ -216,9 +235,10 @@ class TvltCollator:
             if n > s.shape[-2] // self.audio_patch_height * self.freq_len:
                 held = s.shape[-2] // self.audio_patch_height * self.freq_len
                 raise ValueError(f"audio item {i} claims {n} patches, its spectrogram holds {held}")
-        out = specs[0].new_full((len(specs), 1, t_max, specs[0].shape[-1]), self.audio_padding_value)
+        out = batch_tensor(specs[0], (len(specs), 1, t_max, specs[0].shape[-1]))
         for i, s in enumerate(specs):
             out[i, :, : s.shape[-2]] = s
+            out[i, :, s.shape[-2] :] = self.audio_padding_value
         width = t_max // self.audio_patch_height * self.freq_len
         mask = (torch.arange(width)[None, :] < torch.tensor(patches)[:, None]).long()
         return out, mask

@@ -202,6 +202,30 @@ def test_collate_pads_to_batch_max_with_masks_from_lengths():
     assert collate([Skipped("x", "timeout")]) == {"ids": [], "skipped": [("x", "timeout")]}
 
 
+class _CollateInWorker(TvltCollator):
+    """Records, where the batch is made, whether its tensors were allocated in shared memory."""
+
+    def __call__(self, items):
+        batch = super().__call__(items)
+        batch["shared"] = {k: batch[k].is_shared() for k in ("pixel_values", "audio_values")}
+        return batch
+
+
+def test_a_worker_collates_into_shared_memory_with_the_same_values():
+    # a worker's batch is allocated in shared memory, as torch's default_collate does: otherwise the worker copies
+    # it there once more to send it; padding is written explicitly (the memory is not pre-filled)
+    items = [_item("a", 2, 16, 8, 1.0), _item("b", 3, 48, 16, -2.0), _item("c", 1, 32, 8, 0.0)]
+    collate = _CollateInWorker(patches_per_frame=196, pixel_padding_value=-1.0, audio_padding_value=-1.0)
+    in_process = collate(items)
+    assert in_process["shared"] == {"pixel_values": False, "audio_values": False}
+    loader = torch.utils.data.DataLoader(items, batch_size=3, num_workers=1, collate_fn=collate)
+    (batch,) = list(loader)
+    assert batch["shared"] == {"pixel_values": True, "audio_values": True}
+    for key in ("pixel_values", "pixel_mask", "audio_values", "audio_mask", "labels"):
+        assert torch.equal(batch[key], in_process[key]), key
+    assert torch.all(batch["pixel_values"][2, 1:] == -1.0) and torch.all(batch["audio_values"][0, 0, 16:] == -1.0)
+
+
 def test_vam_negatives_swap_about_half_for_another_clip():
     torch.manual_seed(0)
     total, negatives = 0, 0
