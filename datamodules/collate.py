@@ -217,8 +217,11 @@ class TvltCollator:
             real = mask.view(stored.shape[0], stored.shape[1], -1)[:, :, 0].bool()
             frames = stored.to(device)[real.to(device)]
         values = self.image_processor.to_values(frames)
-        out = values.new_full((*real.shape, *values.shape[1:]), self.pixel_padding_value)
-        out[real.to(device)] = values
+        if bool(real.all()):  # no padding frames: the values are the batch (no second copy of it)
+            out = values.view(*real.shape, *values.shape[1:])
+        else:
+            out = values.new_full((*real.shape, *values.shape[1:]), self.pixel_padding_value)
+            out[real.to(device)] = values
         batch["pixel_values"] = out
         if "vam_order" in batch:
             order = batch.pop("vam_order")

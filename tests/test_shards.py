@@ -104,10 +104,12 @@ def test_frames_finished_on_the_device_give_the_worker_batches_under_a_trainer(t
         assert torch.equal(finished[key], worker[key]), key
 
 
+@pytest.mark.parametrize("lengths", [(3, 1, 2), (2, 2, 2)])
 @pytest.mark.parametrize("vam", [False, True])
-def test_finish_frames_pads_and_mixes_as_the_worker_collation(vam):
+def test_finish_frames_pads_and_mixes_as_the_worker_collation(vam, lengths):
     """Clips of 3, 1 and 2 frames: the device path's padding frames hold the processor's padding value, the mask
-    covers the real frames, and pretraining's mixed videos follow the same VAM order as the worker path's."""
+    covers the real frames, and pretraining's mixed videos follow the same VAM order as the worker path's. Clips
+    of 2 frames each: no padding (the decoded values are the batch as they are)."""
     from torchvision.io import encode_jpeg
 
     from datamodules.collate import TvltCollator
@@ -118,7 +120,7 @@ def test_finish_frames_pads_and_mixes_as_the_worker_collation(vam):
     ip = TvltImageProcessor()
     collate = TvltCollator.from_processors(ip, TvltFeatureExtractor(), vam=vam)
     g = torch.Generator().manual_seed(0)
-    clips = [torch.randint(0, 256, (t, 3, 32, 48), dtype=torch.uint8, generator=g) for t in (3, 1, 2)]
+    clips = [torch.randint(0, 256, (t, 3, 32, 48), dtype=torch.uint8, generator=g) for t in lengths]
     files = [[encode_jpeg(f, quality=90) for f in clip] for clip in clips]
 
     def items(key: str, make) -> list[dict]:
@@ -130,10 +132,11 @@ def test_finish_frames_pads_and_mixes_as_the_worker_collation(vam):
     for stored in (lambda i: files[i], lambda i: decode_jpeg_frames(files[i])):  # JPEG, and uint8 as lossless shards
         torch.manual_seed(1)
         finished = collate.finish_frames(collate(items("frames", stored)))
-        assert finished["pixel_values"].shape == (3, 3, 3, 32, 48)
+        assert finished["pixel_values"].shape == (3, max(lengths), 3, 32, 48)
         assert torch.equal(finished["pixel_values"], worker["pixel_values"])
-        assert torch.equal(finished["pixel_values"][1, 1:], torch.full((2, 3, 32, 48), ip.padding_value))
-        assert finished["pixel_mask"].sum(1).tolist() == [3 * 196, 196, 2 * 196]
+        if lengths[1] == 1:
+            assert torch.equal(finished["pixel_values"][1, 1:], torch.full((2, 3, 32, 48), ip.padding_value))
+        assert finished["pixel_mask"].sum(1).tolist() == [t * 196 for t in lengths]
         if vam:
             assert worker["labels"].tolist().count(0.0) >= 1  # some video was swapped
             assert torch.equal(finished["labels"], worker["labels"])
