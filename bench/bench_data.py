@@ -10,7 +10,8 @@ Cases:
 - raw, in-process decode (``decode_timeout=None``), to show what the hang protection costs;
 - LitData shards (``datamodules.shards``: 16 JPEG candidates at 224x224, quality 90, + float16 log-mel; 8 decoded
   and normalized per clip) from local disk with one and two workers, and from a local S3-compatible server (moto on
-  127.0.0.1) with one worker; from local disk at batch 8 with one worker: decoded in the worker, decoding left to
+  127.0.0.1) with one worker; from local disk at batch 8 with one worker: decoded in the worker, lossless shards
+  (``--frames uint8``: no decoding, the value step only), decoding left to
   the device (``data.shards_decode=device``: the loader alone, which is what a GPU run's CPU side supplies), and
   left to the device with this CPU as the device (the main process decodes and normalizes each batch); the build
   rate (2 build workers) and the bytes per clip on disk;
@@ -22,6 +23,7 @@ There is no reference figure: neither reference implementation ships a comparabl
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 import time
@@ -71,6 +73,10 @@ def _shard_rows(manifest, tmp: str, reader: ClipReader, ip, fe, collate, repeats
     build_rate = report["records"] / (time.perf_counter() - start)
     size = sum(p.stat().st_size for p in (Path(tmp) / "shards").glob("chunk-*.bin")) / report["records"]
 
+    lossless = str(Path(tmp) / "shards-uint8")
+    build_shards(manifest, lossless, wide, ip, fe, settings, frames="uint8", workers=2)
+    lossless_size = sum(p.stat().st_size for p in Path(lossless).glob("chunk-*.bin")) / report["records"]
+
     def rate(uri: str, workers: int, options: dict | None = None, batch: int = 1, decode: str = "worker",
              finish: bool = False) -> float:
         dataset = open_shards(uri, settings, RecordToItem(8, False, ip, decode=decode), storage_options=options,
@@ -91,6 +97,7 @@ def _shard_rows(manifest, tmp: str, reader: ClipReader, ip, fe, collate, repeats
     local1, local2 = rate(local, 1), rate(local, 2)
     s3 = _s3_rate(Path(tmp) / "shards", rate)
     batch8 = rate(local, 1, batch=8)
+    lossless8 = rate(lossless, 1, batch=8)
     mapped1, mapped8 = mapped_rate(1), mapped_rate(8)
     handed, finished = rate(local, 1, batch=8, decode="device"), rate(local, 1, batch=8, decode="device", finish=True)
     note = "16 JPEG candidates (q90) + f16 log-mel per clip, 8 decoded and normalized, hf"
@@ -104,6 +111,9 @@ def _shard_rows(manifest, tmp: str, reader: ClipReader, ip, fe, collate, repeats
          "notes": note + ", 1 worker, moto on 127.0.0.1 (HTTP), chunks cached locally after the warm-up epoch"},
         {"case": "data: shards, local disk, batch 8", "ours": batch8, "reference": None, "unit": "clips/s",
          "notes": note + ", 1 worker, batch 8"},
+        {"case": "data: lossless shards, local disk, batch 8", "ours": lossless8, "reference": None,
+         "unit": "clips/s", "notes": "--frames uint8: 16 raw uint8 candidates + f16 log-mel per clip (no JPEG "
+         f"decoding), 8 normalized, hf, 1 worker, batch 8; {lossless_size / 1e3:.0f} KB per clip"},
         {"case": "data: shards, local disk, batch 8, decoding left to the device: loader alone", "ours": handed,
          "reference": None, "unit": "clips/s",
          "notes": device + " (what a GPU run's CPU side must supply; nvJPEG decoding is measured by bench/gpu.sh)"},
@@ -202,6 +212,7 @@ def _s3_rate(folder: Path, rate) -> float | None:
 def loader_rate(loader, repeats: int) -> float:
     """Clips per second of one epoch, median over ``repeats`` epochs after a warm-up epoch (worker start, decode
     helper start, caches)."""
+    gc.collect()  # earlier cases' loaders, before this one forks its workers (a worker would inherit and free them)
     clips: list[int] = []
     seconds = median_seconds(lambda: clips.append(sum(len(batch["ids"]) for batch in loader)), repeats)
     return clips[-1] / seconds
