@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Any
 
-from datamodules.shards import FRAME_ENCODINGS, _join
+from datamodules.shards import FRAME_ENCODINGS, _join, build_summary
 
 __all__ = ["main", "make_datamodule"]
 
@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     for split in args.splits or dm.shard_splits():
         report = dm.build_shards(split, _join(args.out, split), frames=args.frames, jpeg_quality=args.jpeg_quality,
                                  workers=args.workers, chunk_bytes=args.chunk_bytes, storage_options=options)
-        print(f"{split}: {report['clips']} clips -> {report['records']} records, {len(report['failed'])} failed "
-              f"(listed in {_join(args.out, split, 'build_report.json')})")
+        print(f"{split}: {build_summary(report)} (listed in {_join(args.out, split, 'build_report.json')})")
     return 0
 
 

@@ -404,12 +404,12 @@ class ClipToRecords:
             try:
                 yield self._record(clip_id, labels, self.reader.read(video, audio, mode="uniform"))
             except ClipDecodeError as e:
-                self._fail(clip_id, video, e)
+                self._fail(clip_id, None, video, e)
             return
         try:
             first = self.reader.read(video, audio, mode="span", span=(0.0, self.window_seconds))
         except ClipDecodeError as e:  # nothing of the video is usable (or its first window is not)
-            self._fail(clip_id, video, e)
+            self._fail(clip_id, None, video, e)
             return
         windows = max(1, int(first.num_decodable / first.fps / self.window_seconds + 1e-6))
         yield self._record(f"{clip_id}@0", labels, first)
@@ -420,12 +420,13 @@ class ClipToRecords:
                 clip = self.reader.read(video, audio, mode="span",
                                         span=(k * self.window_seconds, (k + 1) * self.window_seconds))
             except ClipDecodeError as e:
-                self._fail(f"{clip_id}@{k}", video, e)
+                self._fail(f"{clip_id}@{k}", k, video, e)
                 continue
             yield self._record(f"{clip_id}@{k}", labels, clip)
 
-    def _fail(self, record_id: str, video: str, error: ClipDecodeError) -> None:
-        line = json.dumps({"id": record_id, "video": video, "cause": error.cause, "message": str(error)})
+    def _fail(self, record_id: str, window: int | None, video: str, error: ClipDecodeError) -> None:
+        line = json.dumps({"id": record_id, "window": window, "video": video, "cause": error.cause,
+                           "message": str(error)})
         with open(os.path.join(self.report_dir, f"failed-{os.getpid()}.jsonl"), "a") as f:
             f.write(line + "\n")
 
@@ -486,7 +487,10 @@ def build_shards(
     storage_options: dict | None = None,
 ) -> dict[str, Any]:
     """Write the shards of one split to ``out`` (a folder or ``s3://`` URI) and return the build report
-    (``clips``, ``records``, ``failed``: [{id, video, cause, message}]), also written to ``{out}/build_report.json``.
+    (``clips``, ``records``, ``failed_clips``: clips of which no record was written, ``failed_windows``:
+    pretraining windows that failed while the video's others were written, ``failed``: one entry per failure,
+    ``{id, window, video, cause, message}``, ``window`` None for a whole clip, else the window's index ``k`` of the
+    record id ``{id}@{k}``), also written to ``{out}/build_report.json``.
 
     ``reader`` reads ``2 x num_frames`` candidates; ``settings`` (recorded in the index) must name what the training
     side checks (see :meth:`ClipDataModule.shard_settings`).
@@ -511,7 +515,7 @@ def build_shards(
                      storage_options=storage_options or {}, start_method="spawn")
         except Exception as e:  # noqa: BLE001 - LitData raises RuntimeError/ValueError when no record was written
             failed = _failures(report_dir)
-            if failed and len(failed) == len(manifest):
+            if failed and sum(f["window"] is None for f in failed) == len(manifest):
                 raise RuntimeError(f"{out}: every one of the {len(manifest)} clips failed; first: "
                                    f"{failed[0]['message']}") from e
             raise
@@ -523,12 +527,20 @@ def build_shards(
                      "jpeg_quality": jpeg_quality if frames == "jpeg" else None}
     write_text(_join(out, "index.json"), json.dumps(index), storage_options)
     records = sum(int(c.get("chunk_size", 0)) for c in index.get("chunks", []))
-    report = {"clips": len(manifest), "records": records, "failed": failed, "settings": index["tvlt"]}
+    failed_clips = sum(f["window"] is None for f in failed)
+    report = {"clips": len(manifest), "records": records, "failed_clips": failed_clips,
+              "failed_windows": len(failed) - failed_clips, "failed": failed, "settings": index["tvlt"]}
     write_text(_join(out, "build_report.json"), json.dumps(report, indent=1), storage_options)
-    log.info("shards: %d clips -> %d records (%d failed) in %s", len(manifest), records, len(failed), out)
+    log.info("shards: %s in %s", build_summary(report), out)
     for f in failed:
         log.warning("shards: skipped %s (%s): %s", f["id"], f["cause"], f["message"])
     return report
+
+
+def build_summary(report: dict[str, Any]) -> str:
+    """One line of a build report: clips read, records written, clips and windows that failed."""
+    line = f"{report['clips']} clip(s) -> {report['records']} record(s), {report['failed_clips']} clip(s) failed"
+    return line + (f", {report['failed_windows']} more window(s) failed" if report["failed_windows"] else "")
 
 
 def _failures(report_dir: str) -> list[dict[str, Any]]:

@@ -15,7 +15,8 @@ import torch
 from datamodules.build_shards import main
 from datamodules.mosei import MoseiDataModule
 from datamodules.pretrain import PretrainDataModule
-from datamodules.shards import ShardSettingsError, UnsafeShardError, evaluation_positions, open_shards, read_index
+from datamodules.shards import (ShardSettingsError, UnsafeShardError, build_summary, evaluation_positions, open_shards,
+                                 read_index)
 from datamodules.sampling import uniform_indices
 
 MEDIA = Path(__file__).resolve().parent / "data"
@@ -162,7 +163,7 @@ def test_settings_recorded_in_the_index_and_a_mismatch_names_the_setting(tmp_pat
         MoseiDataModule(shards=str(tmp_path / "s"), **demo_common(demo)).setup("validate")
 
 
-def test_build_command_lists_failed_clips_in_the_report_and_writes_no_record_for_them(tmp_path):
+def test_build_command_lists_failed_clips_in_the_report_and_writes_no_record_for_them(tmp_path, capsys):
     from tests.test_datamodules import mosei_layout
 
     root = mosei_layout(tmp_path / "m", {"train": [("a", "1"), ("b", "2"), ("c", "0")], "valid": [("v", "0")],
@@ -170,9 +171,11 @@ def test_build_command_lists_failed_clips_in_the_report_and_writes_no_record_for
     (root / "train" / "video" / "b.mp4").write_bytes(b"")
     out = tmp_path / "shards"
     assert main(["--datamodule", "mosei", "--root", str(root), "--out", str(out), "--num-frames", "2"]) == 0
+    assert "train: 3 clip(s) -> 2 record(s), 1 clip(s) failed (listed in" in capsys.readouterr().out
     report = json.loads((out / "train" / "build_report.json").read_text())
     assert report["clips"] == 3 and report["records"] == 2
-    assert [(f["id"], f["cause"]) for f in report["failed"]] == [("b", "empty_file")]
+    assert (report["failed_clips"], report["failed_windows"]) == (1, 0)
+    assert [(f["id"], f["window"], f["cause"]) for f in report["failed"]] == [("b", None, "empty_file")]
     assert str(root / "train" / "video" / "b.mp4") in report["failed"][0]["message"]
     dm = MoseiDataModule(root=str(root), num_frames=2, batch_size=4, shards=str(out))
     (batch,) = batches(dm, "train")
@@ -192,8 +195,9 @@ def test_a_failing_window_is_reported_by_its_id_and_the_other_windows_are_writte
     write_mp4(folder / "late.mp4", frames, 8, audio=tone.astype(np.float32)[None], audio_rate=16000)
     common = dict(root=str(folder), window_seconds=2.0, num_val=0, num_frames=2, batch_size=4, decode_timeout=None)
     report = PretrainDataModule(**common).build_shards("train", str(tmp_path / "s" / "train"), frames="uint8")
-    assert report["records"] == 2
-    assert [(f["id"], f["cause"]) for f in report["failed"]] == [("late@2", "audio_too_short")]
+    assert report["records"] == 2 and (report["failed_clips"], report["failed_windows"]) == (0, 1)
+    assert [(f["id"], f["window"], f["cause"]) for f in report["failed"]] == [("late@2", 2, "audio_too_short")]
+    assert build_summary(report) == "1 clip(s) -> 2 record(s), 0 clip(s) failed, 1 more window(s) failed"
     assert "[4.000, 6.000) s" in report["failed"][0]["message"]
     dm = PretrainDataModule(shards=str(tmp_path / "s"), **common)
     (batch,) = batches(dm, "train")
