@@ -35,14 +35,38 @@ class _DropMessages(logging.Filter):
         return not any(fragment in message for fragment in self.fragments)
 
 
+class _Once(logging.Filter):
+    """Lets each distinct message through once per process."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
 def quiet_third_party_noise() -> None:
     """Silence what other libraries print on every run without informing about it: Lightning's litlogger tip and
-    model-summary note, and the deprecation warning Lightning's own pytree helper triggers in torch
-    (``isinstance(treespec, LeafSpec)``). Idempotent; warnings and messages about the run itself are kept."""
+    model-summary note, the deprecation warning Lightning's own pytree helper triggers in torch
+    (``isinstance(treespec, LeafSpec)``), and Lightning's warning that an ``IterableDataset`` with ``__len__`` may
+    count wrong in several workers (this project's only iterable datasets are LitData's, which give each worker its
+    own records: tested in ``tests/test_shards.py``). LitData's notes on each shard dataset it opens (where remote
+    chunks are cached, and how) are printed once per process instead of once per dataset and worker. Idempotent;
+    warnings and messages about the run itself are kept."""
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropMessages) for f in logger.filters):
         logger.addFilter(_DropMessages(_LIGHTNING_NOISE))
+    for name in ("litdata.streaming.dataset", "litdata.utilities.format"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Once) for f in logger.filters):
+            logger.addFilter(_Once())
 
 
 class RunConfigError(ValueError):
