@@ -22,7 +22,8 @@ through LitData's loader as evaluation reads them (the 8 uniform frames), batch 
 ``--data-workers`` N worker processes: (a) JPEG decoded and normalized on the CPU in the workers; (b) the workers
 hand the JPEG files on and each batch is decoded (nvJPEG via torchvision's ``decode_jpeg``) and normalized on the
 device (``data.shards_decode=device``, the datamodule's ``on_before_batch_transfer``). Each is clips/s, median of
-``--data-repeats`` epochs after a warm-up epoch.
+``--data-repeats`` epochs after a warm-up epoch. Before them, a line gives how far the device's JPEG decoder (nvJPEG)
+rounds from the CPU's (libjpeg-turbo) on every frame of the shards, in normalized pixel values.
 
 MFU = FLOPs per step from :mod:`tvlt.flops` (matmuls only, training step = 3x forward; this project's work,
 whose last encoder layer computes only CLS in the fine-tuning and VAM passes) / step time / peak.
@@ -149,6 +150,9 @@ def data_rates(clips: int, workers: list[int], batch: int, device: torch.device,
                      settings, workers=build_workers)
         results.append(DataResult("shards build", clips / (time.perf_counter() - start),
                                   f"{build_workers} build worker{'s' if build_workers != 1 else ''}: decode + resize + JPEG + log-mel"))
+        mean, worst, frames = decoder_difference(out, ip, device)
+        print(f"JPEG decoding on {device.type} vs the CPU's (libjpeg-turbo), {frames} frames: normalized pixel values "
+              f"differ by {mean:.2e} on average, {worst:.2e} at most ({worst * 127.5:.1f} levels of 255)", flush=True)
         for n in workers:
             dataset = open_shards(out, settings, RecordToItem(8, False, ip))
             loader = StreamingDataLoader(dataset, batch_size=batch, num_workers=n, persistent_workers=n > 0,
@@ -165,6 +169,28 @@ def data_rates(clips: int, workers: list[int], batch: int, device: torch.device,
                                       f"data.shards_decode=device: 8 frames per clip decoded + normalized per batch on "
                                       f"the device (finish_frames), batch {batch}"))
     return results
+
+
+def decoder_difference(shards: str, image_processor, device: torch.device) -> tuple[float, float, int]:
+    """Every JPEG frame of the shards at ``shards``, decoded on ``device`` and on the CPU and normalized by
+    ``image_processor``: (mean, max) absolute difference of the normalized values, and the frame count. The JPEG
+    standard leaves the inverse DCT's rounding to the decoder, so nvJPEG and libjpeg-turbo may differ by a few
+    levels (with the hf processor used here one level is 2/255 = 0.0078); on the CPU both sides are the same
+    decoder (0, 0)."""
+    from datamodules.shards import open_shards
+    from datamodules.transform import decode_jpeg_frames, jpeg_files
+
+    dataset = open_shards(shards, {})
+    total, worst, count, values = 0.0, 0.0, 0, 0
+    for i in range(len(dataset)):
+        record = dataset[i]
+        files = jpeg_files(record["frames"], record["frame_bytes"])
+        cpu = image_processor.to_values(decode_jpeg_frames(files))
+        other = image_processor.to_values(decode_jpeg_frames(files, device)).cpu()
+        diff = (other - cpu).abs()
+        total, worst = total + float(diff.sum()), max(worst, float(diff.max()))
+        count, values = count + len(files), values + diff.numel()
+    return total / values, worst, count
 
 
 def print_table(results: list[Result], data: list[DataResult]) -> None:
