@@ -74,8 +74,8 @@ def _shard_rows(manifest, tmp: str, reader: ClipReader, ip, fe, collate, repeats
     size = sum(p.stat().st_size for p in (Path(tmp) / "shards").glob("chunk-*.bin")) / report["records"]
 
     lossless = str(Path(tmp) / "shards-uint8")
-    build_shards(manifest, lossless, wide, ip, fe, settings, frames="uint8", workers=2)
-    lossless_size = sum(p.stat().st_size for p in Path(lossless).glob("chunk-*.bin")) / report["records"]
+    lossless_report = build_shards(manifest, lossless, wide, ip, fe, settings, frames="uint8", workers=2)
+    lossless_size = sum(p.stat().st_size for p in Path(lossless).glob("chunk-*.bin")) / lossless_report["records"]
 
     def rate(uri: str, workers: int, options: dict | None = None, batch: int = 1, decode: str = "worker",
              finish: bool = False) -> float:

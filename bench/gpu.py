@@ -23,7 +23,7 @@ through LitData's loader as evaluation reads them (the 8 uniform frames), batch 
 hand the JPEG files on and each batch is decoded (nvJPEG via torchvision's ``decode_jpeg``) and normalized on the
 device (``data.shards_decode=device``, the datamodule's ``on_before_batch_transfer``). Each is clips/s, median of
 ``--data-repeats`` epochs after a warm-up epoch. Before them, a line gives how far the device's JPEG decoder (nvJPEG)
-rounds from the CPU's (libjpeg-turbo) on every frame of the shards, in normalized pixel values.
+rounds from the CPU's (libjpeg-turbo) on every frame of the shards, in pixel levels and in normalized values.
 
 MFU = FLOPs per step from :mod:`tvlt.flops` (matmuls only, training step = 3x forward; this project's work,
 whose last encoder layer computes only CLS in the fine-tuning and VAM passes) / step time / peak.
@@ -150,9 +150,10 @@ def data_rates(clips: int, workers: list[int], batch: int, device: torch.device,
                      settings, workers=build_workers)
         results.append(DataResult("shards build", clips / (time.perf_counter() - start),
                                   f"{build_workers} build worker{'s' if build_workers != 1 else ''}: decode + resize + JPEG + log-mel"))
-        mean, worst, frames = decoder_difference(out, ip, device)
-        print(f"JPEG decoding on {device.type} vs the CPU's (libjpeg-turbo), {frames} frames: normalized pixel values "
-              f"differ by {mean:.2e} on average, {worst:.2e} at most ({worst * 127.5:.1f} levels of 255)", flush=True)
+        mean, levels, values, frames = decoder_difference(out, ip, device)
+        print(f"JPEG decoding on {device.type} vs the CPU's (libjpeg-turbo), {frames} frames: pixels differ by "
+              f"{mean:.3f} levels of 255 on average, {levels} at most (normalized values: {values:.4f} at most)",
+              flush=True)
         for n in workers:
             dataset = open_shards(out, settings, RecordToItem(8, False, ip))
             loader = StreamingDataLoader(dataset, batch_size=batch, num_workers=n, persistent_workers=n > 0,
@@ -171,26 +172,25 @@ def data_rates(clips: int, workers: list[int], batch: int, device: torch.device,
     return results
 
 
-def decoder_difference(shards: str, image_processor, device: torch.device) -> tuple[float, float, int]:
-    """Every JPEG frame of the shards at ``shards``, decoded on ``device`` and on the CPU and normalized by
-    ``image_processor``: (mean, max) absolute difference of the normalized values, and the frame count. The JPEG
-    standard leaves the inverse DCT's rounding to the decoder, so nvJPEG and libjpeg-turbo may differ by a few
-    levels (with the hf processor used here one level is 2/255 = 0.0078); on the CPU both sides are the same
-    decoder (0, 0)."""
+def decoder_difference(shards: str, image_processor, device: torch.device) -> tuple[float, int, float, int]:
+    """Every JPEG frame of the shards at ``shards``, decoded on ``device`` and on the CPU: the mean and max absolute
+    difference in pixel levels (0-255), the max absolute difference of the values ``image_processor`` normalizes
+    them to, and the frame count. The JPEG standard leaves the inverse DCT's rounding to the decoder, so nvJPEG and
+    libjpeg-turbo may differ by a few levels; on the CPU both sides are the same decoder (all 0)."""
     from datamodules.shards import open_shards
     from datamodules.transform import decode_jpeg_frames, jpeg_files
 
     dataset = open_shards(shards, {})
-    total, worst, count, values = 0.0, 0.0, 0, 0
+    total, levels, values, count, pixels = 0.0, 0, 0.0, 0, 0
     for i in range(len(dataset)):
         record = dataset[i]
         files = jpeg_files(record["frames"], record["frame_bytes"])
-        cpu = image_processor.to_values(decode_jpeg_frames(files))
-        other = image_processor.to_values(decode_jpeg_frames(files, device)).cpu()
-        diff = (other - cpu).abs()
-        total, worst = total + float(diff.sum()), max(worst, float(diff.max()))
-        count, values = count + len(files), values + diff.numel()
-    return total / values, worst, count
+        cpu, other = decode_jpeg_frames(files), decode_jpeg_frames(files, device).cpu()
+        diff = (other.int() - cpu.int()).abs()
+        total, levels, count, pixels = total + float(diff.sum()), max(levels, int(diff.max())), count + len(files), \
+            pixels + diff.numel()
+        values = max(values, float((image_processor.to_values(other) - image_processor.to_values(cpu)).abs().max()))
+    return total / pixels, levels, values, count
 
 
 def print_table(results: list[Result], data: list[DataResult]) -> None:

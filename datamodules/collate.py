@@ -52,7 +52,7 @@ from datamodules.skips import Skipped
 from datamodules.transform import decode_jpeg_frames, jpeg_files
 from tvlt.matching import vam_negatives
 
-__all__ = ["TvltCollator", "batch_tensor"]
+__all__ = ["TvltCollator", "batch_tensor", "padded"]
 
 
 def batch_tensor(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -67,6 +67,20 @@ def batch_tensor(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         return like.new_empty(shape)
     storage = like._typed_storage()._new_shared(math.prod(shape), device=like.device)
     return like.new(storage).view(shape)
+
+
+def padded(tensors: list[torch.Tensor], value: float, dim: int = 0) -> torch.Tensor:
+    """Tensors of one shape but along ``dim`` -> (B, *shape) with ``dim`` at its longest, each tensor followed by
+    ``value`` (allocated by :func:`batch_tensor`; every element is written once)."""
+    longest = max(t.shape[dim] for t in tensors)
+    shape = list(tensors[0].shape)
+    shape[dim] = longest
+    out = batch_tensor(tensors[0], (len(tensors), *shape))
+    for i, t in enumerate(tensors):
+        n = t.shape[dim]
+        out[i].narrow(dim, 0, n).copy_(t)
+        out[i].narrow(dim, n, longest - n).fill_(value)
+    return out
 
 
 class TvltCollator:
@@ -160,12 +174,7 @@ class TvltCollator:
     def pad_frames(self, frames: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(T_i, 3, H, W) clips -> (B, T, 3, H, W) padded with ``pixel_padding_value``, int64 mask
         (B, T * patches_per_frame)."""
-        lengths = [f.shape[0] for f in frames]
-        out = batch_tensor(frames[0], (len(frames), max(lengths), *frames[0].shape[1:]))
-        for i, f in enumerate(frames):  # one write per element: the clip, then its padding frames
-            out[i, : f.shape[0]] = f
-            out[i, f.shape[0] :] = self.pixel_padding_value
-        return out, self.frame_mask(lengths)
+        return padded(frames, self.pixel_padding_value), self.frame_mask([f.shape[0] for f in frames])
 
     def frame_mask(self, lengths: list[int]) -> torch.Tensor:
         """int64 (B, max(lengths) * patches_per_frame): 1 for the patches of each clip's ``lengths[i]`` frames."""
@@ -179,11 +188,7 @@ class TvltCollator:
         lengths = [len(f) for f in frames]
         batch: dict[str, Any] = {"pixel_mask": self.frame_mask(lengths)}
         if isinstance(frames[0], torch.Tensor):
-            out = batch_tensor(frames[0], (len(frames), max(lengths), *frames[0].shape[1:]))
-            for i, f in enumerate(frames):
-                out[i, : len(f)] = f
-                out[i, len(f) :] = 0
-            batch["pixel_frames"] = out
+            batch["pixel_frames"] = padded(frames, 0)
             return batch
         sizes = torch.zeros((len(frames), max(lengths)), dtype=torch.int64)
         for i, files in enumerate(frames):
@@ -238,10 +243,7 @@ class TvltCollator:
             if n > s.shape[-2] // self.audio_patch_height * self.freq_len:
                 held = s.shape[-2] // self.audio_patch_height * self.freq_len
                 raise ValueError(f"audio item {i} claims {n} patches, its spectrogram holds {held}")
-        out = batch_tensor(specs[0], (len(specs), 1, t_max, specs[0].shape[-1]))
-        for i, s in enumerate(specs):
-            out[i, :, : s.shape[-2]] = s
-            out[i, :, s.shape[-2] :] = self.audio_padding_value
+        out = padded(specs, self.audio_padding_value, dim=-2)
         width = t_max // self.audio_patch_height * self.freq_len
         mask = (torch.arange(width)[None, :] < torch.tensor(patches)[:, None]).long()
         return out, mask

@@ -130,6 +130,9 @@ def test_finish_frames_pads_and_mixes_as_the_worker_collation(vam, lengths):
 
     torch.manual_seed(1)
     worker = collate(items("pixel_values", lambda i: ip.to_values(decode_jpeg_frames(files[i]))))
+    lossless = collate(items("frames", lambda i: decode_jpeg_frames(files[i])))["pixel_frames"]
+    for i, t in enumerate(lengths):  # uint8 frames as stored, then zeros (the memory is not pre-filled)
+        assert torch.equal(lossless[i, :t], decode_jpeg_frames(files[i])) and not lossless[i, t:].any()
     for stored in (lambda i: files[i], lambda i: decode_jpeg_frames(files[i])):  # JPEG, and uint8 as lossless shards
         torch.manual_seed(1)
         finished = collate.finish_frames(collate(items("frames", stored)))

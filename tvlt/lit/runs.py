@@ -36,13 +36,15 @@ class _DropMessages(logging.Filter):
 
 
 class _Once(logging.Filter):
-    """Lets each distinct message through once per process."""
+    """Lets each distinct INFO (or lower) message through once per process; warnings and errors always pass."""
 
     def __init__(self) -> None:
         super().__init__()
         self.seen: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
         message = record.getMessage()
         if message in self.seen:
             return False
@@ -55,8 +57,9 @@ def quiet_third_party_noise() -> None:
     model-summary note, the deprecation warning Lightning's own pytree helper triggers in torch
     (``isinstance(treespec, LeafSpec)``), and Lightning's warning that an ``IterableDataset`` with ``__len__`` may
     count wrong in several workers (this project's only iterable datasets are LitData's, which give each worker its
-    own records: tested in ``tests/test_shards.py``). LitData's notes on each shard dataset it opens (where remote
-    chunks are cached, and how) are printed once per process instead of once per dataset and worker. Idempotent;
+    own records: tested in ``tests/test_shards.py``). LitData's INFO notes on each shard dataset it opens (where
+    remote chunks are cached, and how) are printed once per process instead of once per dataset and worker; its
+    warnings all pass. Idempotent;
     warnings and messages about the run itself are kept."""
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
