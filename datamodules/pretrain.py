@@ -45,7 +45,7 @@ class PretrainDataModule(ClipDataModule):
 
     vam = True
     root_description = "folder of videos"
-    optional_splits = ("valid",)
+    optional_splits = ("valid", "test")  # pretraining data has no test split (shards: no test folder is built)
 
     def __init__(
         self,

@@ -237,6 +237,9 @@ def test_pretraining_videos_are_cut_into_windows_and_batches_carry_vam_pairs(tmp
     dm = PretrainDataModule(shards=str(tmp_path / "s"), **common)
     dm.setup("fit")
     assert dm.val_dataloader() == []  # no valid shards: an optional split
+    dm.check_sources("test")  # nor is there a test split (the build writes none): a run's final test reads nothing
+    dm.setup("test")
+    assert dm.test_dataloader() == []
     (batch,) = list(dm.train_dataloader())
     assert sorted(batch["ids"]) == ["a@0", "a@1", "b@0", "b@1"]
     # 2 s window = 60 frames -> 88,200 samples -> 172 mel frames -> padded 176 = 11 x 8 patches
