@@ -403,6 +403,48 @@ def test_resume_with_other_accumulation_continues_the_schedule(two_epoch_run, tm
     assert "randomly initialised" not in caplog.text
 
 
+class StopAtStep6(Callback):
+    """Fails the run before its 7th batch (6 optimizer steps done): a run killed there."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == 6:
+            raise RuntimeError("stopped at step 6")
+
+
+def test_step_checkpoints_resume_mid_epoch_with_the_schedule_of_the_whole_run(tmp_path, demo_dir, caplog):
+    """callbacks=[default,step_checkpoint] writes last.ckpt every 5 optimizer steps beside the best checkpoint on
+    val/loss (a monitor holds step saves back in a single ModelCheckpoint). A run of 2 epochs x 4 steps stopped
+    after step 6 resumes from last.ckpt at step 5, in the middle of epoch 1: it runs that epoch's 3 remaining
+    batches, and the cosine schedule keeps the run's 8 steps (it was sized 5 + 4 = 9: the interrupted epoch counted
+    whole, with a warning that something had changed)."""
+    from tvlt.lit.optim import warmup_cosine_lambda
+
+    base = ["experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=none", "trainer.max_epochs=2",
+            "trainer.limit_train_batches=4", "trainer.limit_val_batches=1", "test=false", "export_pretrained=false",
+            "model.scheduler.warmup_steps=1", "callbacks=[default,step_checkpoint]",
+            "callbacks.step_checkpoint.every_n_train_steps=5"]
+    with pytest.raises(RuntimeError, match="stopped at step 6"):
+        job.train(compose_cfg(tmp_path / "a", [*base, f"+callbacks.stop._target_={__name__}.StopAtStep6"]))
+    ckpts = tmp_path / "a" / "out" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["epoch000-step000004.ckpt", "last.ckpt"]
+    last = torch.load(ckpts / "last.ckpt", weights_only=True)
+    assert (last["global_step"], runs.unfinished_epoch_batches(last), runs.finished_epochs(last)) == (5, 1, 1)
+    with caplog.at_level("INFO"):
+        job.train(compose_cfg(tmp_path / "b", [*base, f"ckpt_path={ckpts / 'last.ckpt'}",
+                                                f"+callbacks.probe._target_={__name__}.LrProbe"]))
+    factor = warmup_cosine_lambda(1, 8)
+    assert [step for step, _ in LrProbe.seen] == [5, 6, 7]
+    assert [lr for _, lr in LrProbe.seen] == pytest.approx([1e-3 * factor(s) for s in (5, 6, 7)])
+    assert "Resuming at optimizer step" not in caplog.text
+    # the setting a user tries first: refused before anything runs, naming the preset
+    with pytest.raises(runs.RunConfigError, match=r"^callbacks.model_checkpoint.every_n_train_steps=5 with monitor "
+                       r"val/loss: nothing would be saved before the first validation .* use "
+                       r"'callbacks=\[default,step_checkpoint\]' callbacks.step_checkpoint.every_n_train_steps=5$"):
+        runs.check_callbacks(compose_cfg(tmp_path / "c", ["experiment=mosei",
+                                                          "callbacks.model_checkpoint.every_n_train_steps=5"]))
+    runs.check_callbacks(compose_cfg(tmp_path / "c", base))
+
+
 def test_resuming_a_finished_run_is_refused_with_how_to_continue(two_epoch_run, tmp_path):
     """Issue 17.3: the README's resume command on a run that reached trainer.max_epochs trained nothing, exited 0 and
     tested and exported the old weights into a new folder. It stops before anything is built, saying how to go on;

@@ -122,10 +122,11 @@ class TvltLitModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # called when fit/test restores ckpt_path, before configure_optimizers: the schedule needs it (resume)
-        from tvlt.lit.runs import finished_epochs
+        from tvlt.lit.runs import finished_epochs, unfinished_epoch_batches
 
         self.resumed_from = {"global_step": int(checkpoint.get("global_step", 0)),
                              "epochs": finished_epochs(checkpoint),
+                             "epoch_batches": unfinished_epoch_batches(checkpoint),
                              "schedule": dict(checkpoint.get("tvlt_schedule") or {})}
 
     # ---------------------------------------------------------------- guards and logging
@@ -232,7 +233,8 @@ class TvltLitModule(pl.LightningModule):
 
         Lightning's ``estimated_stepping_batches`` assumes every epoch runs under the current devices and gradient
         accumulation. A resumed run trained its first epochs under the checkpoint's settings: its horizon is the
-        optimizer steps already done plus the remaining epochs' steps under the current settings, so the schedule
+        optimizer steps already done plus the remaining epochs' steps under the current settings (after a checkpoint
+        from the middle of an epoch, that epoch's remaining batches first), so the schedule
         continues at the saved step (with the old estimate, resuming on twice the devices or with twice the
         accumulation put the saved step past the end: learning rate 0 for the whole resumed run). A warning names
         a changed setting and the new horizon."""
@@ -244,7 +246,11 @@ class TvltLitModule(pl.LightningModule):
             return estimate
         per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
         done = resumed["global_step"]
-        total = done + per_epoch * max(0, int(trainer.max_epochs) - resumed["epochs"])
+        # a checkpoint from the middle of an epoch: the resumed run first finishes that epoch's remaining batches
+        in_epoch = resumed.get("epoch_batches", 0)
+        rest = math.ceil(max(0, trainer.num_training_batches - in_epoch) / trainer.accumulate_grad_batches)
+        started = resumed["epochs"] + (1 if in_epoch else 0)
+        total = done + (rest if in_epoch else 0) + per_epoch * max(0, int(trainer.max_epochs) - started)
         if trainer.max_steps not in (None, -1):
             total = min(total, int(trainer.max_steps))
         saved = resumed["schedule"]

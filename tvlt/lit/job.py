@@ -18,9 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from datamodules.demo import apply_demo_preset
 from tvlt.checkpoints import CheckpointError
 from tvlt.lit.predict import predict, predict_dataset
-from tvlt.lit.runs import (RunConfigError, check_ckpt_path, configure_wandb, discard_run_dir, end_process_group,
-                           is_rank_zero, log_failure, print_config, quiet_third_party_noise, resolve_paths,
-                           single_lightning_log)
+from tvlt.lit.runs import (RunConfigError, check_callbacks, check_ckpt_path, configure_wandb, discard_run_dir,
+                           end_process_group, is_rank_zero, log_failure, print_config, quiet_third_party_noise,
+                           resolve_paths, single_lightning_log)
 
 log = logging.getLogger("run")
 
@@ -54,6 +54,7 @@ def _run(cfg: DictConfig) -> float | None:
     cfg = apply_demo_preset(cfg)
     resolve_paths(cfg)
     check_ckpt_path(cfg)
+    check_callbacks(cfg)
     if cfg.get("mode") == "embed" or (cfg.get("mode") == "predict" and not cfg.get("input")):
         predict_dataset(cfg)
         return None

@@ -213,6 +213,20 @@ def check_resume(checkpoint: Mapping[str, Any], ckpt_path: str, trainer_cfg: Map
         f"ckpt_path=...; to fine-tune from its weights in a new run, model.pretrained=...")
 
 
+def unfinished_epoch_batches(checkpoint: Mapping[str, Any]) -> int:
+    """Training batches a Lightning checkpoint saved in the middle of an epoch (``every_n_train_steps``) had run in
+    that epoch; 0 for a checkpoint saved at an epoch's end or without loop state. Lightning marks an epoch started
+    but not processed until its end, and counts the epoch's batches in the epoch loop's ``batch_progress``."""
+    try:
+        loop = checkpoint["loops"]["fit_loop"]
+        epochs = loop["epoch_progress"]["current"]
+        if int(epochs["started"]) <= int(epochs["processed"]):
+            return 0
+        return int(loop["epoch_loop.batch_progress"]["current"]["processed"])
+    except (KeyError, TypeError):
+        return 0
+
+
 def finished_epochs(checkpoint: Mapping[str, Any]) -> int | None:
     """Epochs a Lightning checkpoint has trained (the fit loop's processed count, what Lightning compares with
     ``max_epochs``), or None when the checkpoint has no loop state."""
@@ -363,6 +377,23 @@ def single_lightning_log() -> None:
             if type(handler) is logging.StreamHandler:  # Lightning's own bare console handlers only
                 logger.removeHandler(handler)
         logger.propagate = True
+
+
+def check_callbacks(cfg: DictConfig) -> None:
+    """A ``model_checkpoint`` given ``every_n_train_steps`` while it monitors a validation metric would save
+    nothing (last.ckpt included) before the first validation, and would stop choosing the best checkpoint at epoch
+    ends (Lightning 2.6): refused, naming the step-checkpoint preset that does what was meant.
+
+    Raises:
+        RunConfigError: naming the setting and the command to use."""
+    checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
+    steps = checkpoint.get("every_n_train_steps")
+    if steps and checkpoint.get("monitor"):
+        raise RunConfigError(
+            f"callbacks.model_checkpoint.every_n_train_steps={steps} with monitor {checkpoint.get('monitor')}: "
+            f"nothing would be saved before the first validation and the best checkpoint would no longer be chosen "
+            f"at epoch ends; for last.ckpt every {steps} steps use 'callbacks=[default,step_checkpoint]' "
+            f"callbacks.step_checkpoint.every_n_train_steps={steps}")
 
 
 def check_ckpt_path(cfg: DictConfig) -> None:
