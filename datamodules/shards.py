@@ -54,7 +54,7 @@ from datamodules.manifests import Manifest
 from datamodules.sampling import random_window_indices, uniform_indices
 from datamodules.transform import DECODE_ON, ClipTransform, decode_jpeg_frames, jpeg_files
 
-__all__ = ["SAFE_FORMATS", "ShardSettingsError", "UnsafeShardError", "build_shards", "check_shards", "open_shards"]
+__all__ = ["SAFE_FORMATS", "ShardAccessError", "ShardSettingsError", "UnsafeShardError", "build_shards", "check_shards", "open_shards"]
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -65,6 +65,10 @@ FRAME_ENCODINGS = ("jpeg", "uint8")
 
 class UnsafeShardError(ValueError):
     """A shard index declares a field format that could run code when read (e.g. ``pickle``)."""
+
+
+class ShardAccessError(OSError):
+    """Object storage refused or could not be reached while reading a shard index (endpoint, credentials, bucket)."""
 
 
 class ShardSettingsError(ValueError):
@@ -90,7 +94,8 @@ def _split_uri(uri: str) -> tuple[str, str]:
 
 def read_text(uri: str, storage_options: dict | None = None) -> str:
     """The text of a local file or an ``s3://`` object (``storage_options`` as for boto3's client, e.g.
-    ``endpoint_url``). Raises FileNotFoundError naming the location when it does not exist."""
+    ``endpoint_url``). Raises FileNotFoundError naming the location when it does not exist, ShardAccessError when
+    object storage cannot be reached or refuses (naming the endpoint and the settings that set it)."""
     if not _is_remote(uri):
         path = Path(uri.removeprefix("file://"))
         if not path.is_file():
@@ -98,12 +103,20 @@ def read_text(uri: str, storage_options: dict | None = None) -> str:
         return path.read_text()
     if not uri.startswith("s3://"):
         raise ValueError(f"{uri}: only local folders and s3:// URIs are read by this project's shard check")
+    from botocore.exceptions import BotoCoreError, ClientError
+
     bucket, key = _split_uri(uri)
     client = _s3_client(storage_options)
     try:
         return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
     except client.exceptions.NoSuchKey:
         raise FileNotFoundError(f"no shard index at {uri} (build shards with python -m datamodules.build_shards)") from None
+    except (BotoCoreError, ClientError) as err:  # no such bucket, no endpoint, no credentials, access denied
+        endpoint = client.meta.endpoint_url
+        raise ShardAccessError(
+            f"{uri}: cannot read it from {endpoint} ({type(err).__name__}: {err}); the endpoint is set by "
+            f"data.shards_options.endpoint_url or AWS_ENDPOINT_URL, the credentials by AWS_ACCESS_KEY_ID and "
+            f"AWS_SECRET_ACCESS_KEY") from None
 
 
 def write_text(uri: str, text: str, storage_options: dict | None = None) -> None:

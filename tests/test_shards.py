@@ -335,6 +335,20 @@ def test_shards_written_to_and_read_from_s3_with_a_custom_endpoint(tmp_path, dem
     assert list((tmp_path / "c").rglob("chunk-*.bin"))  # streamed through the local cache folder
     with pytest.raises(FileNotFoundError, match="no shard index at s3://tvlt/mosei/valid/index.json"):
         MoseiDataModule(shards="s3://tvlt/mosei", shards_options=options, **demo_common(demo)).setup("validate")
+    # a bucket that is not there, and an endpoint where nothing listens: one line naming the location, the
+    # endpoint and the settings that set it (botocore's own error was a 115-line traceback)
+    from tvlt.lit.runs import RunConfigError, check_data
+
+    closed = {"endpoint_url": "http://127.0.0.1:9"}  # the discard port: refused at once
+    for uri, opts, cause in (("s3://nobucket/mosei", options, "NoSuchBucket"),
+                             ("s3://tvlt/mosei", closed, "EndpointConnectionError")):
+        with pytest.raises(RunConfigError) as info:
+            check_data(MoseiDataModule(shards=uri, shards_options=opts, **demo_common(demo)), "test")
+        message = str(info.value)
+        assert message.startswith(f"data.shards={uri}: {uri}/test/index.json: cannot read it from "
+                                  f"{opts['endpoint_url']} ({cause}") and "\n" not in message, message
+        assert message.endswith("the endpoint is set by data.shards_options.endpoint_url or AWS_ENDPOINT_URL, the "
+                                "credentials by AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"), message
 
 
 # ------------------------------------------------------------------------------------------------ several processes

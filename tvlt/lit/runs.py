@@ -172,11 +172,12 @@ def data_errors(datamodule: Any) -> Iterator[None]:
     built with other settings) into a :class:`RunConfigError` prefixed with the settings the user gave
     (``data.root=...``, ``data.manifest=...``, ``data.shards=...``)."""
     from datamodules.manifests import ManifestError
-    from datamodules.shards import ShardSettingsError, UnsafeShardError
+    from datamodules.shards import ShardAccessError, ShardSettingsError, UnsafeShardError
 
     try:
         yield
-    except (ManifestError, ShardSettingsError, UnsafeShardError, FileNotFoundError, NotADirectoryError) as err:
+    except (ManifestError, ShardSettingsError, UnsafeShardError, ShardAccessError, FileNotFoundError,
+            NotADirectoryError) as err:
         given = [f"data.{key}={value}" for key, value in (("root", getattr(datamodule, "root", None)),
                                                           ("manifest", getattr(datamodule, "manifest_path", None)),
                                                           ("shards", getattr(datamodule, "shards", None)))
