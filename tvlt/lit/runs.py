@@ -58,15 +58,15 @@ def quiet_third_party_noise() -> None:
     (``isinstance(treespec, LeafSpec)``), and Lightning's warning that an ``IterableDataset`` with ``__len__`` may
     count wrong in several workers (this project's only iterable datasets are LitData's, which give each worker its
     own records: tested in ``tests/test_shards.py``). LitData's INFO notes on each shard dataset it opens (where
-    remote chunks are cached, and how) are printed once per process instead of once per dataset and worker; its
-    warnings all pass. Idempotent;
+    remote chunks are cached, and how), and botocore's on where it found credentials, are printed once per process
+    instead of once per dataset, client and worker; their warnings all pass. Idempotent;
     warnings and messages about the run itself are kept."""
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropMessages) for f in logger.filters):
         logger.addFilter(_DropMessages(_LIGHTNING_NOISE))
-    for name in ("litdata.streaming.dataset", "litdata.utilities.format"):
+    for name in ("litdata.streaming.dataset", "litdata.utilities.format", "botocore.credentials"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Once) for f in logger.filters):
             logger.addFilter(_Once())
