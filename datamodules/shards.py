@@ -106,17 +106,26 @@ def read_text(uri: str, storage_options: dict | None = None) -> str:
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = _split_uri(uri)
-    client = _s3_client(storage_options)
     try:
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-    except client.exceptions.NoSuchKey:
+        client = _s3_client(storage_options)
+    except (BotoCoreError, ValueError) as err:  # no such profile, a malformed endpoint
+        endpoint = (storage_options or {}).get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
+        raise ShardAccessError(_access_message(uri, endpoint, err)) from None
+    try:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as err:  # no such bucket, access denied; or no such key (the split is not there)
+        if err.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+            raise ShardAccessError(_access_message(uri, client.meta.endpoint_url, err)) from None
         raise FileNotFoundError(f"no shard index at {uri} (build shards with python -m datamodules.build_shards)") from None
-    except (BotoCoreError, ClientError) as err:  # no such bucket, no endpoint, no credentials, access denied
-        endpoint = client.meta.endpoint_url
-        raise ShardAccessError(
-            f"{uri}: cannot read it from {endpoint} ({type(err).__name__}: {err}); the endpoint is set by "
+    except BotoCoreError as err:  # nothing listening at the endpoint, no credentials
+        raise ShardAccessError(_access_message(uri, client.meta.endpoint_url, err)) from None
+    return body.decode("utf-8")
+
+
+def _access_message(uri: str, endpoint: str, err: Exception) -> str:
+    return (f"{uri}: cannot read it from {endpoint} ({type(err).__name__}: {err}); the endpoint is set by "
             f"data.shards_options.endpoint_url or AWS_ENDPOINT_URL, the credentials by AWS_ACCESS_KEY_ID and "
-            f"AWS_SECRET_ACCESS_KEY") from None
+            f"AWS_SECRET_ACCESS_KEY")
 
 
 def write_text(uri: str, text: str, storage_options: dict | None = None) -> None:

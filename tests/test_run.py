@@ -436,12 +436,29 @@ def test_step_checkpoints_resume_mid_epoch_with_the_schedule_of_the_whole_run(tm
     assert [step for step, _ in LrProbe.seen] == [5, 6, 7]
     assert [lr for _, lr in LrProbe.seen] == pytest.approx([1e-3 * factor(s) for s in (5, 6, 7)])
     assert "Resuming at optimizer step" not in caplog.text
+    # saved at step 6 (2 batches into epoch 1) and resumed accumulating 3 batches: Lightning steps after the
+    # epoch's 3rd batch and after its last, so 2 steps remain (not ceil(2 / 3) = 1) and the cosine spans 8
+    saving = [*base[:-1], "callbacks.step_checkpoint.every_n_train_steps=6"]
+    with pytest.raises(RuntimeError, match="stopped at step 6"):
+        job.train(compose_cfg(tmp_path / "d", [*saving, f"+callbacks.stop._target_={__name__}.StopAtStep6"]))
+    last = torch.load(tmp_path / "d" / "out" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (last["global_step"], runs.unfinished_epoch_batches(last)) == (6, 2)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        job.train(compose_cfg(tmp_path / "e", [*saving, "trainer.accumulate_grad_batches=3",
+                                                f"ckpt_path={tmp_path / 'd' / 'out' / 'checkpoints' / 'last.ckpt'}",
+                                                f"+callbacks.probe._target_={__name__}.LrProbe"]))
+    assert [step for step, _ in LrProbe.seen] == [6, 7]  # the step before each of the 2 batches left
+    assert [lr for _, lr in LrProbe.seen] == pytest.approx([1e-3 * factor(s) for s in (6, 7)])
+    assert ("Resuming at optimizer step 6 with trainer.accumulate_grad_batches 1 -> 3: the learning-rate schedule "
+            "continues from that step and now ends at optimizer step 8 (it was sized for 8)") in caplog.text
     # the setting a user tries first: refused before anything runs, naming the preset
-    with pytest.raises(runs.RunConfigError, match=r"^callbacks.model_checkpoint.every_n_train_steps=5 with monitor "
-                       r"val/loss: nothing would be saved before the first validation .* use "
-                       r"'callbacks=\[default,step_checkpoint\]' callbacks.step_checkpoint.every_n_train_steps=5$"):
-        runs.check_callbacks(compose_cfg(tmp_path / "c", ["experiment=mosei",
-                                                          "callbacks.model_checkpoint.every_n_train_steps=5"]))
+    for given in ("every_n_train_steps=5", "every_n_train_steps=0", "train_time_interval=00:10:00"):
+        with pytest.raises(runs.RunConfigError, match=rf"^callbacks.model_checkpoint.{given} with monitor val/loss: "
+                           r"nothing would be saved before the first validation .* use "
+                           r"'callbacks=\[default,step_checkpoint\]' callbacks.step_checkpoint.every_n_train_steps=N$"):
+            key = ("+" if given.startswith("train_time") else "") + f"callbacks.model_checkpoint.{given}"
+            runs.check_callbacks(compose_cfg(tmp_path / "c", ["experiment=mosei", key]))
     runs.check_callbacks(compose_cfg(tmp_path / "c", base))
 
 

@@ -247,8 +247,10 @@ class TvltLitModule(pl.LightningModule):
         per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
         done = resumed["global_step"]
         # a checkpoint from the middle of an epoch: the resumed run first finishes that epoch's remaining batches
+        # (Lightning steps the optimizer at every accumulate_grad_batches-th batch of an epoch and at its last batch:
+        # the steps left are the epoch's steps less those its first in_epoch batches took)
         in_epoch = resumed.get("epoch_batches", 0)
-        rest = math.ceil(max(0, trainer.num_training_batches - in_epoch) / trainer.accumulate_grad_batches)
+        rest = 0 if in_epoch >= trainer.num_training_batches else per_epoch - in_epoch // trainer.accumulate_grad_batches
         started = resumed["epochs"] + (1 if in_epoch else 0)
         total = done + (rest if in_epoch else 0) + per_epoch * max(0, int(trainer.max_epochs) - started)
         if trainer.max_steps not in (None, -1):

@@ -388,13 +388,16 @@ def check_callbacks(cfg: DictConfig) -> None:
     Raises:
         RunConfigError: naming the setting and the command to use."""
     checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
-    steps = checkpoint.get("every_n_train_steps")
-    if steps and checkpoint.get("monitor"):
-        raise RunConfigError(
-            f"callbacks.model_checkpoint.every_n_train_steps={steps} with monitor {checkpoint.get('monitor')}: "
-            f"nothing would be saved before the first validation and the best checkpoint would no longer be chosen "
-            f"at epoch ends; for last.ckpt every {steps} steps use 'callbacks=[default,step_checkpoint]' "
-            f"callbacks.step_checkpoint.every_n_train_steps={steps}")
+    if not checkpoint.get("monitor"):
+        return
+    for key in ("every_n_train_steps", "train_time_interval"):
+        value = checkpoint.get(key)
+        if value is not None:
+            raise RunConfigError(
+                f"callbacks.model_checkpoint.{key}={value} with monitor {checkpoint.get('monitor')}: nothing would "
+                f"be saved before the first validation and the best checkpoint would no longer be chosen at epoch "
+                f"ends; for last.ckpt every N steps use 'callbacks=[default,step_checkpoint]' "
+                f"callbacks.step_checkpoint.every_n_train_steps=N")
 
 
 def check_ckpt_path(cfg: DictConfig) -> None:
