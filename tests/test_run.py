@@ -403,6 +403,22 @@ def test_resume_with_other_accumulation_continues_the_schedule(two_epoch_run, tm
     assert "randomly initialised" not in caplog.text
 
 
+def test_last_ckpt_is_the_newest_state_when_the_metric_stops_improving(tmp_path, demo_dir):
+    """With lr 0 val/loss never improves after epoch 0, so model_checkpoint's best file stays at step 4 and
+    Lightning 2.6 (save_last writes only beside a best file) left last.ckpt at step 4 of 8: a resume would repeat
+    epoch 1. last_checkpoint (in callbacks=default) writes it at every epoch's end."""
+    base = ["experiment=mosei", *FAST, *demo_overrides(demo_dir), "logger=none", "trainer.max_epochs=2",
+            "trainer.limit_train_batches=4", "trainer.limit_val_batches=1", "test=false", "export_pretrained=false",
+            "model.optimizer.lr=0.0"]
+    job.train(compose_cfg(tmp_path, base))
+    ckpts = tmp_path / "out" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["epoch000-step000004.ckpt", "last.ckpt"]
+    last = torch.load(ckpts / "last.ckpt", weights_only=True)
+    assert (last["global_step"], last["epoch"]) == (8, 1)
+    states = [v for k, v in last["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    assert Path(states[0]["best_model_path"]).name == "epoch000-step000004.ckpt"  # model_checkpoint comes first
+
+
 class StopAtStep6(Callback):
     """Fails the run before its 7th batch (6 optimizer steps done): a run killed there."""
 
